@@ -1,0 +1,173 @@
+"""`worldsim collect`: record rollouts of a policy in any Gymnasium env with parallel worker processes.
+
+Episode i is played with seed `seed + i` (env and policy), so a dataset is reproducible and resumable: a rerun
+skips the episodes already on disk and plays only the missing ones. Workers are separate processes (each game
+owns an OpenGL context and the GIL would serialise threads); each writes its finished episodes itself,
+atomically, and reports to the parent, which shows progress and keeps the metadata up to date.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_collect.dataset import DatasetWriter, Episode
+
+
+@dataclass
+class CollectConfig:
+    env_id: str = "worldsim/MinecraftClassic-v0"
+    policy: str = "explore"
+    episodes: int = 10
+    steps: int = 1000
+    out: str = "datasets/classic"
+    workers: int = 1
+    size: int = 64
+    seed: int = 0
+    video: bool = False
+    env_kwargs: dict | None = None
+
+
+def _make_env(cfg: CollectConfig):
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers worldsim ids)
+
+    kwargs = dict(cfg.env_kwargs or {})
+    kwargs.setdefault("size", cfg.size)
+    return gym.make(cfg.env_id, **kwargs)
+
+
+def _env_info(env) -> dict[str, Any]:
+    from envs.classic.game import GAME_VERSION
+
+    return {"game_version": GAME_VERSION if "Classic" in env.spec.id else env.spec.id}
+
+
+POSE_KEYS = ("pos", "pitch", "yaw")
+
+
+def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
+    """Play one episode of at most `steps` steps; `seed` seeds both the env and the policy."""
+    obs, info = env.reset(seed=seed)
+    policy.reset(seed=seed)
+    frames = [obs]
+    actions: dict[str, list] = {k: [] for k in env.action_space.spaces}
+    rewards, terms, truncs = [], [], []
+    poses = [_pose(info)]
+    for t in range(steps):
+        a = policy.act(obs, info)
+        obs, r, term, trunc, info = env.step(a)
+        for k in actions:
+            actions[k].append(np.asarray(a[k]))
+        frames.append(obs)
+        rewards.append(float(r))
+        terms.append(bool(term))
+        truncs.append(bool(trunc) or (t == steps - 1 and not term))
+        poses.append(_pose(info))
+        if term or trunc:
+            break
+    infos = {"pose": np.stack(poses)} if all(p is not None for p in poses) else {}
+    return Episode(index=index, frames=np.stack(frames), actions={k: np.stack(v) for k, v in actions.items()},
+                   rewards=np.asarray(rewards, np.float32), terminations=np.asarray(terms),
+                   truncations=np.asarray(truncs), seed=seed, infos=infos)
+
+
+def _pose(info: dict) -> np.ndarray | None:
+    """[x, y, z, pitch, yaw] when the env reports them (the classic game does), for evaluation and tests."""
+    if not all(k in info for k in POSE_KEYS):
+        return None
+    return np.array([*np.asarray(info["pos"], np.float64), info["pitch"], info["yaw"]], np.float64)
+
+
+def _worker(cfg: CollectConfig, todo, results) -> None:
+    from agents import make_policy
+    from data_collect.video import write_mp4
+
+    env = _make_env(cfg)
+    writer = DatasetWriter(cfg.out, env.observation_space, env.action_space,
+                           {"env_id": cfg.env_id, "source": "collect", **_env_info(env)})
+    policy = make_policy(cfg.policy, env.action_space, seed=cfg.seed)
+    try:
+        while True:
+            index = todo.get()
+            if index is None:
+                break
+            t0 = time.perf_counter()
+            ep = play_episode(env, policy, index, cfg.seed + index, cfg.steps)
+            play_s = time.perf_counter() - t0
+            writer.write_episode(ep)
+            if cfg.video:
+                write_mp4(Path(cfg.out) / "videos" / f"episode_{index}.mp4", ep.frames, fps=20, scale=4)
+            results.put(("done", index, len(ep), play_s))
+    except BaseException as e:  # report, so the parent stops with a clear message instead of hanging
+        results.put(("error", repr(e), 0, 0.0))
+        raise
+    finally:
+        env.close()
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
+    """Collect the missing episodes of `cfg.out`; returns a summary with steps/s."""
+    from tqdm import tqdm
+
+    if cfg.episodes < 1 or cfg.steps < 1 or cfg.workers < 1:
+        raise ValueError("--episodes, --steps and --workers must all be at least 1")
+    # create (or check) the dataset in the parent, so a mismatch fails before any worker starts
+    env = _make_env(cfg)
+    writer = DatasetWriter(cfg.out, env.observation_space, env.action_space,
+                           {"env_id": cfg.env_id, "source": "collect", **_env_info(env)})
+    env.close()
+    todo_idx = [i for i in range(cfg.episodes) if not writer.has_episode(i)]
+    summary: dict[str, Any] = {"skipped_existing": cfg.episodes - len(todo_idx), "episodes_written": 0, "steps": 0}
+    if not todo_idx:
+        writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
+        return summary
+    ctx = mp.get_context("spawn")
+    todo, results = ctx.Queue(), ctx.Queue()
+    for i in todo_idx:
+        todo.put(i)
+    workers = [ctx.Process(target=_worker, args=(cfg, todo, results), daemon=True)
+               for _ in range(min(cfg.workers, len(todo_idx)))]
+    for _ in workers:
+        todo.put(None)
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    bar = tqdm(total=len(todo_idx) * cfg.steps, unit="step", disable=not progress, desc="collect")
+    try:
+        for _ in todo_idx:
+            kind, index, n, _play_s = _next_result(results, workers)
+            if kind == "error":
+                raise RuntimeError(f"a collection worker failed: {index}")
+            summary["episodes_written"] += 1
+            summary["steps"] += n
+            bar.update(n)
+            bar.set_postfix(steps_per_s=f"{summary['steps'] / (time.perf_counter() - t0):.0f}")
+            writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
+    finally:
+        bar.close()
+        for w in workers:
+            w.join(timeout=30)
+            if w.is_alive():
+                w.terminate()
+    elapsed = time.perf_counter() - t0
+    summary.update(seconds=round(elapsed, 2), steps_per_s=round(summary["steps"] / elapsed, 1))
+    writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
+    return summary
+
+
+def _next_result(results, workers):
+    import queue
+
+    while True:
+        try:
+            return results.get(timeout=5)
+        except queue.Empty:
+            if not any(w.is_alive() for w in workers):
+                raise RuntimeError("all collection workers exited without finishing their episodes") from None

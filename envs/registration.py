@@ -1,0 +1,18 @@
+"""Registers worldsim's env ids with Gymnasium (called on `import envs`)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+CLASSIC_ID = "worldsim/MinecraftClassic-v0"
+
+
+def register_all() -> None:
+    if CLASSIC_ID not in gym.registry:
+        gym.register(CLASSIC_ID, entry_point="envs.classic.env:MinecraftClassicEnv")
+    from envs.minerl_adapter import MINERL_ENV_IDS
+
+    for minerl_id in MINERL_ENV_IDS:
+        env_id = f"worldsim/MineRL-{minerl_id}"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="envs.minerl_adapter:MineRLEnv", kwargs={"minerl_id": minerl_id})
