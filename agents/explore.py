@@ -22,8 +22,8 @@ import numpy as np
 from gymnasium.spaces import Dict
 
 BEHAVIOURS = ("walk", "look", "dig", "build", "idle")
-WEIGHTS = np.array([0.42, 0.2, 0.15, 0.13, 0.10])
-DURATION = {"walk": (20, 100), "look": (10, 40), "dig": (10, 40), "build": (8, 30), "idle": (5, 30)}
+WEIGHTS = np.array([0.34, 0.2, 0.2, 0.16, 0.10])
+DURATION = {"walk": (15, 80), "look": (10, 40), "dig": (10, 40), "build": (8, 30), "idle": (5, 30)}
 PITCH_LIMIT = 70.0
 
 
@@ -104,6 +104,8 @@ class ExploreAgent:
             if r.random() < 0.05:
                 pressed.add("back")
         # idle: nothing pressed, camera nearly still
+        if self.hotbar and r.random() < 0.01:  # players flick through the hotbar now and then
+            pressed.add(self.hotbar[int(r.integers(len(self.hotbar)))])
 
         action: dict[str, Any] = {}
         for key in self.action_space.spaces:
