@@ -85,7 +85,7 @@ class DatasetWriter:
                  info: dict[str, Any]):
         from minari.dataset.minari_storage import MinariStorage
 
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # Minari's size accounting breaks on relative paths
         self.observation_space = observation_space
         self.action_space = action_space
         data = self.root / _DATA

@@ -1,0 +1,49 @@
+import numpy as np
+
+from agents import ExploreAgent, RandomAgent, make_policy
+from envs.actions import minerl_action_space
+from envs.classic.env import CLASSIC_KEYS
+from worldsim.actions import ActionCodec
+
+
+def _run(agent, n):
+    return [agent.act(np.zeros((64, 64, 3), np.uint8)) for _ in range(n)]
+
+
+def test_policies_emit_valid_actions_and_are_seeded():
+    space = minerl_action_space(CLASSIC_KEYS)
+    codec = ActionCodec(space)
+    for name in ("explore", "random"):
+        a = _run(make_policy(name, space, seed=3), 300)
+        b = _run(make_policy(name, space, seed=3), 300)
+        for x, y in zip(a, b):
+            codec.validate(x)
+            assert all(np.array_equal(x[k], y[k]) for k in x)
+
+
+def test_explore_moves_like_a_player_not_like_noise():
+    space = minerl_action_space(CLASSIC_KEYS)
+    acts = _run(ExploreAgent(space, seed=0), 20000)
+    fwd = np.array([a["forward"] for a in acts])
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, fwd, 0])))[::2]  # lengths of forward-held streaks
+    assert runs.max() >= 40 and np.median(runs) >= 5  # sustained walking
+    cam = np.array([a["camera"] for a in acts])
+    yaw = cam[:, 1]
+    # smooth turns: consecutive yaw rates are strongly correlated (uniform noise would give ~0)
+    assert np.corrcoef(yaw[:-1], yaw[1:])[0, 1] > 0.6
+    pitch = np.cumsum(cam[:, 0])
+    assert pitch.min() >= -70.01 and pitch.max() <= 70.01  # sane pitch
+    assert pitch.min() < -30 and pitch.max() > 30  # but looks both up and down
+    for key in space:
+        if key != "camera":
+            assert np.mean([a[key] for a in acts]) > 0.002, key  # every key is pressed often enough to learn
+    still = np.array([not any(a[k] for k in a if k != "camera") for a in acts])
+    assert 0.05 < still.mean() < 0.6  # stands still sometimes
+
+
+def test_random_agent_is_uniform_noise():
+    space = minerl_action_space(CLASSIC_KEYS)
+    acts = _run(RandomAgent(space, seed=0), 4000)
+    assert abs(np.mean([a["forward"] for a in acts]) - 0.5) < 0.05
+    yaw = np.array([a["camera"][1] for a in acts])
+    assert abs(np.corrcoef(yaw[:-1], yaw[1:])[0, 1]) < 0.1
