@@ -191,3 +191,9 @@ def test_global_random_state_is_untouched(classic):
     env.reset(seed=1)
     env.step(act(env.action_space, forward=1))
     assert random.random() == expected
+
+
+def test_frustum_culling_does_not_change_what_the_frames_look_like(classic):
+    fast = _rollout(classic(), seed=21, n=30)
+    stock = _rollout(classic(frustum_culling=False), seed=21, n=30)
+    assert np.array_equal(fast, stock)

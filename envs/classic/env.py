@@ -25,7 +25,8 @@ class MinecraftClassicEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": TICKS_PER_SECOND}
 
-    def __init__(self, size: int = 64, level_size: int = 256, zombies: int = 10, render_mode: str | None = None):
+    def __init__(self, size: int = 64, level_size: int = 256, zombies: int = 10, render_mode: str | None = None,
+                 frustum_culling: bool = True):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
@@ -33,7 +34,7 @@ class MinecraftClassicEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = minerl_action_space(CLASSIC_KEYS)
         self.codec = ActionCodec(self.action_space)
-        self._game = ClassicGame(size=size, level_size=level_size, zombies=zombies)
+        self._game = ClassicGame(size=size, level_size=level_size, zombies=zombies, frustum_culling=frustum_culling)
         self._frame: np.ndarray | None = None
         self._episode_seed: int | None = None
 
