@@ -18,7 +18,7 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     summary = collect(cfg, progress=not a.quiet)
     print(json.dumps(summary))
     stats = action_stats(Dataset(a.out))
-    from data_collect.atomic import write_json_atomic
+    from worldsim.atomic import write_json_atomic
 
     write_json_atomic(Path(a.out) / "action_stats.json", stats)
     print(format_stats(stats))
@@ -55,12 +55,23 @@ def _cmd_bench(a: argparse.Namespace) -> int:
               f"reset {result['env']['reset_s_median']} s; collector: {result['collector']['steps_per_s']} steps/s "
               f"with {a.workers} workers")
     if a.out:
-        from data_collect.atomic import write_json_atomic
+        from worldsim.atomic import write_json_atomic
 
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(a.out, result)
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from worldsim.train import train
+
+    result = train(a.data, a.out, a.preset, resume=a.resume, progress=not a.quiet,
+                   time_limit_s=a.time_limit * 60 if a.time_limit else None, dit_steps=a.steps,
+                   ae_steps=a.ae_steps, dit_batch=a.batch, num_threads=a.threads, compile=a.compile or None,
+                   bf16=False if a.no_bf16 else None, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every)
+    print(json.dumps(result))
+    return 0 if result.get("replicas_in_sync", True) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
         i.add_argument("--out", required=True)
         i.add_argument("--size", type=int, default=64)
         i.set_defaults(func=lambda a, kind=kind: _cmd_import(a, kind))
+
+    t = sub.add_parser("train", help="train the autoencoder, then the dynamics model (torchrun-ready)")
+    t.add_argument("--data", required=True, help="dataset folder (from `worldsim collect`)")
+    t.add_argument("--preset", default="small", choices=["tiny", "small", "base", "large"])
+    t.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, dream videos")
+    t.add_argument("--steps", type=int, help="dynamics-model steps (default: the preset's)")
+    t.add_argument("--ae-steps", type=int, help="autoencoder steps (default: the preset's)")
+    t.add_argument("--batch", type=int, help="dynamics batch size per process")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--sample-every", type=int)
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    t.add_argument("--time-limit", type=float, help="minutes: checkpoint and stop after this long (resume later)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the dynamics model")
+    t.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 autocast works")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("stats", help="action statistics of a dataset")
     s.add_argument("data")

@@ -87,7 +87,7 @@ def _pose(info: dict) -> np.ndarray | None:
 
 def _worker(cfg: CollectConfig, todo, results) -> None:
     from agents import make_policy
-    from data_collect.video import write_mp4
+    from worldsim.video import write_mp4
 
     env = _make_env(cfg)
     writer = DatasetWriter(cfg.out, env.observation_space, env.action_space,

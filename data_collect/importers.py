@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from data_collect.atomic import write_json_atomic
 from data_collect.dataset import DatasetWriter, Episode
-from data_collect.video import read_mp4
 from envs.actions import MINERL_KEYS, minerl_action_space
 from envs.minerl_adapter import resize_frame
+from worldsim.atomic import write_json_atomic
+from worldsim.video import read_mp4
 
 #: VPT: 2400 mouse pixels turn the camera 360 degrees (Minecraft's default sensitivity).
 VPT_DEGREES_PER_PIXEL = 360.0 / 2400.0

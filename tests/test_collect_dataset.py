@@ -15,7 +15,7 @@ import envs  # noqa: F401
 from data_collect.collect import CollectConfig, collect
 from data_collect.dataset import Dataset, DatasetError, DatasetWriter, Episode
 from data_collect.stats import action_stats
-from data_collect.video import read_mp4
+from worldsim.video import read_mp4
 
 
 def test_collect_round_trip_replays_to_the_same_frames(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
-from data_collect.atomic import temp_sibling
+from worldsim.atomic import temp_sibling
 
 
 def write_mp4(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 20, scale: int = 1) -> Path:

@@ -1,0 +1,165 @@
+"""The world model on the tiny preset: causal cache equivalence, training, checkpoints, resume, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import worldsim
+from envs.actions import minerl_action_space
+from envs.classic.env import CLASSIC_KEYS
+from worldsim.actions import space_to_json
+from worldsim.checkpoint import CheckpointError, save_checkpoint
+from worldsim.config import ModelConfig, preset
+from worldsim.world_model import WorldModel
+
+
+def _tiny_model(seed=0) -> WorldModel:
+    torch.manual_seed(seed)
+    cfg = preset("tiny").model
+    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    m = WorldModel(cfg).eval()
+    for p in m.dit.parameters():  # break the zero-init so outputs depend on everything
+        p.data.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def test_context_cache_gives_exactly_the_full_forward_and_time_is_causal():
+    m = _tiny_model()
+    k1 = m.context + 1
+    c = m.cfg.ae.latent_channels
+    h, w = m.cfg.latent_hw
+    z = torch.randn(2, k1, c, h, w)
+    s = torch.rand(2, k1)
+    a = m.action_features(torch.randn(2, k1, m.codec.dim))
+    with torch.no_grad():
+        full = m.dit(z, s, a)
+        cache = m.dit.context_cache(z[:, :-1], s[:, :-1], a[:, :-1])
+        last = m.dit.forward_new(z[:, -1], s[:, -1], a[:, -1], cache)
+        torch.testing.assert_close(last, full[:, -1], atol=1e-5, rtol=1e-5)
+        z2 = z.clone()
+        z2[:, -1] += 1.0  # the future must not leak into the past
+        full2 = m.dit(z2, s, a)
+    torch.testing.assert_close(full2[:, :-1], full[:, :-1])
+    assert not torch.allclose(full2[:, -1], full[:, -1])
+
+
+def test_actions_change_the_prediction_and_small_turns_stay_distinct():
+    m = _tiny_model()
+    cam = m.codec.slices["camera"]
+    flat = torch.zeros(3, m.codec.dim)
+    flat[1, cam.start + 1] = 0.15
+    flat[2, cam.start + 1] = 0.30
+    feats = m.action_features(flat)
+    assert len({tuple(f.tolist()) for f in feats}) == 3
+    k, c = m.context, m.cfg.ae.latent_channels
+    ctx = torch.randn(1, k, c, *m.cfg.latent_hw).repeat(3, 1, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    out = m.predict_next(ctx, torch.zeros(3, k, m.codec.dim), torch.ones(3, k), flat, generator=g)
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from data_collect.collect import CollectConfig, collect
+
+    out = tmp_path_factory.mktemp("data") / "ds32"
+    collect(CollectConfig(episodes=3, steps=40, size=32, out=str(out), seed=5), progress=False)
+    return out
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
+    from worldsim.train import train
+
+    run = tmp_path / "run"
+    result = train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=60, dit_steps=60, sample_every=60)
+    assert result["phase"] == "done"
+    log = _log(run)
+    ae = [r["ae_loss"] for r in log if r["phase"] == "ae"]
+    dit = [r["dit_loss"] for r in log if r["phase"] == "dit"]
+    assert ae[-1] < 0.7 * ae[0] and dit[-1] < dit[0]
+    assert list((run / "samples").glob("*.mp4"))
+    model = worldsim.load(run)
+    assert model.checkpoint_meta["dataset"]["episodes"] == 3
+    again = worldsim.load(run)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (1, 2, 32, 32, 3), dtype=np.uint8))
+    ctx = model.encode(frames)
+    a = torch.zeros(1, model.codec.dim)
+    outs = [m.predict_next(ctx, torch.zeros(1, 2, m.codec.dim), torch.ones(1, 2), a,
+                           generator=torch.Generator().manual_seed(1)) for m in (model, again)]
+    assert torch.equal(outs[0], outs[1])
+    # the checkpoint alone rebuilds the model: same weights after a save elsewhere
+    save_checkpoint(tmp_path / "copy", model)
+    third = worldsim.load(tmp_path / "copy")
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), third.state_dict().values()))
+
+
+def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
+    from worldsim.train import train
+
+    opts = dict(ae_steps=20, dit_steps=30, checkpoint_every=10, log_every=5, sample_every=10**6, progress=False)
+    train(str(tiny_data), str(tmp_path / "straight"), "tiny", **opts)
+    r = train(str(tiny_data), str(tmp_path / "split"), "tiny", stop_after=12, **opts)  # stops inside the AE phase
+    assert r["stopped_early"] and r["phase"] == "ae"
+    r = train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, stop_after=17, **opts)  # inside dynamics
+    assert r["stopped_early"] and r["phase"] == "dit"
+    with open(tmp_path / "split" / "log.jsonl", "a") as f:  # a line written after the last checkpoint, then killed
+        f.write(json.dumps({"phase": "dit", "step": 99, "dit_loss": 0.0}) + "\n")
+    train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, **opts)
+    straight = [(r["phase"], r["step"], r.get("dit_loss", r.get("ae_loss"))) for r in _log(tmp_path / "straight")]
+    split = [(r["phase"], r["step"], r.get("dit_loss", r.get("ae_loss"))) for r in _log(tmp_path / "split")]
+    assert split == straight
+
+
+def test_bad_checkpoints_fail_with_a_clear_error(tiny_data, tmp_path):
+    from worldsim.train import train
+
+    run = tmp_path / "run"
+    train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=5, dit_steps=5)
+    ckpt = worldsim.checkpoint.resolve(run)
+    with pytest.raises(CheckpointError, match="not found"):
+        worldsim.load(tmp_path / "nothing")
+    weights = ckpt / "model.safetensors"
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        worldsim.load(ckpt)
+    weights.write_bytes(blob)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model"]["dit"]["width"] = 96
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not match"):
+        worldsim.load(ckpt)
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        worldsim.load(ckpt)
+
+
+def test_config_round_trips_through_json():
+    for name in ("tiny", "small", "base", "large"):
+        cfg = preset(name).model
+        assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown config keys"):
+        ModelConfig.from_dict({"frame_size": 64, "bogus": 1})
+
+
+def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "data_collect.cli", "train", "--data", str(tiny_data), "--preset", "tiny", "--out", str(run),
+           "--ae-steps", "6", "--steps", "6", "--threads", "1", "--quiet", "--sample-every", "1000"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sync = json.loads((run / "ddp_sync.json").read_text())
+    assert sync["world_size"] == 2 and sync["in_sync"]
+    assert sync["checksums"][0] == sync["checksums"][1]

@@ -1,0 +1,129 @@
+"""Checkpoints: one folder each, weights in safetensors, everything else JSON. No pickle is ever loaded.
+
+    CKPT/model.safetensors   the model's (EMA) weights, what inference needs
+    CKPT/config.json         {"format": ..., "model": ModelConfig, "dataset": {...}, "step": ..., ...}
+    CKPT/train_state.safetensors + train_state.json   optional: raw weights, optimizer, RNG (for --resume)
+
+A checkpoint folder is written under a temporary name and renamed into place, so it exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from worldsim.atomic import write_json_atomic
+from worldsim.config import ModelConfig
+from worldsim.world_model import WorldModel
+
+FORMAT = "worldsim-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, truncated or does not match the model it is loaded into."""
+
+
+def save_checkpoint(path: str | os.PathLike, model: WorldModel, extra: dict[str, Any] | None = None,
+                    train_tensors: dict[str, torch.Tensor] | None = None, train_json: dict[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        write_json_atomic(tmp / "config.json", {"format": FORMAT, "model": model.cfg.to_dict(), **(extra or {})})
+        if train_tensors is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in train_tensors.items()}, str(tmp / "train_state.safetensors"))
+            write_json_atomic(tmp / "train_state.json", train_json or {})
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    path = resolve(path)
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise CheckpointError(f"{cfg_file} not found: not a worldsim checkpoint")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_file} is corrupt: {e}") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_file}: unknown checkpoint format {meta.get('format')!r} (expected {FORMAT})")
+    return meta
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint folder, or a run folder (-> its latest checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    latest = path / "latest.json"
+    if latest.exists() and not (path / "config.json").exists():
+        try:
+            return path / json.loads(latest.read_text())["checkpoint"]
+        except (json.JSONDecodeError, KeyError) as e:
+            raise CheckpointError(f"{latest} is corrupt: {e}") from e
+    return path
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    if not file.exists():
+        raise CheckpointError(f"{file} not found")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{file} is corrupt or truncated: {e}") from e
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
+    """Rebuild a WorldModel from a checkpoint folder (or a run folder) with no other file."""
+    path = resolve(path)
+    meta = read_config(path)
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+        model = WorldModel(cfg)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path / 'config.json'}: invalid model config ({e})") from e
+    state = _load_tensors(path / "model.safetensors")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path / 'model.safetensors'} does not match its config: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.checkpoint_meta = meta
+    return model.to(device).eval()
+
+
+def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = resolve(path)
+    tensors = _load_tensors(path / "train_state.safetensors")
+    try:
+        info = json.loads((path / "train_state.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path / 'train_state.json'} is missing or corrupt: {e}") from e
+    return tensors, info

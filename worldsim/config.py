@@ -1,0 +1,143 @@
+"""Typed configs with named presets. Every checkpoint stores its `ModelConfig` as JSON, so it loads alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class AutoencoderConfig:
+    """Frames (size x size x 3) <-> latents (size/downsample)^2 x latent_channels."""
+
+    channels: tuple[int, ...] = (64, 128, 128)  # one entry per resolution; len-1 = number of 2x downsamplings
+    latent_channels: int = 8
+    blocks_per_level: int = 1
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+
+@dataclass
+class DiTConfig:
+    """The spacetime diffusion transformer over patches of K+1 latent frames."""
+
+    width: int = 256
+    depth: int = 8
+    heads: int = 4
+    patch: int = 2
+    mlp_ratio: float = 4.0
+    action_hidden: int = 256
+
+
+@dataclass
+class SamplerConfig:
+    steps: int = 3  # network evaluations per generated frame
+    shift: float = 1.0  # >1 spends more of the steps at high noise
+    context_noise: float = 0.02  # noise level the (clean) context is given and labelled with at rollout time
+    reencode: bool = True  # decode the new frame to uint8 pixels and re-encode it as context (keeps latents on the data manifold)
+
+
+@dataclass
+class ModelConfig:
+    frame_size: int = 64  # frame height in pixels
+    frame_width: int = 0  # 0: square frames (frame_size x frame_size)
+    context: int = 4  # K: past frames the model conditions on
+    ae: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    action_space_json: str = ""  # worldsim.actions.space_to_json of the action Dict the model was trained on
+
+    @property
+    def frame_hw(self) -> tuple[int, int]:
+        return self.frame_size, self.frame_width or self.frame_size
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        h, w = self.frame_hw
+        return h // self.ae.downsample, w // self.ae.downsample
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, d)
+
+
+@dataclass
+class TrainConfig:
+    ae_steps: int = 20000
+    ae_batch: int = 32
+    ae_lr: float = 4e-4
+    dit_steps: int = 60000
+    dit_batch: int = 32
+    dit_lr: float = 3e-4
+    warmup: int = 500
+    weight_decay: float = 0.01
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    ctx_aug_prob: float = 0.5  # fraction of windows trained in the rollout regime: clean-ish context, noisy target
+    ctx_aug_max: float = 0.15  # max noise level given to context frames in that regime
+    checkpoint_every: int = 1000
+    sample_every: int = 5000
+    log_every: int = 50
+    bf16: bool = True
+    compile: bool = False
+    seed: int = 0
+    num_threads: int = 0  # 0: torch's default
+
+
+@dataclass
+class Preset:
+    model: ModelConfig
+    train: TrainConfig
+
+
+def preset(name: str) -> Preset:
+    """Named presets: tiny (tests, seconds), small (64x64, CPU in hours; the shipped default), base (128x128, GPU),
+    large (MineRL's 16:9 aspect at 176x320, multi-GPU)."""
+    if name == "tiny":
+        return Preset(
+            ModelConfig(frame_size=32, context=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4),
+                        dit=DiTConfig(width=64, depth=2, heads=2, patch=2, action_hidden=64)),
+            TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=4, warmup=5, checkpoint_every=10,
+                        sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
+    if name == "small":
+        return Preset(ModelConfig(), TrainConfig())
+    if name == "base":
+        return Preset(
+            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8),
+                        dit=DiTConfig(width=512, depth=12, heads=8, patch=2, action_hidden=512)),
+            TrainConfig(ae_steps=50000, ae_batch=64, dit_steps=200000, dit_batch=64, checkpoint_every=2000))
+    if name == "large":
+        return Preset(
+            ModelConfig(frame_size=176, frame_width=320, context=16, ae=AutoencoderConfig(channels=(64, 128, 256, 256), latent_channels=16),
+                        dit=DiTConfig(width=1024, depth=24, heads=16, patch=2, action_hidden=1024)),
+            TrainConfig(ae_steps=100000, ae_batch=128, dit_steps=500000, dit_batch=256, checkpoint_every=5000))
+    raise ValueError(f"unknown preset {name!r}; choose tiny, small, base or large")
+
+
+PRESETS = ("tiny", "small", "base", "large")
+
+
+def _from_dict(cls, d: dict[str, Any]):
+    """Rebuild a (nested) dataclass from its asdict() form; unknown keys are an error, missing keys keep defaults."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object for {cls.__name__}, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(d) - set(fields)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        f = fields[name]
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if sub is not None and dataclasses.is_dataclass(sub):
+            value = _from_dict(sub, value)
+        elif isinstance(value, list) and name == "channels":
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

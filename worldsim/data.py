@@ -1,0 +1,111 @@
+"""Streaming training data: random frames for the autoencoder, random (K+1)-frame windows for the dynamics model.
+
+Frames are read from the dataset's memory-mapped Arrow files (nothing is loaded whole). For the dynamics model
+the frames are encoded once into a latent cache (float16 memmap), so each training step reads a few KB per window.
+Windows never cross an episode boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldsim.actions import ActionCodec
+from worldsim.atomic import write_json_atomic
+from worldsim.dataset import Dataset
+
+
+class FrameSource:
+    """Random frames from a dataset, episodes opened lazily and kept memory-mapped."""
+
+    def __init__(self, ds: Dataset, episodes: list[int] | None = None):
+        self.ds = ds
+        self.episodes = episodes if episodes is not None else list(range(len(ds)))
+        if not self.episodes:
+            raise ValueError(f"dataset {ds.root} has no episodes to train on")
+        self.lengths = np.array([ds.episode_length(i) + 1 for i in self.episodes])
+        self._open: dict[int, np.ndarray] = {}
+
+    def frames(self, e: int) -> np.ndarray:
+        if e not in self._open:
+            self._open[e] = self.ds.episode(e).frames
+        return self._open[e]
+
+    def sample(self, n: int, rng: np.random.Generator) -> torch.Tensor:
+        p = self.lengths / self.lengths.sum()
+        eps = rng.choice(len(self.episodes), size=n, p=p)
+        out = [self.frames(self.episodes[i])[rng.integers(self.lengths[i])] for i in eps]
+        return torch.from_numpy(np.stack(out))
+
+
+class LatentCache:
+    """Standardised latents of every frame plus, per frame, the flat action that led into it.
+
+    Files in `root`: latents.f16 (N, C, h, w), actions.f32 (N, A), known.u8 (N,), index.json (episode offsets).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        meta = json.loads((self.root / "index.json").read_text())
+        self.offsets = np.array(meta["offsets"])  # episode e spans [offsets[e], offsets[e+1])
+        shape = tuple(meta["latent_shape"])
+        n = int(self.offsets[-1])
+        self.latents = np.memmap(self.root / "latents.f16", np.float16, "r", shape=(n, *shape))
+        self.actions = np.memmap(self.root / "actions.f32", np.float32, "r", shape=(n, meta["action_dim"]))
+        self.known = np.memmap(self.root / "known.u8", np.uint8, "r", shape=(n,))
+
+    @staticmethod
+    def exists(root: str | os.PathLike) -> bool:
+        return (Path(root) / "index.json").exists()
+
+    @staticmethod
+    @torch.no_grad()
+    def build(root: str | os.PathLike, ds: Dataset, model, episodes: list[int], batch: int = 256, progress: bool = True) -> LatentCache:
+        from tqdm import tqdm
+
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        codec: ActionCodec = model.codec
+        lengths = [ds.episode_length(e) + 1 for e in episodes]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        n = int(offsets[-1])
+        c = model.cfg.ae.latent_channels
+        lh, lw = model.cfg.latent_hw
+        tmp = {name: root / f".{name}.tmp" for name in ("latents.f16", "actions.f32", "known.u8")}
+        lat = np.memmap(tmp["latents.f16"], np.float16, "w+", shape=(n, c, lh, lw))
+        act = np.memmap(tmp["actions.f32"], np.float32, "w+", shape=(n, codec.dim))
+        known = np.memmap(tmp["known.u8"], np.uint8, "w+", shape=(n,))
+        device = model.latent_mean.device
+        for e, off in tqdm(list(zip(episodes, offsets[:-1])), desc="encode latents", disable=not progress):
+            ep = ds.episode(e)
+            for i in range(0, len(ep.frames), batch):
+                frames = torch.from_numpy(np.array(ep.frames[i:i + batch])).to(device)
+                lat[off + i: off + i + len(frames)] = model.encode(frames).cpu().numpy().astype(np.float16)
+            flat = codec.encode_batch(ep.actions)
+            act[off + 1: off + len(ep.frames)] = flat
+            known[off + 1: off + len(ep.frames)] = 1
+        for m in (lat, act, known):
+            m.flush()
+        for name, t in tmp.items():
+            os.replace(t, root / name)
+        write_json_atomic(root / "index.json", {"offsets": offsets.tolist(), "latent_shape": [c, lh, lw],
+                                                "action_dim": codec.dim, "episodes": episodes})
+        return LatentCache(root)
+
+    def windows(self, frames: int) -> np.ndarray:
+        """Start indices of every window of `frames` consecutive frames inside one episode."""
+        starts = [np.arange(a, b - frames + 1) for a, b in zip(self.offsets[:-1], self.offsets[1:]) if b - a >= frames]
+        if not starts:
+            raise ValueError(f"no episode has {frames} frames: cannot train with context {frames - 1}")
+        return np.concatenate(starts)
+
+    def batch(self, starts: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = starts[:, None] + np.arange(frames)[None]
+        z = torch.from_numpy(self.latents[idx].astype(np.float32))
+        a = torch.from_numpy(np.asarray(self.actions[idx]))
+        k = torch.from_numpy(self.known[idx].astype(np.float32))
+        return z, a, k

@@ -1,0 +1,68 @@
+"""Autoregressive dreaming: keep the last K latent frames and actions, generate the next frame, slide the window."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from worldsim.world_model import WorldModel
+
+
+class Dreamer:
+    """A batch of B dreams advancing in lockstep: one batched model call per denoising step for all of them."""
+
+    def __init__(self, model: WorldModel, frames: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor | None = None,
+                 steps: int | None = None, seed: int | None = None):
+        """frames: (B, K, H, W, 3) uint8 real context; actions: (B, K-1, A) flat, actions[:, i] led frames[:, i] to
+        frames[:, i+1] (None: unknown). The first frame of a context has no known action leading into it."""
+        self.model = model
+        self.steps = steps
+        dev = model.latent_mean.device
+        frames = torch.as_tensor(np.array(frames), device=dev)
+        if frames.ndim != 5 or frames.shape[1] != model.context or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(f"context frames must be uint8 (B, {model.context}, H, W, 3), got {tuple(frames.shape)} {frames.dtype}")
+        b, k = frames.shape[:2]
+        self.generator = torch.Generator(device=dev)
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
+        with torch.no_grad():
+            self.latents = model.encode(frames)
+        self.actions = torch.zeros(b, k, model.codec.dim, device=dev)
+        self.known = torch.zeros(b, k, device=dev)
+        if actions is not None:
+            actions = torch.as_tensor(np.asarray(actions, np.float32), device=dev)
+            if actions.shape != (b, k - 1, model.codec.dim):
+                raise ValueError(f"context actions must be (B, {k - 1}, {model.codec.dim}), got {tuple(actions.shape)}")
+            self.actions[:, 1:] = actions
+            self.known[:, 1:] = 1.0
+
+    @torch.no_grad()
+    def step(self, flat_actions: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Advance every dream by one frame under (B, A) flat actions; returns the new frames (B, H, W, 3) uint8."""
+        m = self.model
+        a = torch.as_tensor(np.asarray(flat_actions, np.float32), device=self.latents.device)
+        z = m.predict_next(self.latents, self.actions, self.known, a, steps=self.steps, generator=self.generator)
+        frames = m.decode(z)
+        if m.cfg.sampler.reencode:
+            z = m.encode(frames)
+        self.latents = torch.cat([self.latents[:, 1:], z[:, None]], dim=1)
+        self.actions = torch.cat([self.actions[:, 1:], a[:, None]], dim=1)
+        self.known = torch.cat([self.known[:, 1:], torch.ones_like(self.known[:, :1])], dim=1)
+        return frames.cpu().numpy()
+
+    def reset_rows(self, rows: list[int], frames: torch.Tensor | np.ndarray, actions=None) -> None:
+        """Restart some dreams (e.g. vector-env autoreset) from new real context."""
+        fresh = Dreamer(self.model, frames, actions, self.steps, seed=int(torch.randint(0, 2**31 - 1, (), generator=self.generator)))
+        idx = torch.as_tensor(rows, device=self.latents.device)
+        self.latents[idx], self.actions[idx], self.known[idx] = fresh.latents, fresh.actions, fresh.known
+
+
+def dream_episode(model: WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int | None = None,
+                  seed: int = 0) -> np.ndarray:
+    """Open-loop dream of one real clip: context = frames[:K] (with actions[:K-1]), then actions[K-1:] replayed.
+
+    frames (T+1, H, W, 3) and flat actions (T, A) as in a dataset episode; returns (T+1-K, H, W, 3) dreamed frames
+    aligned with frames[K:].
+    """
+    k = model.context
+    d = Dreamer(model, frames[None, :k], actions[None, :k - 1], steps=steps, seed=seed)
+    return np.stack([d.step(actions[None, t])[0] for t in range(k - 1, len(actions))])
