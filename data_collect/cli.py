@@ -74,6 +74,45 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0 if result.get("replicas_in_sync", True) else 1
 
 
+def _cmd_eval(a: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    import worldsim
+    from worldsim.atomic import write_json_atomic
+    from worldsim.dataset import Dataset
+    from worldsim.evaluate import autoencoder_psnr, evaluate
+    from worldsim.report import plot_horizon, strip
+    from worldsim.video import write_mp4
+
+    model = worldsim.load(a.checkpoint)
+    ds = Dataset(a.data)
+    episodes = list(range(min(a.episodes, len(ds)))) if a.episodes else list(range(len(ds)))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate(model, ds, horizon=a.horizon, episodes=episodes, stride=a.stride, steps=a.sampling_steps,
+                      progress=not a.quiet)
+    examples = result.pop("_examples")
+    result["autoencoder_psnr_db"] = round(autoencoder_psnr(model, ds, episodes), 3)
+    result["checkpoint"] = str(a.checkpoint)
+    result["data"] = str(a.data)
+    write_json_atomic(out / "report.json", result)
+    plot_horizon(result, out / "psnr_over_horizon.png")
+    plot_horizon(result, out / "ssim_over_horizon.png", metric="ssim")
+    rows = []
+    for ctx, real, dream, _ in examples[:2]:
+        rows += [np.concatenate([ctx, real]), np.concatenate([ctx, dream])]
+    Image.fromarray(strip(rows, scale=2)).save(out / "real_vs_dream.png")
+    grid = [np.concatenate([real[t], dream[t]], axis=1) for _, real, dream, _ in examples[:1] for t in range(len(real))]
+    write_mp4(out / "real_vs_dream.mp4", grid, fps=10, scale=4)
+    m = result["metrics"]
+    print(f"{'h':>3} {'model':>8} {'blind':>8} {'copy':>8}   (PSNR dB, {result['clips']} clips)")
+    for h in sorted({0, 3, 7, 15, a.horizon - 1} & set(range(a.horizon))):
+        print(f"{h + 1:>3} {m['model_psnr']['mean'][h]:8.2f} {m['action_blind_psnr']['mean'][h]:8.2f} {m['copy_last_psnr']['mean'][h]:8.2f}")
+    print(f"autoencoder PSNR {result['autoencoder_psnr_db']} dB; report in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldsim", description="A neural Minecraft: collect, train, play, evaluate.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -115,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 autocast works")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="open-loop dreams vs held-out real episodes (PSNR/SSIM over horizon)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True, help="held-out real dataset (seeds never used in training)")
+    e.add_argument("--horizon", type=int, default=16)
+    e.add_argument("--episodes", type=int, default=0, help="use the first N episodes (0: all)")
+    e.add_argument("--stride", type=int, default=100, help="frames between clip starts within an episode")
+    e.add_argument("--sampling-steps", type=int, help="network evaluations per frame (default: the checkpoint's)")
+    e.add_argument("--out", required=True)
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_eval)
 
     s = sub.add_parser("stats", help="action statistics of a dataset")
     s.add_argument("data")
