@@ -5,11 +5,15 @@ from __future__ import annotations
 import gymnasium as gym
 
 CLASSIC_ID = "worldsim/MinecraftClassic-v0"
+NEURAL_ID = "worldsim/NeuralMinecraft-v0"
 
 
 def register_all() -> None:
     if CLASSIC_ID not in gym.registry:
         gym.register(CLASSIC_ID, entry_point="envs.classic.env:MinecraftClassicEnv")
+    if NEURAL_ID not in gym.registry:
+        gym.register(NEURAL_ID, entry_point="envs.neural:NeuralMinecraftEnv",
+                     vector_entry_point="envs.neural:NeuralMinecraftVectorEnv")
     from envs.minerl_adapter import MINERL_ENV_IDS
 
     for minerl_id in MINERL_ENV_IDS:

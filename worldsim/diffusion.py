@@ -56,11 +56,11 @@ def schedule(steps: int, shift: float = 1.0) -> list[float]:
 
 
 @torch.no_grad()
-def sample(velocity_fn, shape, steps: int, shift: float, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
-    """Euler integration of dz/ds = v from pure noise (s = 1) to a clean latent (s = 0): `steps` network calls."""
-    z = torch.randn(shape, generator=generator, device=device, dtype=torch.float32).to(dtype)
+def sample(velocity_fn, start: torch.Tensor, steps: int, shift: float) -> torch.Tensor:
+    """Euler integration of dz/ds = v from pure noise `start` (s = 1) to a clean latent (s = 0): `steps` calls."""
+    z = start.float()
     levels = schedule(steps, shift)
     for s_now, s_next in zip(levels[:-1], levels[1:]):
-        s = torch.full((shape[0],), s_now, device=device)
-        z = z + (s_next - s_now) * velocity_fn(z, s).to(z.dtype)
+        s = torch.full((z.shape[0],), s_now, device=z.device)
+        z = z + (s_next - s_now) * velocity_fn(z, s).float()
     return z

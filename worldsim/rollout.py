@@ -38,22 +38,31 @@ class Dreamer:
     @torch.no_grad()
     def step(self, flat_actions: torch.Tensor | np.ndarray) -> np.ndarray:
         """Advance every dream by one frame under (B, A) flat actions; returns the new frames (B, H, W, 3) uint8."""
-        m = self.model
-        a = torch.as_tensor(np.asarray(flat_actions, np.float32), device=self.latents.device)
-        z = m.predict_next(self.latents, self.actions, self.known, a, steps=self.steps, generator=self.generator)
+        return Dreamer.step_many([self], flat_actions)
+
+    @staticmethod
+    @torch.no_grad()
+    def step_many(dreams: list[Dreamer], flat_actions: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Advance several Dreamers with one batched model call per denoising step. Each draws its noise from
+        its own generator, so a dream's frames do not depend on which others share the batch."""
+        m = dreams[0].model
+        dev = dreams[0].latents.device
+        a = torch.as_tensor(np.asarray(flat_actions, np.float32), device=dev)
+        noise = [m.draw_noise(len(d.latents), d.generator) for d in dreams]
+        cat = lambda xs: torch.cat(xs, dim=0)  # noqa: E731
+        z = m.predict_next(cat([d.latents for d in dreams]), cat([d.actions for d in dreams]), cat([d.known for d in dreams]),
+                           a, steps=dreams[0].steps, noise=(cat([n[0] for n in noise]), cat([n[1] for n in noise])))
         frames = m.decode(z)
         if m.cfg.sampler.reencode:
             z = m.encode(frames)
-        self.latents = torch.cat([self.latents[:, 1:], z[:, None]], dim=1)
-        self.actions = torch.cat([self.actions[:, 1:], a[:, None]], dim=1)
-        self.known = torch.cat([self.known[:, 1:], torch.ones_like(self.known[:, :1])], dim=1)
+        i = 0
+        for d in dreams:
+            b = len(d.latents)
+            d.latents = torch.cat([d.latents[:, 1:], z[i:i + b, None]], dim=1)
+            d.actions = torch.cat([d.actions[:, 1:], a[i:i + b, None]], dim=1)
+            d.known = torch.cat([d.known[:, 1:], torch.ones_like(d.known[:, :1])], dim=1)
+            i += b
         return frames.cpu().numpy()
-
-    def reset_rows(self, rows: list[int], frames: torch.Tensor | np.ndarray, actions=None) -> None:
-        """Restart some dreams (e.g. vector-env autoreset) from new real context."""
-        fresh = Dreamer(self.model, frames, actions, self.steps, seed=int(torch.randint(0, 2**31 - 1, (), generator=self.generator)))
-        idx = torch.as_tensor(rows, device=self.latents.device)
-        self.latents[idx], self.actions[idx], self.known[idx] = fresh.latents, fresh.actions, fresh.known
 
 
 def dream_episode(model: WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int | None = None,

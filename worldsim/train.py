@@ -175,6 +175,10 @@ class Trainer:
         extra = {"phase": self.phase, "step": self.step, "dataset": _dataset_info(self.ds), "train": asdict(self.tc),
                  "elapsed_s": round(self.elapsed(), 1)}
         save_checkpoint(self.out / name, self.ema.model, extra=extra, train_tensors=tensors, train_json=info)
+        if self.phase != "ae":  # the bank of real openings that reset() draws from
+            from worldsim.openings import cut_openings, save_openings
+
+            save_openings(self.out / name, cut_openings(self.ds, self.model.codec, self.model.context, seed=self.tc.seed))
         write_json_atomic(self.out / "latest.json", {"checkpoint": name})
         self._prune()
 

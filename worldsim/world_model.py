@@ -82,9 +82,19 @@ class WorldModel(nn.Module):
         return diffusion.loss(self.dit, z0, self.action_features(flat_actions, known), ctx_aug_prob, ctx_aug_max, generator)
 
     # ----- rollout -----
+    def draw_noise(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The randomness of one generated frame: context-augmentation noise and the sampler's starting noise."""
+        c = self.cfg.ae.latent_channels
+        h, w = self.cfg.latent_hw
+        dev = self.latent_mean.device
+        ctx = torch.randn((batch, self.context, c, h, w), generator=generator, device=dev)
+        start = torch.randn((batch, c, h, w), generator=generator, device=dev)
+        return ctx, start
+
     @torch.no_grad()
     def predict_next(self, context: torch.Tensor, context_actions: torch.Tensor, context_known: torch.Tensor,
-                     action: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                     action: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
+                     noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The next latent frame for a batch of dreams.
 
         context: (B, K, C, h, w) standardised latents of the last K frames; context_actions (B, K, A) the action
@@ -95,10 +105,9 @@ class WorldModel(nn.Module):
         steps = steps or sc.steps
         b, k = context.shape[:2]
         dtype = next(self.dit.parameters()).dtype
-        eps = torch.randn(context.shape, generator=generator, device=context.device, dtype=torch.float32)
+        eps, start = noise if noise is not None else self.draw_noise(b, generator)
         s_ctx = torch.full((b, k), sc.context_noise, device=context.device)
         noisy_ctx = diffusion.add_noise(context.float(), s_ctx, eps).to(dtype)
         cache = self.dit.context_cache(noisy_ctx, s_ctx, self.action_features(context_actions, context_known).to(dtype))
         a_new = self.action_features(action).to(dtype)
-        return diffusion.sample(lambda z, s: self.dit.forward_new(z, s, a_new, cache), context.shape[:1] + context.shape[2:],
-                                steps, sc.shift, generator, context.device, dtype).float()
+        return diffusion.sample(lambda z, s: self.dit.forward_new(z, s, a_new, cache), start, steps, sc.shift).float()

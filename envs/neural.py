@@ -1,0 +1,254 @@
+"""`worldsim/NeuralMinecraft-v0`: the world model behind the Gymnasium API, one env or a batched vector env.
+
+Every observation after reset is rendered by the model from the agent's action. A dream starts from anything:
+a real opening clip from the bank the checkpoint carries (default), real footage passed in `options`, or a
+single still image. Same seed, same options, same actions -> the same frames.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from PIL import Image
+
+import worldsim
+from worldsim.checkpoint import resolve
+from worldsim.openings import load_openings
+from worldsim.rollout import Dreamer
+
+DEFAULT_CHECKPOINT = Path(worldsim.__file__).parent / "assets" / "default"
+
+
+class StepTime(float):
+    """Seconds the model took for a step. A measurement, not part of the env's state: two StepTimes compare
+    equal, so determinism checks over `info` (gymnasium's check_env) hold while users still read the figure."""
+
+    def __eq__(self, other):
+        return True if isinstance(other, StepTime) else float.__eq__(self, other)
+
+    __hash__ = float.__hash__
+
+
+def _device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_model(checkpoint: str | None, device: str):
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if checkpoint is None and not (path / "config.json").exists():
+        raise FileNotFoundError(f"no default checkpoint is shipped in {path} yet: pass checkpoint=PATH "
+                                "(a folder written by `worldsim train`)")
+    model = worldsim.load(path, device=_device(device))
+    return model, resolve(path)
+
+
+class NeuralContext:
+    """Validates and prepares what a dream starts from: (K, H, W, 3) uint8 frames and (K-1, A) flat actions."""
+
+    def __init__(self, model, bank: dict[str, np.ndarray] | None):
+        self.model = model
+        self.bank = bank
+        self.k = model.context
+        self.hw = model.cfg.frame_hw
+
+    def from_options(self, options: dict | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        options = options or {}
+        unknown = set(options) - {"frames", "actions", "image"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use 'frames' (+ 'actions') or 'image'")
+        if "image" in options:
+            if "frames" in options:
+                raise ValueError("give either options['frames'] or options['image'], not both")
+            return self._from_image(options["image"])
+        if "frames" in options:
+            return self._from_frames(options["frames"], options.get("actions"))
+        if self.bank is None:
+            raise ValueError("this checkpoint carries no opening clips: pass options={'frames': ...} or {'image': ...}")
+        i = int(rng.integers(len(self.bank["frames"])))
+        return self.bank["frames"][i], self.bank["actions"][i]
+
+    def _from_frames(self, frames: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
+        f = np.asarray(frames)
+        want = (self.k, *self.hw, 3)
+        if f.dtype != np.uint8 or f.shape != want:
+            raise ValueError(f"options['frames'] must be uint8 with shape {want} (K={self.k} frames), got {f.dtype} {f.shape}")
+        if actions is None:
+            raise ValueError(f"options['frames'] needs options['actions']: a list of {self.k - 1} action dicts "
+                             "(actions[i] was taken at frames[i] and led to frames[i+1])")
+        if len(actions) != self.k - 1:
+            raise ValueError(f"options['actions'] must hold {self.k - 1} action dicts, got {len(actions)}")
+        flat = np.stack([self.model.codec.encode(self.model.codec.validate(a)) for a in actions]) if self.k > 1 \
+            else np.zeros((0, self.model.codec.dim), np.float32)
+        return f, flat.astype(np.float32)
+
+    def _from_image(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
+        img = np.asarray(image)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
+            raise ValueError(f"options['image'] must be a uint8 (H, W, 3) image, got {img.dtype} {img.shape}")
+        h, w = self.hw
+        img = np.asarray(Image.fromarray(img[..., :3]).resize((w, h), Image.BOX))
+        noop = self.model.codec.encode(self.model.codec.noop())
+        # a still is what a player standing still sees: K identical frames joined by no-op actions
+        return np.repeat(img[None], self.k, axis=0), np.repeat(noop[None], self.k - 1, axis=0)
+
+
+class NeuralMinecraftEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
+
+    def __init__(self, checkpoint: str | None = None, device: str = "auto", sampling_steps: int | None = None,
+                 render_mode: str | None = None):
+        if render_mode not in (None, "rgb_array", "human"):
+            raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
+        self.model, self.checkpoint_path = load_model(checkpoint, device)
+        self.render_mode = render_mode
+        self.sampling_steps = sampling_steps
+        h, w = self.model.cfg.frame_hw
+        self.observation_space = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
+        self.action_space = self.model.codec.space
+        self.context_length = self.model.context
+        self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
+        self._dreamer: Dreamer | None = None
+        self._frame: np.ndarray | None = None
+        self._viewer = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        frames, actions = self._starts.from_options(options, self.np_random)
+        self._dreamer = Dreamer(self.model, frames[None], actions[None], steps=self.sampling_steps,
+                                seed=int(self.np_random.integers(0, 2**31 - 1)))
+        self._frame = np.array(frames[-1])
+        self._steps = 0
+        if self.render_mode == "human":
+            self.render()
+        return self._frame.copy(), {"context_length": self.context_length}
+
+    def step(self, action: dict[str, Any]):
+        if self._dreamer is None:
+            raise RuntimeError("call reset() before step()")
+        flat = self.model.codec.encode(self.model.codec.validate(action))
+        t0 = time.perf_counter()
+        self._frame = self._dreamer.step(flat[None])[0]
+        self._steps += 1
+        info = {"step_time_s": StepTime(time.perf_counter() - t0), "step": self._steps}
+        if self.render_mode == "human":
+            self.render()
+        return self._frame.copy(), 0.0, False, False, info
+
+    def render(self):
+        if self._frame is None:
+            return None
+        if self.render_mode == "human":
+            from envs.viewer import Viewer
+
+            if self._viewer is None:
+                self._viewer = Viewer("worldsim — NeuralMinecraft", self._frame.shape[:2])
+            self._viewer.show(self._frame)
+            return None
+        return self._frame.copy()
+
+    def close(self):
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+
+class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
+    """N dreams advanced together: one batched model call per denoising step for all of them.
+
+    Follows Gymnasium 1.x's default next-step autoreset: after a sub-env ends, the following `step` resets it
+    (its action is ignored) and returns the first observation of its new dream.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, checkpoint: str | None = None, device: str = "auto",
+                 sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None):
+        self.model, self.checkpoint_path = load_model(checkpoint, device)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self.sampling_steps = sampling_steps
+        self.max_episode_steps = max_episode_steps
+        h, w = self.model.cfg.frame_hw
+        self.single_observation_space = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
+        self.single_action_space = self.model.codec.space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.context_length = self.model.context
+        self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
+        self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
+        self._dreamer: Dreamer | None = None
+        self._needs_reset = np.zeros(num_envs, bool)
+        self._steps = np.zeros(num_envs, np.int64)
+        self._frames: np.ndarray | None = None
+
+    def _start(self, i: int, options: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        return self._starts.from_options(options, self._rngs[i])
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if isinstance(seed, int):
+            seeds = [seed + i for i in range(self.num_envs)]
+        elif seed is None:
+            seeds = [None] * self.num_envs
+        else:
+            seeds = list(seed)
+        for i, s in enumerate(seeds):  # each sub-env seeded exactly like a single env with that seed
+            if s is not None:
+                self._rngs[i], _ = gym.utils.seeding.np_random(s)
+        starts = [self._start(i, options) for i in range(self.num_envs)]
+        self._dreamer = _BatchDreamer(self.model, starts, [int(r.integers(0, 2**31 - 1)) for r in self._rngs],
+                                      self.sampling_steps)
+        self._frames = np.stack([f[-1] for f, _ in starts])
+        self._needs_reset[:] = False
+        self._steps[:] = 0
+        return self._frames.copy(), {}
+
+    def step(self, actions: dict[str, np.ndarray]):
+        if self._dreamer is None:
+            raise RuntimeError("call reset() before step()")
+        codec = self.model.codec
+        flat = np.stack([codec.encode(codec.validate({k: v[i] for k, v in actions.items()})) for i in range(self.num_envs)])
+        t0 = time.perf_counter()
+        frames = self._dreamer.step(flat)
+        for i in np.flatnonzero(self._needs_reset):
+            start = self._start(i, None)
+            self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
+            frames[i] = start[0][-1]
+            self._steps[i] = 0
+        self._steps[~self._needs_reset] += 1
+        rewards = np.zeros(self.num_envs, np.float64)
+        terminated = np.zeros(self.num_envs, bool)
+        truncated = np.zeros(self.num_envs, bool)
+        if self.max_episode_steps is not None:
+            truncated = (self._steps >= self.max_episode_steps) & ~self._needs_reset
+        self._needs_reset = terminated | truncated
+        self._frames = frames
+        return frames.copy(), rewards, terminated, truncated, {"step_time_s": StepTime(time.perf_counter() - t0)}
+
+    def render(self):
+        return None if self._frames is None else self._frames.copy()
+
+
+class _BatchDreamer:
+    """One Dreamer per sub-env seed stream, advanced with one batched model call per denoising step.
+
+    Each dream keeps its own noise generator, so sub-env i of a vector env produces the same frames as a single
+    env with the same seed: the batch is an implementation detail, never a source of randomness.
+    """
+
+    def __init__(self, model, starts: list[tuple[np.ndarray, np.ndarray]], seeds: list[int], steps: int | None):
+        self.model = model
+        self.steps = steps
+        self.dreams = [Dreamer(model, f[None], a[None], steps=steps, seed=s) for (f, a), s in zip(starts, seeds)]
+
+    def restart(self, i: int, start: tuple[np.ndarray, np.ndarray], seed: int) -> None:
+        self.dreams[i] = Dreamer(self.model, start[0][None], start[1][None], steps=self.steps, seed=seed)
+
+    def step(self, flat: np.ndarray) -> np.ndarray:
+        return Dreamer.step_many(self.dreams, flat)
