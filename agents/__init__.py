@@ -12,10 +12,19 @@ POLICIES = {"explore": ExploreAgent, "random": RandomAgent}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a named policy ('explore' or 'random')."""
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
-    return POLICIES[name](action_space, seed=seed)
+    """Build a policy: 'explore', 'random', or 'package.module:factory' (called as factory(action_space, seed=seed))."""
+    if name in POLICIES:
+        return POLICIES[name](action_space, seed=seed)
+    if ":" in name:
+        import importlib
+
+        module, attr = name.split(":", 1)
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"cannot load policy {name!r}: {e}") from e
+        return factory(action_space, seed=seed)
+    raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)} or give 'module:factory'")
 
 
 __all__ = ["Policy", "ExploreAgent", "RandomAgent", "make_policy", "POLICIES"]

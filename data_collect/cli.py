@@ -25,6 +25,18 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollout(a: argparse.Namespace) -> int:
+    from data_collect.collect import CollectConfig, collect
+
+    kwargs = {}
+    if "Neural" in a.env:
+        kwargs = {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
+    cfg = CollectConfig(env_id=a.env, policy=a.agent, episodes=a.episodes, steps=a.steps, out=a.out,
+                        workers=a.workers, seed=a.seed, video=a.video, env_kwargs=kwargs)
+    print(json.dumps(collect(cfg, progress=not a.quiet)))
+    return 0
+
+
 def _cmd_import(a: argparse.Namespace, kind: str) -> int:
     from data_collect.importers import import_minerl, import_vpt
 
@@ -119,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("collect", help="record rollouts of a policy into a dataset")
     c.add_argument("--env", default="worldsim/MinecraftClassic-v0")
-    c.add_argument("--policy", default="explore", choices=["explore", "random"])
+    c.add_argument("--policy", default="explore", help="explore, random, or module:factory")
     c.add_argument("--episodes", type=int, default=10)
     c.add_argument("--steps", type=int, default=1000, help="steps per episode")
     c.add_argument("--out", required=True, help="dataset folder (resumes if it exists)")
@@ -129,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--video", action="store_true", help="also write an mp4 per episode")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_collect)
+
+    r = sub.add_parser("rollout", help="record rollouts of an agent in the neural env (or any env) as a dataset")
+    r.add_argument("--env", default="worldsim/NeuralMinecraft-v0")
+    r.add_argument("--checkpoint", help="world-model checkpoint for the neural env (default: the shipped one)")
+    r.add_argument("--sampling-steps", type=int)
+    r.add_argument("--agent", default="explore", help="explore, random, or module:factory")
+    r.add_argument("--episodes", type=int, default=1)
+    r.add_argument("--steps", type=int, default=200)
+    r.add_argument("--out", required=True)
+    r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--video", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_rollout)
 
     for kind, help_ in (("vpt", "import OpenAI VPT contractor data (NAME.mp4 + NAME.jsonl)"),
                         ("minerl", "import MineRL 0.4 dataset episodes (recording.mp4 + rendered.npz)")):

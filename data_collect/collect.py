@@ -39,14 +39,20 @@ def _make_env(cfg: CollectConfig):
     import envs  # noqa: F401  (registers worldsim ids)
 
     kwargs = dict(cfg.env_kwargs or {})
-    kwargs.setdefault("size", cfg.size)
+    if cfg.env_id.startswith(("worldsim/MinecraftClassic", "worldsim/MineRL")):
+        kwargs.setdefault("size", cfg.size)
     return gym.make(cfg.env_id, **kwargs)
 
 
-def _env_info(env) -> dict[str, Any]:
+def _env_info(env, cfg: CollectConfig) -> dict[str, Any]:
     from envs.classic.game import GAME_VERSION
 
-    return {"game_version": GAME_VERSION if "Classic" in env.spec.id else env.spec.id}
+    info: dict[str, Any] = {"env_id": cfg.env_id, "source": "dream" if "Neural" in cfg.env_id else "collect"}
+    if "Classic" in cfg.env_id:
+        info["game_version"] = GAME_VERSION
+    elif "Neural" in cfg.env_id:
+        info["checkpoint"] = str(getattr(env.unwrapped, "checkpoint_path", ""))
+    return info
 
 
 POSE_KEYS = ("pos", "pitch", "yaw")
@@ -90,8 +96,7 @@ def _worker(cfg: CollectConfig, todo, results) -> None:
     from worldsim.video import write_mp4
 
     env = _make_env(cfg)
-    writer = DatasetWriter(cfg.out, env.observation_space, env.action_space,
-                           {"env_id": cfg.env_id, "source": "collect", **_env_info(env)})
+    writer = DatasetWriter(cfg.out, env.observation_space, env.action_space, _env_info(env, cfg))
     policy = make_policy(cfg.policy, env.action_space, seed=cfg.seed)
     try:
         while True:
@@ -118,10 +123,12 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
 
     if cfg.episodes < 1 or cfg.steps < 1 or cfg.workers < 1:
         raise ValueError("--episodes, --steps and --workers must all be at least 1")
+    from agents import make_policy
+
     # create (or check) the dataset in the parent, so a mismatch fails before any worker starts
     env = _make_env(cfg)
-    writer = DatasetWriter(cfg.out, env.observation_space, env.action_space,
-                           {"env_id": cfg.env_id, "source": "collect", **_env_info(env)})
+    writer = DatasetWriter(cfg.out, env.observation_space, env.action_space, _env_info(env, cfg))
+    make_policy(cfg.policy, env.action_space, seed=cfg.seed)  # fail early on a bad --policy
     env.close()
     todo_idx = [i for i in range(cfg.episodes) if not writer.has_episode(i)]
     summary: dict[str, Any] = {"skipped_existing": cfg.episodes - len(todo_idx), "episodes_written": 0, "steps": 0}

@@ -98,3 +98,18 @@ def test_vector_env_autoresets_on_the_next_step(tiny_ckpt):
     batch = {k: np.stack([v] * 2) for k, v in act(space).items()}
     truncs = [vec.step(batch)[3] for _ in range(3)]
     assert not truncs[0].any() and truncs[1].all() and not truncs[2].any()
+
+
+def test_rollout_records_dreams_in_the_dataset_format(tiny_ckpt, tmp_path):
+    from data_collect.cli import main
+    from worldsim.dataset import Dataset
+    from worldsim.video import read_mp4
+
+    out = tmp_path / "dreams"
+    assert main(["rollout", "--checkpoint", tiny_ckpt, "--agent", "random", "--episodes", "2", "--steps", "6",
+                 "--out", str(out), "--video", "--quiet"]) == 0
+    ds = Dataset(out)
+    assert len(ds) == 2 and ds.total_steps == 12 and ds.info["source"] == "dream"
+    ep = ds.episode(1)
+    assert ep.frames.shape == (7, 32, 32, 3) and set(ep.actions) >= {"camera", "forward"}
+    assert read_mp4(out / "videos" / "episode_1.mp4").shape[0] == 7
