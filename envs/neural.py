@@ -135,11 +135,14 @@ class NeuralMinecraftEnv(gym.Env):
         flat = self.model.codec.encode(self.model.codec.validate(action))
         t0 = time.perf_counter()
         self._frame = self._dreamer.step(flat[None])[0]
+        z = self._dreamer.latents
+        reward, terminated = self.model.outcome(z[:, -2], z[:, -1], torch.from_numpy(flat[None]).to(z.device))
         self._steps += 1
-        info = {"step_time_s": StepTime(time.perf_counter() - t0), "step": self._steps}
+        info = {"step_time_s": StepTime(time.perf_counter() - t0), "step": self._steps,
+                "reward_model": bool(self.model.heads_trained)}
         if self.render_mode == "human":
             self.render()
-        return self._frame.copy(), 0.0, False, False, info
+        return self._frame.copy(), float(reward[0]), bool(terminated[0]), False, info
 
     def render(self):
         if self._frame is None:
@@ -216,14 +219,17 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         flat = np.stack([codec.encode(codec.validate({k: v[i] for k, v in actions.items()})) for i in range(self.num_envs)])
         t0 = time.perf_counter()
         frames = self._dreamer.step(flat)
+        z_prev = torch.cat([d.latents[:, -2] for d in self._dreamer.dreams])
+        z_next = torch.cat([d.latents[:, -1] for d in self._dreamer.dreams])
+        reward_t, term_t = self.model.outcome(z_prev, z_next, torch.from_numpy(flat).to(z_prev.device))
         for i in np.flatnonzero(self._needs_reset):
             start = self._start(i, None)
             self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
             frames[i] = start[0][-1]
             self._steps[i] = 0
         self._steps[~self._needs_reset] += 1
-        rewards = np.zeros(self.num_envs, np.float64)
-        terminated = np.zeros(self.num_envs, bool)
+        rewards = np.where(self._needs_reset, 0.0, reward_t.cpu().numpy()).astype(np.float64)
+        terminated = term_t.cpu().numpy() & ~self._needs_reset
         truncated = np.zeros(self.num_envs, bool)
         if self.max_episode_steps is not None:
             truncated = (self._steps >= self.max_episode_steps) & ~self._needs_reset

@@ -87,9 +87,11 @@ def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
     ae = [r["ae_loss"] for r in log if r["phase"] == "ae"]
     dit = [r["dit_loss"] for r in log if r["phase"] == "dit"]
     assert ae[-1] < 0.7 * ae[0] and dit[-1] < dit[0]
+    assert any(r["phase"] == "heads" for r in log)
     assert list((run / "samples").glob("*.mp4"))
     model = worldsim.load(run)
     assert model.checkpoint_meta["dataset"]["episodes"] == 3
+    assert bool(model.heads_trained)
     again = worldsim.load(run)
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (1, 2, 32, 32, 3), dtype=np.uint8))
     ctx = model.encode(frames)
@@ -115,8 +117,10 @@ def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
     with open(tmp_path / "split" / "log.jsonl", "a") as f:  # a line written after the last checkpoint, then killed
         f.write(json.dumps({"phase": "dit", "step": 99, "dit_loss": 0.0}) + "\n")
     train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, **opts)
-    straight = [(r["phase"], r["step"], r.get("dit_loss", r.get("ae_loss"))) for r in _log(tmp_path / "straight")]
-    split = [(r["phase"], r["step"], r.get("dit_loss", r.get("ae_loss"))) for r in _log(tmp_path / "split")]
+    key = lambda r: (r["phase"], r["step"], r.get("dit_loss", r.get("ae_loss", r.get("heads_loss"))))  # noqa: E731
+    straight = [key(r) for r in _log(tmp_path / "straight")]
+    split = [key(r) for r in _log(tmp_path / "split")]
+    assert [k for k in straight if k[0] == "heads"]
     assert split == straight
 
 

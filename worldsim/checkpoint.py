@@ -108,6 +108,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldMo
         raise CheckpointError(f"{path / 'config.json'}: invalid model config ({e})") from e
     state = _load_tensors(path / "model.safetensors")
     own = model.state_dict()
+    for k in own:  # checkpoints from before the reward/termination heads existed: untrained heads
+        if (k.startswith("heads.") or k == "heads_trained") and k not in state:
+            state[k] = own[k]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own if k in state and own[k].shape != state[k].shape]

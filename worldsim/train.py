@@ -31,6 +31,7 @@ from worldsim.checkpoint import load_train_state, save_checkpoint
 from worldsim.config import ModelConfig, TrainConfig
 from worldsim.data import FrameSource, LatentCache
 from worldsim.dataset import Dataset
+from worldsim.heads import outcome_loss
 from worldsim.world_model import WorldModel
 
 
@@ -138,6 +139,7 @@ class Trainer:
         self.model = WorldModel(model_cfg).to(self.device)
         self.ema = _EMA(self.model, train_cfg.ema)
         self.phase, self.step = "ae", 0
+        self.dit_done = 0  # dynamics steps finished (kept when later phases reset `step`)
         self.np_rng = np.random.default_rng([train_cfg.seed, self.rank])
         self.noise_gen = torch.Generator(device=self.device)  # diffusion noise of the dynamics phase
         self.noise_gen.manual_seed(train_cfg.seed * 1000 + self.rank)
@@ -156,8 +158,9 @@ class Trainer:
                                                      "train_episodes": len(self.train_eps), "val_episodes": self.val_eps})
 
     def _make_opt(self) -> torch.optim.Optimizer:
-        params = self.model.ae.parameters() if self.phase == "ae" else self.model.dit.parameters()
-        lr = self.tc.ae_lr if self.phase == "ae" else self.tc.dit_lr
+        module = {"ae": self.model.ae, "heads": self.model.heads}.get(self.phase, self.model.dit)
+        params = module.parameters()
+        lr = {"ae": self.tc.ae_lr, "heads": self.tc.heads_lr}.get(self.phase, self.tc.dit_lr)
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.tc.weight_decay, betas=(0.9, 0.99))
 
     # ----- checkpoints -----
@@ -169,7 +172,7 @@ class Trainer:
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.noise"] = self.noise_gen.get_state()
-        info = {"phase": self.phase, "step": self.step, "np_rng": self.np_rng.bit_generator.state,
+        info = {"phase": self.phase, "step": self.step, "dit_done": self.dit_done, "np_rng": self.np_rng.bit_generator.state,
                 "py_rng": _py_state(), "elapsed_s": self.elapsed(), **opt_j}
         name = f"checkpoints/{self.phase}_{self.step:07d}"
         extra = {"phase": self.phase, "step": self.step, "dataset": _dataset_info(self.ds), "train": asdict(self.tc),
@@ -195,7 +198,10 @@ class Trainer:
         latest = self.out / json.loads((self.out / "latest.json").read_text())["checkpoint"]
         tensors, info = load_train_state(latest)
         self.phase, self.step = info["phase"], int(info["step"])
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        raw = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        for k, v in self.model.state_dict().items():  # runs from before the outcome heads existed
+            raw.setdefault(k, v) if (k.startswith("heads.") or k == "heads_trained") else None
+        self.model.load_state_dict(raw)
         self.ema.model.load_state_dict(load_ckpt(latest).state_dict())
         self.opt = self._make_opt()
         _opt_from_flat(self.opt, tensors, info)
@@ -204,8 +210,11 @@ class Trainer:
         self.np_rng.bit_generator.state = info["np_rng"]
         random.setstate(_py_unstate(info["py_rng"]))
         self.elapsed_before = float(info.get("elapsed_s", 0.0))
-        if self.phase == "done" and self.step < self.tc.dit_steps:  # asked for more steps than were trained
-            self.phase = "dit"
+        self.dit_done = int(info.get("dit_done", self.step if self.phase == "done" else 0))
+        if self.phase == "done" and self.dit_done < self.tc.dit_steps:  # asked for more steps than were trained
+            self.phase, self.step = "dit", self.dit_done
+        elif self.phase == "done" and not bool(self.model.heads_trained):  # a run from before the heads existed
+            self.phase, self.step = "heads", 0
         if self.rank == 0 and (self.out / "log.jsonl").exists():  # forget log lines written after this checkpoint
             order = {"ae": 0, "dit": 1, "done": 2}
             keep = [line for line in (self.out / "log.jsonl").read_text().splitlines()
@@ -256,6 +265,15 @@ class Trainer:
         if self.phase == "dit" and not stopped:
             stopped = self._train_dit()
             if not stopped:
+                self.dit_done = self.step
+                self.phase, self.step = "heads", 0
+                self.opt = self._make_opt()
+        if self.phase == "heads" and not stopped:
+            stopped = self._train_heads()
+            if not stopped:
+                self.model.heads.load_state_dict(self.ema.model.heads.state_dict())
+                self.model.heads_trained.fill_(True)
+                self.ema.model.heads_trained.fill_(True)
                 self.phase = "done"
                 self.save()
         if stopped:
@@ -375,6 +393,52 @@ class Trainer:
         bar.close()
         return False
 
+    def _train_heads(self) -> bool:
+        """Reward/termination heads on (frame t, frame t+1, action t) of the real training episodes."""
+        from tqdm import tqdm
+
+        tc = self.tc
+        cache = LatentCache(self.out / "latents")
+        reward, term = _outcomes(self.ds, cache)
+        val_lo = cache.offsets[self.val_eps[0]] if self.val_eps else cache.offsets[-1]
+        idx = np.flatnonzero(np.asarray(cache.known) > 0)
+        idx = idx[idx < val_lo]
+        cls = np.sign(reward[idx]).astype(int) + 1
+        counts = np.bincount(cls, minlength=3).astype(np.float64)
+        weights = torch.tensor(np.clip(counts.sum() / (3 * np.maximum(counts, 1)), 0.2, 50.0), dtype=torch.float32, device=self.device)
+        pos = max(1.0, float(term[idx].sum()))
+        pos_weight = float(min(1000.0, (len(idx) - pos) / pos))
+        self.model.heads.train()
+        heads = self._ddp(self.model.heads)
+        bar = tqdm(total=tc.heads_steps, initial=self.step, desc="reward/termination", disable=not self.progress)
+        while self.step < tc.heads_steps:
+            for g in self.opt.param_groups:
+                g["lr"] = _lr(self.step, tc.heads_steps, tc.heads_lr, min(tc.warmup, tc.heads_steps // 10 + 1))
+            # half the batch uniform, half from the rare events, so both are seen every step
+            rare = idx[(cls != 1) | (term[idx] > 0)]
+            pick = np.concatenate([self.np_rng.choice(idx, tc.heads_batch // 2),
+                                   self.np_rng.choice(rare if len(rare) else idx, tc.heads_batch - tc.heads_batch // 2)])
+            z = torch.from_numpy(cache.latents[np.stack([pick - 1, pick], 1)].astype(np.float32)).to(self.device)
+            a = self.model.action_features(torch.from_numpy(np.asarray(cache.actions[pick])).to(self.device))
+            r = torch.from_numpy(reward[pick]).to(self.device)
+            t = torch.from_numpy(term[pick]).to(self.device)
+            logits, term_logit = heads(z[:, 0], z[:, 1], a)
+            loss, stats = outcome_loss(logits, term_logit, r, t, weights, pos_weight)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.ema.update(self.model, self.step)
+            self.step += 1
+            bar.update(1)
+            if self.step % tc.log_every == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{stats['heads_reward_acc']:.3f}")
+                self._log({**stats, "heads_loss": loss.item()}, self.step)
+            if self._should_stop():
+                bar.close()
+                return self.step < tc.heads_steps
+        bar.close()
+        return False
+
     @torch.no_grad()
     def sample_video(self, length: int = 60) -> Path | None:
         """An open-loop dream next to the real clip it started from (held-out episode when there is one)."""
@@ -401,6 +465,17 @@ class Trainer:
             write_json_atomic(self.out / "ddp_sync.json", {"world_size": self.world, "in_sync": ok,
                                                            "checksums": [g.sum().item() for g in gathered]})
         return ok
+
+
+def _outcomes(ds: Dataset, cache: LatentCache) -> tuple[np.ndarray, np.ndarray]:
+    """Per cached frame i: the reward and termination of the transition that led into it (0 for first frames)."""
+    n = int(cache.offsets[-1])
+    reward, term = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    for e, off in zip(json.loads((cache.root / "index.json").read_text())["episodes"], cache.offsets[:-1]):
+        ep = ds.episode(e)
+        reward[off + 1: off + 1 + len(ep)] = ep.rewards
+        term[off + 1: off + 1 + len(ep)] = ep.terminations
+    return reward, term
 
 
 def _pixels(frames: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from worldsim.actions import ActionCodec, space_from_json
 from worldsim.autoencoder import Autoencoder, to_pixels, to_uint8
 from worldsim.config import ModelConfig
 from worldsim.dit import DiT
+from worldsim.heads import OutcomeHeads
 
 
 class WorldModel(nn.Module):
@@ -36,6 +37,8 @@ class WorldModel(nn.Module):
         lh, lw = cfg.latent_hw
         self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, self.codec.dim + 1)
         c = cfg.ae.latent_channels
+        self.heads = OutcomeHeads(c, self.codec.dim + 1)
+        self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
         self.register_buffer("latent_mean", torch.zeros(c))
         self.register_buffer("latent_std", torch.ones(c))
 
@@ -80,6 +83,15 @@ class WorldModel(nn.Module):
                       ctx_aug_max: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """z0: (B, K+1, C, h, w) clean latents; flat_actions (B, K+1, A): action leading into each frame."""
         return diffusion.loss(self.dit, z0, self.action_features(flat_actions, known), ctx_aug_prob, ctx_aug_max, generator)
+
+    @torch.no_grad()
+    def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, flat_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted reward (B,) and termination (B,) of the transition z_prev -> z_next under the action;
+        zeros / False when this model's heads were never trained."""
+        b = z_prev.shape[0]
+        if not bool(self.heads_trained):
+            return torch.zeros(b, device=z_prev.device), torch.zeros(b, dtype=torch.bool, device=z_prev.device)
+        return self.heads.predict(z_prev.float(), z_next.float(), self.action_features(flat_action))
 
     # ----- rollout -----
     def draw_noise(self, batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
