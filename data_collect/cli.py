@@ -37,6 +37,15 @@ def _cmd_rollout(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_play(a: argparse.Namespace) -> int:
+    from envs.play import PlayConfig, play
+
+    mode = "real" if a.real else "side-by-side" if a.side_by_side else "neural"
+    play(PlayConfig(mode=mode, checkpoint=a.checkpoint, image=a.image, scale=a.scale, fps=a.fps, seed=a.seed,
+                    sampling_steps=a.sampling_steps, out_dir=a.out_dir))
+    return 0
+
+
 def _cmd_import(a: argparse.Namespace, kind: str) -> int:
     from data_collect.importers import import_minerl, import_vpt
 
@@ -141,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--video", action="store_true", help="also write an mp4 per episode")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_collect)
+
+    pl = sub.add_parser("play", help="play the neural Minecraft in a window (or --real, or --side-by-side)")
+    pl.add_argument("--checkpoint", help="world-model checkpoint (default: the shipped one)")
+    g = pl.add_mutually_exclusive_group()
+    g.add_argument("--real", action="store_true", help="play the real classic game")
+    g.add_argument("--side-by-side", action="store_true", help="real game left, dream right, same inputs")
+    pl.add_argument("--image", help="start the dream from this picture")
+    pl.add_argument("--scale", type=int, default=8)
+    pl.add_argument("--fps", type=int, default=20)
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--sampling-steps", type=int)
+    pl.add_argument("--out-dir", default="worldsim_captures", help="where F12 screenshots and F9 recordings go")
+    pl.set_defaults(func=_cmd_play)
 
     r = sub.add_parser("rollout", help="record rollouts of an agent in the neural env (or any env) as a dataset")
     r.add_argument("--env", default="worldsim/NeuralMinecraft-v0")
