@@ -65,3 +65,81 @@ def bench_collector(episodes: int = 4, steps: int = 500, workers: int = 2, size:
 
 def frames_differ(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_steps=(1, 3), frames: int = 20,
+                 device: str = "auto") -> dict[str, Any]:
+    """Dreamed frames/s: the single env and the vector env for each N, for each sampling-step setting."""
+    import gymnasium as gym
+    import torch
+
+    import envs  # noqa: F401
+    from agents import make_policy
+
+    out: dict[str, Any] = {"checkpoint": checkpoint or "default", "single": {}, "vector": {}}
+    for steps in sampling_steps:
+        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, sampling_steps=steps)
+        pol = make_policy("explore", env.action_space, seed=0)
+        obs, _ = env.reset(seed=0)
+        for _ in range(3):
+            env.step(pol.act(obs))
+        t0 = time.perf_counter()
+        for _ in range(frames):
+            obs = env.step(pol.act(obs))[0]
+        out["single"][str(steps)] = round(frames / (time.perf_counter() - t0), 2)
+        model = env.unwrapped.model
+        env.close()
+        out["vector"][str(steps)] = {}
+        for n in batch_sizes:
+            vec = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                               checkpoint=checkpoint, device=device, sampling_steps=steps)
+            vec.reset(seed=0)
+            space = vec.unwrapped.single_action_space
+            acts = {k: np.stack([v] * n) for k, v in make_policy("explore", space, seed=0).act(None).items()}
+            vec.step(acts)
+            reps = max(2, frames // max(1, n // 4))
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                vec.step(acts)
+            out["vector"][str(steps)][str(n)] = round(n * reps / (time.perf_counter() - t0), 1)
+            vec.close()
+    with torch.no_grad():
+        z = model.encode(torch.zeros(1, *model.cfg.frame_hw, 3, dtype=torch.uint8))
+        model.decode(z)
+        t0 = time.perf_counter()
+        for _ in range(50):
+            model.decode(z)
+        out["decode_ms"] = round((time.perf_counter() - t0) / 50 * 1000, 2)
+    return out
+
+
+def bench_train(checkpoint_cfg: str = "small", batch: int = 32, steps: int = 6) -> dict[str, Any]:
+    """Dynamics-model training samples/s (windows of K+1 frames) on random latents, bf16 where supported."""
+    import torch
+
+    from envs.actions import minerl_action_space
+    from envs.classic.env import CLASSIC_KEYS
+    from worldsim.actions import space_to_json
+    from worldsim.config import preset
+    from worldsim.train import bf16_supported
+    from worldsim.world_model import WorldModel
+
+    cfg = preset(checkpoint_cfg).model
+    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    m = WorldModel(cfg).train()
+    opt = torch.optim.AdamW(m.dit.parameters(), 1e-4)
+    k1, c = cfg.context + 1, cfg.ae.latent_channels
+    z = torch.randn(batch, k1, c, *cfg.latent_hw)
+    a = torch.zeros(batch, k1, m.codec.dim)
+    known = torch.ones(batch, k1)
+    bf16 = bf16_supported(torch.device("cpu"))
+    for i in range(steps + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = m.dynamics_loss(z, a, known, 0.5, 0.15)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {"preset": checkpoint_cfg, "batch": batch, "bf16": bf16,
+            "samples_per_s": round(batch * steps / (time.perf_counter() - t0), 1)}

@@ -69,6 +69,19 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from data_collect import bench
 
     result: dict = {"machine": bench.machine_info()}
+    if a.what == "stability":
+        from data_collect.stability import stability
+
+        result["stability"] = stability(a.checkpoint, steps=a.steps, out=str(Path(a.out).parent) if a.out else None)
+    if a.what in ("neural", "all"):
+        result["neural"] = bench.bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes),
+                                              sampling_steps=tuple(a.sampling_steps))
+        result["train"] = bench.bench_train()
+        n = result["neural"]
+        for steps, fps in n["single"].items():
+            print(f"neural env, {steps} sampling step(s): single {fps} FPS; vector " +
+                  ", ".join(f"N={k}: {v}" for k, v in n["vector"][steps].items()) + " frames/s")
+        print(f"decode {n['decode_ms']} ms/frame; training {result['train']['samples_per_s']} samples/s")
     if a.what in ("collect", "all"):
         result["env"] = bench.bench_env(steps=a.steps, repeats=a.repeats, size=a.size)
         result["collector"] = bench.bench_collector(episodes=a.episodes, steps=a.steps, workers=a.workers, size=a.size)
@@ -220,8 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_stats)
 
     b = sub.add_parser("bench", help="measure throughput (never asserts)")
-    b.add_argument("what", choices=["collect", "all"], nargs="?", default="all")
-    b.add_argument("--steps", type=int, default=500)
+    b.add_argument("what", choices=["collect", "neural", "stability", "all"], nargs="?", default="all")
+    b.add_argument("--checkpoint", help="world-model checkpoint for `bench neural` (default: the shipped one)")
+    b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
+    b.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 3])
+    b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--episodes", type=int, default=4)
     b.add_argument("--workers", type=int, default=2)
