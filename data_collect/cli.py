@@ -37,6 +37,28 @@ def _cmd_rollout(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(a: argparse.Namespace) -> int:
+    import worldsim
+    from worldsim.checkpoint import read_config, resolve, save_checkpoint
+    from worldsim.dataset import Dataset
+    from worldsim.openings import cut_openings, save_openings
+
+    src = resolve(a.checkpoint)
+    model = worldsim.load(src)
+    meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
+    out = save_checkpoint(a.out, model, extra=meta, half=a.fp16)
+    bank = cut_openings(Dataset(a.data), model.codec, model.context, n=a.openings, seed=a.seed) if a.data else None
+    if bank is None:
+        from worldsim.openings import load_openings
+
+        bank = load_openings(src)
+    if bank is not None:
+        save_openings(out, bank)
+    size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
+    print(f"exported {src} -> {out} ({size:.1f} MB, {0 if bank is None else len(bank['frames'])} openings)")
+    return 0
+
+
 def _cmd_play(a: argparse.Namespace) -> int:
     from envs.play import PlayConfig, play
 
@@ -163,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--video", action="store_true", help="also write an mp4 per episode")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_collect)
+
+    ex = sub.add_parser("export", help="a self-contained inference checkpoint (EMA weights, config, opening clips)")
+    ex.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--data", help="dataset to cut the bank of real opening clips from")
+    ex.add_argument("--openings", type=int, default=32)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    ex.set_defaults(func=_cmd_export)
 
     pl = sub.add_parser("play", help="play the neural Minecraft in a window (or --real, or --side-by-side)")
     pl.add_argument("--checkpoint", help="world-model checkpoint (default: the shipped one)")
