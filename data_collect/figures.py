@@ -1,0 +1,47 @@
+"""Figures for the docs: the real game and the dream driven by the same scripted actions from the same frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SCRIPTS = {
+    "turn right": [{"camera": [0.0, 6.0]}] * 12,
+    "walk forward": [{"forward": 1}] * 12,
+    "look down, dig": [{"camera": [12.0, 0.0]}] * 4 + [{"attack": 1}] * 8,
+}
+
+
+def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2) -> Path:
+    """Rows of (real, dream) per script; every `every`-th frame; saved as a PNG strip."""
+    import gymnasium as gym
+    from PIL import Image
+
+    import envs  # noqa: F401
+    from worldsim.report import strip
+
+    real = gym.make("worldsim/MinecraftClassic-v0", zombies=0)
+    dream = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint)
+    codec = dream.unwrapped.model.codec
+    k = dream.unwrapped.context_length
+    rows = []
+    for name, script in SCRIPTS.items():
+        noop = codec.noop()
+        obs, _ = real.reset(seed=seed)
+        ctx = [obs] + [real.step(noop)[0] for _ in range(k - 1)]
+        dream.reset(seed=seed, options={"frames": np.stack(ctx), "actions": [noop] * (k - 1)})
+        r_frames, d_frames = [ctx[-1]], [ctx[-1]]
+        for step in script:
+            a = codec.noop()
+            for key, v in step.items():
+                a[key] = np.asarray(v, np.float32) if key == "camera" else np.int64(v)
+            r_frames.append(real.step(a)[0])
+            d_frames.append(dream.step(a)[0])
+        rows += [np.stack(r_frames[::every]), np.stack(d_frames[::every])]
+    real.close()
+    dream.close()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(strip(rows, scale=2)).save(path)
+    return path
