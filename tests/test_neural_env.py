@@ -113,3 +113,21 @@ def test_rollout_records_dreams_in_the_dataset_format(tiny_ckpt, tmp_path):
     ep = ds.episode(1)
     assert ep.frames.shape == (7, 32, 32, 3) and set(ep.actions) >= {"camera", "forward"}
     assert read_mp4(out / "videos" / "episode_1.mp4").shape[0] == 7
+
+
+def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
+    import json
+    from pathlib import Path
+
+    from data_collect.cli import main
+
+    data = Path(tiny_ckpt).parent / "ds"
+    assert main(["eval", "--checkpoint", tiny_ckpt, "--data", str(data), "--horizon", "3", "--stride", "10",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    for name in ("model", "copy_last", "action_blind"):
+        assert len(report["metrics"][f"{name}_psnr"]["mean"]) == 3
+        assert len(report["metrics"][f"{name}_ssim"]["ci95"]) == 3
+    assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0
+    for f in ("psnr_over_horizon.png", "ssim_over_horizon.png", "real_vs_dream.png", "real_vs_dream.mp4"):
+        assert (tmp_path / f).stat().st_size > 0

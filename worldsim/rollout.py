@@ -47,7 +47,7 @@ class Dreamer:
         its own generator, so a dream's frames do not depend on which others share the batch."""
         m = dreams[0].model
         dev = dreams[0].latents.device
-        a = torch.as_tensor(np.asarray(flat_actions, np.float32), device=dev)
+        a = torch.as_tensor(np.array(flat_actions, np.float32), device=dev)
         noise = [m.draw_noise(len(d.latents), d.generator) for d in dreams]
         cat = lambda xs: torch.cat(xs, dim=0)  # noqa: E731
         z = m.predict_next(cat([d.latents for d in dreams]), cat([d.actions for d in dreams]), cat([d.known for d in dreams]),
