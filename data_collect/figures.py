@@ -26,7 +26,7 @@ def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2
     codec = dream.unwrapped.model.codec
     k = dream.unwrapped.context_length
     rows = []
-    for name, script in SCRIPTS.items():
+    for script in SCRIPTS.values():
         noop = codec.noop()
         obs, _ = real.reset(seed=seed)
         ctx = [obs] + [real.step(noop)[0] for _ in range(k - 1)]

@@ -286,39 +286,54 @@ class Trainer:
             self.writer.close()
         return result
 
-    def _train_ae(self) -> None:
+    def _loop(self, prefix: str, total: int, base_lr: float, warmup: int, module: torch.nn.Module, batch: int,
+              compute, show: str | None = None, on_step=None) -> bool:
+        """The optimisation loop every phase shares: LR schedule, step, EMA, logging, checkpoints, early stop.
+        `compute()` returns (loss, stats) for one batch. True when this invocation stopped before `total`."""
         from tqdm import tqdm
 
+        tc = self.tc
+        bar = tqdm(total=total, initial=self.step, desc=prefix, disable=not self.progress)
+        t0, seen = time.time(), 0
+        try:
+            while self.step < total:
+                for g in self.opt.param_groups:
+                    g["lr"] = _lr(self.step, total, base_lr, warmup)
+                loss, stats = compute()
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
+                self.opt.step()
+                self.ema.update(self.model, self.step)
+                self.step += 1
+                seen += batch * self.world
+                bar.update(1)
+                if self.step % tc.log_every == 0:
+                    rate = seen / (time.time() - t0)
+                    extra = {show: f"{stats[show]:.3f}"} if show else {}
+                    bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{rate:.0f}", **extra)
+                    self._log({**stats, f"{prefix}_loss": loss.item(), f"{prefix}_samples_per_s": rate}, self.step)
+                if self.step % tc.checkpoint_every == 0:
+                    self.save()
+                if on_step is not None:
+                    on_step()
+                if self._should_stop():
+                    return self.step < total
+            return False
+        finally:
+            bar.close()
+
+    def _train_ae(self) -> bool:
         src = FrameSource(self.ds, self.train_eps)
         net = self._ddp(self.model.ae)
         tc = self.tc
-        bar = tqdm(total=tc.ae_steps, initial=self.step, desc="autoencoder", disable=not self.progress)
-        t0, seen = time.time(), 0
-        while self.step < tc.ae_steps:
-            for g in self.opt.param_groups:
-                g["lr"] = _lr(self.step, tc.ae_steps, tc.ae_lr, tc.warmup)
+
+        def compute():
             x = _pixels(src.sample(tc.ae_batch, self.np_rng).to(self.device))
             with _autocast(self.device, self.bf16):
-                loss, stats = net(x)  # Autoencoder.forward is its loss, so DDP sees the whole step
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.ae.parameters(), tc.grad_clip)
-            self.opt.step()
-            self.ema.update(self.model, self.step)
-            self.step += 1
-            seen += tc.ae_batch * self.world
-            bar.update(1)
-            if self.step % tc.log_every == 0:
-                rate = seen / (time.time() - t0)
-                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{stats['ae_psnr']:.1f}", samples_s=f"{rate:.0f}")
-                self._log({**stats, "ae_loss": loss.item(), "ae_samples_per_s": rate}, self.step)
-            if self.step % tc.checkpoint_every == 0:
-                self.save()
-            if self._should_stop():
-                bar.close()
-                return self.step < tc.ae_steps
-        bar.close()
-        return False
+                return net(x)  # Autoencoder.forward is its loss, so DDP sees the whole step
+
+        return self._loop("ae", tc.ae_steps, tc.ae_lr, tc.warmup, self.model.ae, tc.ae_batch, compute, show="ae_psnr")
 
     @torch.no_grad()
     def _finish_ae(self) -> None:
@@ -341,8 +356,7 @@ class Trainer:
         _barrier()
         self.save()
 
-    def _train_dit(self) -> None:
-        from tqdm import tqdm
+    def _train_dit(self) -> bool:
 
         tc = self.tc
         cache_dir = self.out / "latents"
@@ -362,40 +376,23 @@ class Trainer:
         dit = self._ddp(self.model.dit)
         if tc.compile:
             dit = torch.compile(dit)
-        gen = self.noise_gen
-        bar = tqdm(total=tc.dit_steps, initial=self.step, desc="dynamics", disable=not self.progress)
-        t0, seen = time.time(), 0
-        while self.step < tc.dit_steps:
-            for g in self.opt.param_groups:
-                g["lr"] = _lr(self.step, tc.dit_steps, tc.dit_lr, tc.warmup)
+
+        def compute():
             z, a, known = (t.to(self.device) for t in cache.batch(self.np_rng.choice(starts, tc.dit_batch), k1))
             with _autocast(self.device, self.bf16):
-                loss = diffusion.loss(dit, z, self.model.action_features(a, known), tc.ctx_aug_prob, tc.ctx_aug_max, gen)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.dit.parameters(), tc.grad_clip)
-            self.opt.step()
-            self.ema.update(self.model, self.step)
-            self.step += 1
-            seen += tc.dit_batch * self.world
-            bar.update(1)
-            if self.step % tc.log_every == 0:
-                rate = seen / (time.time() - t0)
-                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{rate:.0f}")
-                self._log({"dit_loss": loss.item(), "dit_samples_per_s": rate, "lr": self.opt.param_groups[0]["lr"]}, self.step)
-            if self.step % tc.checkpoint_every == 0:
-                self.save()
+                loss = diffusion.loss(dit, z, self.model.action_features(a, known), tc.ctx_aug_prob, tc.ctx_aug_max,
+                                      self.noise_gen)
+            return loss, {"lr": self.opt.param_groups[0]["lr"]}
+
+        def on_step():
             if self.step % tc.sample_every == 0 and self.rank == 0:
                 self.sample_video()
-            if self._should_stop():
-                bar.close()
-                return self.step < tc.dit_steps
-        bar.close()
-        return False
+
+        return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,
+                          on_step=on_step)
 
     def _train_heads(self) -> bool:
         """Reward/termination heads on (frame t, frame t+1, action t) of the real training episodes."""
-        from tqdm import tqdm
 
         tc = self.tc
         cache = LatentCache(self.out / "latents")
@@ -410,34 +407,21 @@ class Trainer:
         pos_weight = float(min(1000.0, (len(idx) - pos) / pos))
         self.model.heads.train()
         heads = self._ddp(self.model.heads)
-        bar = tqdm(total=tc.heads_steps, initial=self.step, desc="reward/termination", disable=not self.progress)
-        while self.step < tc.heads_steps:
-            for g in self.opt.param_groups:
-                g["lr"] = _lr(self.step, tc.heads_steps, tc.heads_lr, min(tc.warmup, tc.heads_steps // 10 + 1))
+        rare = idx[(cls != 1) | (term[idx] > 0)]
+
+        def compute():
             # half the batch uniform, half from the rare events, so both are seen every step
-            rare = idx[(cls != 1) | (term[idx] > 0)]
-            pick = np.concatenate([self.np_rng.choice(idx, tc.heads_batch // 2),
-                                   self.np_rng.choice(rare if len(rare) else idx, tc.heads_batch - tc.heads_batch // 2)])
+            half = tc.heads_batch // 2
+            pick = np.concatenate([self.np_rng.choice(idx, half),
+                                   self.np_rng.choice(rare if len(rare) else idx, tc.heads_batch - half)])
             z = torch.from_numpy(cache.latents[np.stack([pick - 1, pick], 1)].astype(np.float32)).to(self.device)
             a = self.model.action_features(torch.from_numpy(np.asarray(cache.actions[pick])).to(self.device))
-            r = torch.from_numpy(reward[pick]).to(self.device)
-            t = torch.from_numpy(term[pick]).to(self.device)
             logits, term_logit = heads(z[:, 0], z[:, 1], a)
-            loss, stats = outcome_loss(logits, term_logit, r, t, weights, pos_weight)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            self.ema.update(self.model, self.step)
-            self.step += 1
-            bar.update(1)
-            if self.step % tc.log_every == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{stats['heads_reward_acc']:.3f}")
-                self._log({**stats, "heads_loss": loss.item()}, self.step)
-            if self._should_stop():
-                bar.close()
-                return self.step < tc.heads_steps
-        bar.close()
-        return False
+            return outcome_loss(logits, term_logit, torch.from_numpy(reward[pick]).to(self.device),
+                                torch.from_numpy(term[pick]).to(self.device), weights, pos_weight)
+
+        return self._loop("heads", tc.heads_steps, tc.heads_lr, min(tc.warmup, tc.heads_steps // 10 + 1),
+                          self.model.heads, tc.heads_batch, compute, show="heads_reward_acc")
 
     @torch.no_grad()
     def sample_video(self, length: int = 60) -> Path | None:
