@@ -63,10 +63,6 @@ def bench_collector(episodes: int = 4, steps: int = 500, workers: int = 2, size:
             "steps_per_s": s["steps_per_s"], "seconds": s["seconds"]}
 
 
-def frames_differ(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
 def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_steps=(1, 3), frames: int = 20,
                  device: str = "auto") -> dict[str, Any]:
     """Dreamed frames/s: the single env and the vector env for each N, for each sampling-step setting."""
