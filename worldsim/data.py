@@ -28,6 +28,7 @@ class FrameSource:
         if not self.episodes:
             raise ValueError(f"dataset {ds.root} has no episodes to train on")
         self.lengths = np.array([ds.episode_length(i) + 1 for i in self.episodes])
+        self.weights = self.lengths / self.lengths.sum()  # each frame equally likely
         self._open: dict[int, np.ndarray] = {}
 
     def frames(self, e: int) -> np.ndarray:
@@ -36,8 +37,7 @@ class FrameSource:
         return self._open[e]
 
     def sample(self, n: int, rng: np.random.Generator) -> torch.Tensor:
-        p = self.lengths / self.lengths.sum()
-        eps = rng.choice(len(self.episodes), size=n, p=p)
+        eps = rng.choice(len(self.episodes), size=n, p=self.weights)
         out = [self.frames(self.episodes[i])[rng.integers(self.lengths[i])] for i in eps]
         return torch.from_numpy(np.stack(out))
 
