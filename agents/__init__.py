@@ -12,9 +12,14 @@ POLICIES = {"explore": ExploreAgent, "random": RandomAgent}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: 'explore', 'random', or 'package.module:factory' (called as factory(action_space, seed=seed))."""
+    """Build a policy: 'explore', 'random', a folder written by `worldsim agent train`, or 'package.module:factory'
+    (called as factory(action_space, seed=seed))."""
     if name in POLICIES:
         return POLICIES[name](action_space, seed=seed)
+    from agents.ppo import PPOAgent, is_policy_folder
+
+    if is_policy_folder(name):
+        return PPOAgent(name, action_space, seed=seed)
     if ":" in name:
         import importlib
 
@@ -24,7 +29,7 @@ def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Polic
         except (ImportError, AttributeError) as e:
             raise ValueError(f"cannot load policy {name!r}: {e}") from e
         return factory(action_space, seed=seed)
-    raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)} or give 'module:factory'")
+    raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}, a policy folder, or 'module:factory'")
 
 
 __all__ = ["Policy", "ExploreAgent", "RandomAgent", "make_policy", "POLICIES"]

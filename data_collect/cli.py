@@ -1,4 +1,4 @@
-"""The `worldsim` command: collect, import-vpt, import-minerl, stats, bench."""
+"""The `worldsim` command: collect, import-vpt/-minerl, stats, train, eval, export, play, rollout, agent, bench."""
 
 from __future__ import annotations
 
@@ -169,6 +169,38 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _neural_kwargs(a: argparse.Namespace) -> dict:
+    if "Neural" not in a.env:
+        return {}
+    return {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
+
+
+def _cmd_agent_train(a: argparse.Namespace) -> int:
+    from agents.ppo import train_ppo
+
+    info = train_ppo(a.out, env_id=a.env, task=a.task, steps=a.steps, num_envs=a.num_envs, seed=a.seed,
+                     n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, progress=not a.quiet,
+                     **_neural_kwargs(a))
+    print(json.dumps(info))
+    return 0
+
+
+def _cmd_agent_eval(a: argparse.Namespace) -> int:
+    from agents.evaluate import evaluate_policy
+    from worldsim.atomic import write_json_atomic
+
+    results = [evaluate_policy(a.env, pol, episodes=a.episodes, seed=a.seed, task=a.task, progress=not a.quiet,
+                               **_neural_kwargs(a)) for pol in a.policy]
+    print(f"{a.env} task={a.task} episodes={a.episodes} seeds {a.seed}..{a.seed + a.episodes - 1}")
+    for r in results:
+        print(f"  {r['policy']:<30} return {r['mean_return']:7.2f}  95% CI [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+              f"  ({r['steps_per_s']} steps/s)")
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(a.out, results)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="worldsim", description="A neural Minecraft: collect, train, play, evaluate.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -275,6 +307,34 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=64)
     b.add_argument("--out", help="also write the results as JSON here")
     b.set_defaults(func=_cmd_bench)
+
+    ag = sub.add_parser("agent", help="RL agents: train PPO in the dream, score policies in any env")
+    agsub = ag.add_subparsers(dest="agent_command", required=True)
+    at = agsub.add_parser("train", help="PPO (Stable-Baselines3) on the vector env of --env under --task")
+    at.add_argument("--env", default="worldsim/NeuralMinecraft-v0")
+    at.add_argument("--task", default="dig")
+    at.add_argument("--steps", type=int, default=100_000, help="env steps")
+    at.add_argument("--out", required=True, help="policy folder (policy.safetensors + policy.json)")
+    at.add_argument("--num-envs", type=int, default=16)
+    at.add_argument("--n-steps", type=int, default=64, help="PPO rollout length per env")
+    at.add_argument("--batch-size", type=int, default=256)
+    at.add_argument("--lr", type=float, default=3e-4)
+    at.add_argument("--seed", type=int, default=0)
+    at.add_argument("--checkpoint", help="world model (default: the shipped one)")
+    at.add_argument("--sampling-steps", type=int)
+    at.add_argument("--quiet", action="store_true")
+    at.set_defaults(func=_cmd_agent_train)
+    ae = agsub.add_parser("eval", help="mean return and 95%% interval of policies over fixed seeds")
+    ae.add_argument("--env", default="worldsim/MinecraftClassic-Dig-v0")
+    ae.add_argument("--task", default="dig")
+    ae.add_argument("--policy", nargs="+", required=True, help="random, explore, a policy folder, or module:factory")
+    ae.add_argument("--episodes", type=int, default=20)
+    ae.add_argument("--seed", type=int, default=0)
+    ae.add_argument("--checkpoint", help="world model, for the neural env")
+    ae.add_argument("--sampling-steps", type=int)
+    ae.add_argument("--out", help="write the results as JSON here")
+    ae.add_argument("--quiet", action="store_true")
+    ae.set_defaults(func=_cmd_agent_eval)
     return p
 
 

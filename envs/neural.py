@@ -40,12 +40,12 @@ def _device(device: str) -> str:
     return device
 
 
-def load_model(checkpoint: str | None, device: str):
+def load_model(checkpoint: str | None, device: str, precision: str = "auto"):
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if checkpoint is None and not (path / "config.json").exists():
         raise FileNotFoundError(f"no default checkpoint is shipped in {path} yet: pass checkpoint=PATH "
                                 "(a folder written by `worldsim train`)")
-    model = worldsim.load(path, device=_device(device))
+    model = worldsim.load(path, device=_device(device)).set_precision(precision)
     return model, resolve(path)
 
 
@@ -103,10 +103,10 @@ class NeuralMinecraftEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", sampling_steps: int | None = None,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, precision: str = "auto"):
         if render_mode not in (None, "rgb_array", "human"):
             raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
-        self.model, self.checkpoint_path = load_model(checkpoint, device)
+        self.model, self.checkpoint_path = load_model(checkpoint, device, precision)
         self.render_mode = render_mode
         self.sampling_steps = sampling_steps
         h, w = self.model.cfg.frame_hw
@@ -166,14 +166,23 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
     """N dreams advanced together: one batched model call per denoising step for all of them.
 
     Follows Gymnasium 1.x's default next-step autoreset: after a sub-env ends, the following `step` resets it
-    (its action is ignored) and returns the first observation of its new dream.
+    (its action is ignored) and returns the first observation of its new dream. With
+    `autoreset_mode=AutoresetMode.SAME_STEP` (what RL libraries such as Stable-Baselines3 expect) an ending
+    sub-env is reset within the same `step`: its last frame goes to `info["final_obs"]` (mask `info["_final_obs"]`)
+    and the returned observation is the first frame of its next dream.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20, "autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, device: str = "auto",
-                 sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None):
-        self.model, self.checkpoint_path = load_model(checkpoint, device)
+                 sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None,
+                 precision: str = "auto", autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP):
+        mode = gym.vector.AutoresetMode(autoreset_mode)
+        if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
+        self.autoreset_mode = mode
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.model, self.checkpoint_path = load_model(checkpoint, device, precision)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.sampling_steps = sampling_steps
@@ -233,9 +242,20 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         truncated = np.zeros(self.num_envs, bool)
         if self.max_episode_steps is not None:
             truncated = (self._steps >= self.max_episode_steps) & ~self._needs_reset
-        self._needs_reset = terminated | truncated
+        info: dict[str, Any] = {"step_time_s": StepTime(time.perf_counter() - t0)}
+        done = terminated | truncated
+        if self.autoreset_mode == gym.vector.AutoresetMode.SAME_STEP:
+            if done.any():
+                info["final_obs"], info["_final_obs"] = frames.copy(), done.copy()
+            for i in np.flatnonzero(done):
+                start = self._start(i, None)
+                self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
+                frames[i] = start[0][-1]
+                self._steps[i] = 0
+        else:
+            self._needs_reset = done
         self._frames = frames
-        return frames.copy(), rewards, terminated, truncated, {"step_time_s": StepTime(time.perf_counter() - t0)}
+        return frames.copy(), rewards, terminated, truncated, info
 
     def render(self):
         return None if self._frames is None else self._frames.copy()

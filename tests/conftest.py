@@ -33,3 +33,15 @@ def classic():
     yield make
     for e in made:
         e.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny world model really trained (a few steps) on real 32x32 rollouts: shared by the neural-env tests."""
+    from data_collect.collect import CollectConfig, collect
+    from worldsim.train import train
+
+    root = tmp_path_factory.mktemp("neural")
+    collect(CollectConfig(episodes=2, steps=30, size=32, out=str(root / "ds"), seed=9), progress=False)
+    train(str(root / "ds"), str(root / "run"), "tiny", progress=False, ae_steps=10, dit_steps=10, sample_every=10**6)
+    return str(root / "run")

@@ -9,17 +9,6 @@ import envs  # noqa: F401
 from tests.conftest import act
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    from data_collect.collect import CollectConfig, collect
-    from worldsim.train import train
-
-    root = tmp_path_factory.mktemp("neural")
-    collect(CollectConfig(episodes=2, steps=30, size=32, out=str(root / "ds"), seed=9), progress=False)
-    train(str(root / "ds"), str(root / "run"), "tiny", progress=False, ae_steps=10, dit_steps=10, sample_every=10**6)
-    return str(root / "run")
-
-
 def test_check_env_and_spaces(tiny_ckpt):
     env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt)
     check_env(env.unwrapped, skip_render_check=True)

@@ -3,7 +3,7 @@
 Why a plain (deterministic) autoencoder and not a VAE: the diffusion model only needs a compact, smooth code it
 can predict; a KL term buys sampling from the prior, which we never do. We standardise the latents per channel
 after training instead (`WorldModel.latent_mean/std`). Decoding runs every generated frame, so the decoder is
-kept shallow: at 64x64 it costs about a millisecond.
+kept shallow: at 64x64 it costs ~6 ms (bf16) to ~11 ms (fp32) per frame on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -151,6 +151,23 @@ class DiT(nn.Module):
             cache.append(kv)
         return cache
 
+    def first_step(self, z_ctx: torch.Tensor, s_ctx: torch.Tensor, a_ctx: torch.Tensor, z: torch.Tensor,
+                   s: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, Cache]:
+        """`context_cache` and the first `forward_new` in one pass over K+1 frames (fewer, larger matmuls): the
+        block-causal mask keeps the context's keys/values exactly what `context_cache` would compute.
+        Returns the new frame's velocity (B, C, h, w) and the context's cache."""
+        k = z_ctx.shape[1]
+        zz = torch.cat([z_ctx, z[:, None].to(z_ctx.dtype)], dim=1)
+        x = self._tokens(zz, 0)
+        cond = self._cond(torch.cat([s_ctx, s[:, None]], dim=1), torch.cat([a_ctx, actions[:, None]], dim=1))
+        mask = self._mask(k + 1, z.device)
+        n = k * self.tokens_per_frame
+        cache: Cache = []
+        for blk in self.blocks:
+            x, (key, val) = blk(x, cond, self.tokens_per_frame, mask=mask)
+            cache.append((key[:, :, :n], val[:, :, :n]))
+        return self._latents(x[:, n:], cond[:, k:])[:, 0], cache
+
     def forward_new(self, z: torch.Tensor, s: torch.Tensor, actions: torch.Tensor, cache: Cache) -> torch.Tensor:
         """The frame after the cached context: z (B, C, h, w), s (B,), actions (B, A) -> velocity (B, C, h, w)."""
         t0 = cache[0][0].shape[2] // self.tokens_per_frame

@@ -203,20 +203,26 @@ class Trainer:
             raw.setdefault(k, v) if (k.startswith("heads.") or k == "heads_trained") else None
         self.model.load_state_dict(raw)
         self.ema.model.load_state_dict(load_ckpt(latest).state_dict())
+        self.dit_done = int(info.get("dit_done", self.step if self.phase == "done" else 0))
+        opt_state: tuple | None = (tensors, info)
+        if self.phase == "done" and self.dit_done < self.tc.dit_steps:  # asked for more steps than were trained
+            # carry on the dynamics phase with the optimizer state it ended with, kept in its last checkpoint
+            self.phase, self.step = "dit", self.dit_done
+            last_dit = self.out / "checkpoints" / f"dit_{self.dit_done:07d}"
+            opt_state = load_train_state(last_dit) if (last_dit / "train_state.safetensors").exists() else None
+        elif self.phase == "done" and not bool(self.model.heads_trained):  # a run from before the heads existed
+            self.phase, self.step = "heads", 0
+            opt_state = None
         self.opt = self._make_opt()
-        _opt_from_flat(self.opt, tensors, info)
+        if opt_state is not None:
+            _opt_from_flat(self.opt, *opt_state)
         torch.set_rng_state(tensors["rng.torch"])
         self.noise_gen.set_state(tensors["rng.noise"])
         self.np_rng.bit_generator.state = info["np_rng"]
         random.setstate(_py_unstate(info["py_rng"]))
         self.elapsed_before = float(info.get("elapsed_s", 0.0))
-        self.dit_done = int(info.get("dit_done", self.step if self.phase == "done" else 0))
-        if self.phase == "done" and self.dit_done < self.tc.dit_steps:  # asked for more steps than were trained
-            self.phase, self.step = "dit", self.dit_done
-        elif self.phase == "done" and not bool(self.model.heads_trained):  # a run from before the heads existed
-            self.phase, self.step = "heads", 0
         if self.rank == 0 and (self.out / "log.jsonl").exists():  # forget log lines written after this checkpoint
-            order = {"ae": 0, "dit": 1, "done": 2}
+            order = {"ae": 0, "dit": 1, "heads": 2, "done": 3}
             keep = [line for line in (self.out / "log.jsonl").read_text().splitlines()
                     if (order[json.loads(line)["phase"]], json.loads(line)["step"]) <= (order[self.phase], self.step)]
             (self.out / "log.jsonl").write_text("".join(line + "\n" for line in keep))
@@ -266,8 +272,11 @@ class Trainer:
             stopped = self._train_dit()
             if not stopped:
                 self.dit_done = self.step
-                self.phase, self.step = "heads", 0
+                # the heads read latents of real frames, not the dynamics model: trained once, they stay valid
+                self.phase, self.step = ("done", self.dit_done) if bool(self.model.heads_trained) else ("heads", 0)
                 self.opt = self._make_opt()
+                if self.phase == "done":
+                    self.save()
         if self.phase == "heads" and not stopped:
             stopped = self._train_heads()
             if not stopped:

@@ -1,0 +1,223 @@
+"""PPO (Stable-Baselines3) in the neural env, and the policies it produces.
+
+The RL loop is SB3's; what is ours is the glue: the vector neural env (one batched model call per step for all
+envs) behind `SB3VectorEnv`, MultiDiscrete actions (`agents.discrete`), and a small CNN sized for 64x64 frames
+(NatureCNN's 8x8/stride-4 first layer was made for 84x84 Atari and throws away most of a 64x64 frame).
+
+Saved policies never go through pickle: SB3's `.zip` keeps spaces and schedules as cloudpickle, so we do not
+use `PPO.save/PPO.load`. A policy folder holds `policy.safetensors` (the actor-critic's weights) and
+`policy.json` (observation shape, action spec, network sizes, training figures); `load_policy` rebuilds the
+network from the JSON and loads the weights with safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.discrete import DiscreteActionSpec, discrete_vector_actions
+from worldsim.atomic import temp_sibling, write_json_atomic
+
+FORMAT = "worldsim-ppo-policy/1"
+
+
+def _cnn_class():
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class SmallCNN(BaseFeaturesExtractor):
+        """64x64x3 -> 256 features: three stride-2 convolutions (32, 64, 64 channels), then a linear layer."""
+
+        def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 256):
+            super().__init__(observation_space, features_dim)
+            c = observation_space.shape[0]
+            self.cnn = nn.Sequential(
+                nn.Conv2d(c, 32, 4, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Flatten())
+            with torch.no_grad():
+                n = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
+            self.linear = nn.Sequential(nn.Linear(n, features_dim), nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(self.cnn(x))
+
+    return SmallCNN
+
+
+def _policy_kwargs(features_dim: int, net_arch: list[int]) -> dict[str, Any]:
+    return {"features_extractor_class": _cnn_class(), "features_extractor_kwargs": {"features_dim": features_dim},
+            "net_arch": {"pi": list(net_arch), "vf": list(net_arch)}}
+
+
+def make_vector_env(env_id: str, num_envs: int, episode_steps: int | None, seed: int, **env_kwargs) -> gym.vector.VectorEnv:
+    """A same-step-autoreset vector env: the neural env's own batched one, else Gymnasium's sync vector env."""
+    spec = gym.spec(env_id)
+    same = gym.vector.AutoresetMode.SAME_STEP
+    if spec.vector_entry_point is not None:
+        return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                            max_episode_steps=episode_steps, autoreset_mode=same, **env_kwargs)
+    kwargs = dict(env_kwargs, max_episode_steps=episode_steps) if episode_steps else env_kwargs
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": same}, **kwargs)
+
+
+class _Progress:
+    """A tqdm bar over env steps with the mean episode return, as an SB3 callback."""
+
+    def __new__(cls, total: int, enabled: bool):
+        from stable_baselines3.common.callbacks import BaseCallback
+        from tqdm import tqdm
+
+        class Bar(BaseCallback):
+            def _on_training_start(self) -> None:
+                self.bar = tqdm(total=total, desc="ppo", unit="step", disable=not enabled)
+
+            def _on_step(self) -> bool:
+                self.bar.update(self.training_env.num_envs)
+                buf = self.model.ep_info_buffer
+                if buf and self.n_calls % 20 == 0:
+                    self.bar.set_postfix(ep_return=f"{np.mean([e['r'] for e in buf]):.2f}")
+                return True
+
+            def _on_training_end(self) -> None:
+                self.bar.close()
+
+        return Bar()
+
+
+def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task: str = "dig", steps: int = 100_000,
+              num_envs: int = 16, seed: int = 0, n_steps: int = 64, batch_size: int = 256, n_epochs: int = 4,
+              learning_rate: float = 3e-4, gamma: float = 0.95, ent_coef: float = 0.01, features_dim: int = 256,
+              net_arch: tuple[int, ...] = (64,), spec: DiscreteActionSpec | None = None, progress: bool = True,
+              device: str = "cpu", **env_kwargs) -> dict[str, Any]:
+    """Train PPO on `env_id` under `task` for `steps` env steps; writes the policy folder `out`."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    import envs  # noqa: F401  (registers the ids)
+    from agents.sb3_vec import SB3VectorEnv
+    from envs.tasks import get_task
+
+    t = get_task(task)
+    spec = spec or DiscreteActionSpec()
+    episode_steps = None if env_id == t.real_env_id else t.episode_steps
+    venv = discrete_vector_actions(make_vector_env(env_id, num_envs, episode_steps, seed, **env_kwargs), spec)
+    timed = _TimedVecEnv(SB3VectorEnv(venv))
+    vec = VecMonitor(timed)
+    vec.seed(seed)
+    model = PPO("CnnPolicy", vec, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
+                learning_rate=learning_rate, gamma=gamma, ent_coef=ent_coef, seed=seed, device=device, verbose=0,
+                policy_kwargs=_policy_kwargs(features_dim, list(net_arch)))
+    t0 = time.time()
+    model.learn(total_timesteps=steps, callback=_Progress(steps, progress))
+    wall = time.time() - t0
+    returns = [float(e["r"]) for e in model.ep_info_buffer]
+    info = {"env_id": env_id, "task": task, "steps": int(model.num_timesteps), "num_envs": num_envs, "seed": seed,
+            "wall_s": round(wall, 1), "steps_per_s": round(model.num_timesteps / wall, 1),
+            "env_steps_per_s": round(model.num_timesteps / max(timed.env_time_s, 1e-9), 1),
+            "last_episodes_mean_return": float(np.mean(returns)) if returns else None,
+            "ppo": {"n_steps": n_steps, "batch_size": batch_size, "n_epochs": n_epochs, "learning_rate": learning_rate,
+                    "gamma": gamma, "ent_coef": ent_coef},
+            "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}}
+    save_policy(out, model.policy, spec, features_dim, list(net_arch), info)
+    vec.close()
+    return info
+
+
+class _TimedVecEnv:
+    """Counts the seconds spent inside the env (the dream), to report env steps/s apart from PPO's updates."""
+
+    def __new__(cls, venv):
+        from stable_baselines3.common.vec_env import VecEnvWrapper
+
+        class Timed(VecEnvWrapper):
+            env_time_s = 0.0
+
+            def reset(self):
+                return self.venv.reset()
+
+            def step_wait(self):
+                t0 = time.perf_counter()
+                out = self.venv.step_wait()
+                self.env_time_s += time.perf_counter() - t0
+                return out
+
+        return Timed(venv)
+
+
+def save_policy(out: str | Path, policy: nn.Module, spec: DiscreteActionSpec, features_dim: int, net_arch: list[int],
+                info: dict[str, Any]) -> Path:
+    from safetensors.torch import save_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(out / "policy.safetensors")
+    save_model(policy, str(tmp))  # (the actor and critic share one CNN: save_model stores shared tensors once)
+    tmp.replace(out / "policy.safetensors")
+    write_json_atomic(out / "policy.json", {
+        "format": FORMAT, "obs_shape": list(policy.observation_space.shape), "action_spec": spec.to_json(),
+        "features_dim": features_dim, "net_arch": net_arch, "train": info})
+    return out
+
+
+class PPOAgent:
+    """A saved PPO policy acting in any env with a MineRL-style Dict action space (the `Policy` protocol)."""
+
+    def __init__(self, path: str | Path, action_space: gym.spaces.Dict, seed: int | None = None,
+                 deterministic: bool = False):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+        from stable_baselines3.common.policies import ActorCriticCnnPolicy
+
+        path = Path(path)
+        try:
+            meta = json.loads((path / "policy.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path / 'policy.json'}: not a readable policy description ({e})") from e
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path / 'policy.json'}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        self.meta = meta
+        self.spec = DiscreteActionSpec.from_json(meta["action_spec"])
+        self.spec.check(action_space)
+        self.action_space = action_space
+        obs_space = gym.spaces.Box(0, 255, tuple(meta["obs_shape"]), np.uint8)
+        self.policy = ActorCriticCnnPolicy(obs_space, self.spec.space, lambda _: 0.0,
+                                           **_policy_kwargs(int(meta["features_dim"]), list(meta["net_arch"])))
+        try:
+            load_model(self.policy, str(path / "policy.safetensors"), device="cpu")
+        except (OSError, SafetensorError) as e:
+            raise ValueError(f"{path / 'policy.safetensors'}: cannot read the policy weights ({e})") from e
+        except RuntimeError as e:
+            raise ValueError(f"{path / 'policy.safetensors'} does not match {path / 'policy.json'}: {e}") from e
+        self.policy.eval()
+        self.deterministic = deterministic
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self._gen = torch.Generator().manual_seed(int(seed))
+        elif not hasattr(self, "_gen"):
+            self._gen = torch.Generator().manual_seed(0)
+
+    @torch.no_grad()
+    def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        obs = torch.as_tensor(np.asarray(observation)).permute(2, 0, 1)[None].float()
+        dist = self.policy.get_distribution(obs)
+        if self.deterministic:
+            a = dist.mode()
+        else:  # sampled from the policy's own generator: the same seed gives the same episode
+            probs = [d.probs for d in dist.distribution]
+            a = torch.stack([torch.multinomial(p, 1, generator=self._gen)[:, 0] for p in probs], dim=-1)
+        return self.spec.to_dict(a[0].numpy(), self.action_space)
+
+
+def is_policy_folder(name: str) -> bool:
+    return (Path(name) / "policy.json").is_file()

@@ -1,0 +1,116 @@
+"""RL in the dream: the dig task, MultiDiscrete actions, the SB3 adapter, PPO on the tiny model, saved policies."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs  # noqa: F401
+from agents.discrete import DiscreteActions, DiscreteActionSpec
+
+
+def test_dig_task_is_the_real_game_with_fixed_length_episodes():
+    env = gym.make("worldsim/MinecraftClassic-Dig-v0", size=32)
+    try:
+        assert env.spec.max_episode_steps == 200
+        wrapped = DiscreteActions(env)
+        wrapped.reset(seed=0)
+        spec = wrapped.action_spec
+        look_down = np.zeros(len(spec.keys) + 2, np.int64)
+        look_down[len(spec.keys)] = spec.camera_bins.index(6.0)  # pitch +6 degrees: look down
+        look_down[len(spec.keys) + 1] = spec.camera_bins.index(0.0)
+        look_down[spec.keys.index("attack")] = 1
+        rewards, truncated, n = [], False, 0
+        while not truncated:
+            _, r, term, truncated, info = wrapped.step(look_down)
+            rewards.append(r)
+            n += 1
+            assert not term
+        assert n == 200 and info["pitch"] == pytest.approx(90.0)
+        assert sum(rewards) == info["blocks_broken"] > 0  # looking down and attacking digs
+    finally:
+        env.close()
+
+
+def test_discrete_spec_maps_batches_and_single_actions():
+    from envs.actions import minerl_action_space
+    from envs.classic.env import CLASSIC_KEYS
+
+    space = minerl_action_space(CLASSIC_KEYS)
+    spec = DiscreteActionSpec()
+    a = np.array([[1, 0, 0, 0, 0, 1, 0, 0, 4], [0] * 7 + [2, 2]])
+    d = spec.to_dict(a, space)
+    assert d["attack"].tolist() == [1, 0] and d["jump"].tolist() == [1, 0] and d["hotbar.1"].tolist() == [0, 0]
+    assert d["camera"].tolist() == [[-6.0, 6.0], [0.0, 0.0]]
+    single = spec.to_dict(a[0], space)
+    assert space.contains({k: np.asarray(v, np.float32) if k == "camera" else v for k, v in single.items()})
+    assert DiscreteActionSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    with pytest.raises(ValueError, match="camera"):
+        spec.check(gym.spaces.Dict({"attack": gym.spaces.Discrete(2)}))
+
+
+def test_same_step_autoreset_and_the_sb3_adapter(tiny_ckpt):
+    from agents.discrete import discrete_vector_actions
+    from agents.sb3_vec import SB3VectorEnv
+
+    kw = dict(num_envs=3, vectorization_mode="vector_entry_point", checkpoint=tiny_ckpt, max_episode_steps=2)
+    nxt = gym.make_vec("worldsim/NeuralMinecraft-v0", **kw)
+    same = gym.make_vec("worldsim/NeuralMinecraft-v0", autoreset_mode="SameStep", **kw)
+    acts = same.action_space.sample()
+    nxt.reset(seed=5)
+    same.reset(seed=5)
+    for _ in range(2):
+        o1, r1, te1, tr1, _ = nxt.step(acts)
+        o2, r2, te2, tr2, info = same.step(acts)
+    assert tr2.all() and np.array_equal(tr1, tr2) and np.allclose(r1, r2)
+    assert np.array_equal(info["final_obs"], o1) and info["_final_obs"].all()
+    o_next, *_ = nxt.step(acts)  # next-step mode resets now: the same new openings
+    assert np.array_equal(o2, o_next)
+
+    sb3 = SB3VectorEnv(discrete_vector_actions(same))
+    sb3.seed(0)
+    obs = sb3.reset()
+    assert obs.shape == (3, 32, 32, 3)
+    for _ in range(2):
+        obs, rew, dones, infos = sb3.step(np.zeros((3, 9), np.int64))
+    assert dones.all() and rew.dtype == np.float32
+    assert all(i["TimeLimit.truncated"] and i["terminal_observation"].shape == (32, 32, 3) for i in infos)
+    with pytest.raises(ValueError, match="same-step"):
+        SB3VectorEnv(nxt)
+
+
+def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny_ckpt, tmp_path):
+    from agents import make_policy
+    from agents.evaluate import evaluate_policy
+    from agents.ppo import PPOAgent
+    from data_collect.cli import main
+
+    out = tmp_path / "ppo"
+    rc = main(["agent", "train", "--checkpoint", tiny_ckpt, "--task", "dig", "--steps", "256", "--num-envs", "4",
+               "--n-steps", "32", "--batch-size", "64", "--out", str(out), "--quiet"])
+    assert rc == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert meta["train"]["steps"] >= 256 and meta["train"]["env_steps_per_s"] > 0
+    assert (out / "policy.safetensors").stat().st_size > 10_000
+
+    real = gym.make("worldsim/MinecraftClassic-Dig-v0", size=32)
+    try:
+        policy = make_policy(str(out), real.action_space, seed=3)
+        assert isinstance(policy, PPOAgent)
+        obs, _ = real.reset(seed=0)
+        acts = [policy.act(obs) for _ in range(5)]
+        assert all(real.action_space.contains({k: np.asarray(v, np.float32) if k == "camera" else v
+                                               for k, v in a.items()}) for a in acts)
+        policy.reset(seed=3)
+        again = [policy.act(obs) for _ in range(5)]
+        assert all(np.array_equal(a["camera"], b["camera"]) and a["attack"] == b["attack"] for a, b in zip(acts, again))
+    finally:
+        real.close()
+
+    r = evaluate_policy("worldsim/MinecraftClassic-Dig-v0", str(out), episodes=2, seed=0, progress=False, size=32)
+    assert r["episodes"] == 2 and r["mean_length"] == 200 and r["ci95"][0] <= r["mean_return"] <= r["ci95"][1]
+
+    (out / "policy.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="policy.safetensors"):
+        make_policy(str(out), real.action_space)
