@@ -141,14 +141,16 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     from worldsim.report import plot_horizon, strip
     from worldsim.video import write_mp4
 
-    model = worldsim.load(a.checkpoint)
+    model = worldsim.load(a.checkpoint).set_precision(a.precision)
     ds = Dataset(a.data)
     episodes = list(range(min(a.episodes, len(ds)))) if a.episodes else list(range(len(ds)))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    idm = None if a.no_idm else _idm_for(a, model, out)
     result = evaluate(model, ds, horizon=a.horizon, episodes=episodes, stride=a.stride, steps=a.sampling_steps,
-                      progress=not a.quiet)
+                      progress=not a.quiet, idm=idm)
     examples = result.pop("_examples")
+    result["verdict"] = verdict(result)
     result["autoencoder_psnr_db"] = round(autoencoder_psnr(model, ds, episodes), 3)
     result["checkpoint"] = str(a.checkpoint)
     result["data"] = str(a.data)
@@ -165,8 +167,51 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     print(f"{'h':>3} {'model':>8} {'blind':>8} {'copy':>8}   (PSNR dB, {result['clips']} clips)")
     for h in sorted({0, 3, 7, 15, a.horizon - 1} & set(range(a.horizon))):
         print(f"{h + 1:>3} {m['model_psnr']['mean'][h]:8.2f} {m['action_blind_psnr']['mean'][h]:8.2f} {m['copy_last_psnr']['mean'][h]:8.2f}")
+    if "idm" in result:
+        r, d = result["idm"]["real"], result["idm"]["dream"]
+        print(f"IDM key F1 real {r['key_f1']:.3f} / dream {d['key_f1']:.3f}; camera error real {r['camera_mae_deg']:.2f} deg"
+              f" / dream {d['camera_mae_deg']:.2f} deg")
+    print("\n".join(result["verdict"]))
     print(f"autoencoder PSNR {result['autoencoder_psnr_db']} dB; report in {out}")
     return 0
+
+
+def _idm_for(a: argparse.Namespace, model, out: Path):
+    """The inverse-dynamics model of the controllability measure: --idm if it exists, else trained on real data."""
+    from worldsim.checkpoint import read_config, resolve
+    from worldsim.dataset import Dataset
+    from worldsim.idm import load_idm, save_idm, train_idm
+
+    path = Path(a.idm) if a.idm else out / "idm"
+    if (path / "idm.json").exists():
+        return load_idm(path)
+    data = a.idm_data or read_config(resolve(a.checkpoint)).get("dataset", {}).get("path")
+    if not data or not Path(data).exists():
+        raise ValueError(f"the IDM needs real training episodes: pass --idm-data (the checkpoint names {data!r})")
+    ds = Dataset(data)
+    idm = train_idm(ds, list(range(len(ds))), model.codec, steps=a.idm_steps, progress=not a.quiet)
+    save_idm(idm, path, {"data": str(data), "steps": a.idm_steps})
+    return idm
+
+
+def verdict(result: dict) -> list[str]:
+    """The report in words: where the model stands against copy-last-frame, action-blind and the IDM."""
+    m, h = result["metrics"], result["horizon"]
+    model, copy, blind = (m[f"{n}_psnr"]["mean"] for n in ("model", "copy_last", "action_blind"))
+    lines = [f"h1: model {model[0]:.2f} dB vs copy-last {copy[0]:.2f} dB ({model[0] - copy[0]:+.2f} dB; target +3)."]
+    if model[0] <= copy[0]:
+        lines.append("The model does not beat copying the last frame at h1: it is not predicting the next frame.")
+    last = min(h, 16) - 1
+    lines.append(f"h{last + 1}: model {model[last]:.2f} dB vs copy-last {copy[last]:.2f} dB "
+                 f"({'above' if model[last] > copy[last] else 'NOT above'} it).")
+    h8 = min(h, 8) - 1
+    gap = model[h8] - blind[h8]
+    lines.append(f"h{h8 + 1}: action-blind is {gap:.2f} dB below the model (target 1 dB): "
+                 + ("the model uses the actions." if gap >= 1 else "the model uses the actions too little."))
+    if "idm" in result:
+        ratio = result["idm"]["dream_over_real_key_f1"]
+        lines.append(f"IDM key F1 on dreams is {100 * ratio:.0f}% of its F1 on real frames (target 80%).")
+    return lines
 
 
 def _neural_kwargs(a: argparse.Namespace) -> dict:
@@ -287,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stride", type=int, default=100, help="frames between clip starts within an episode")
     e.add_argument("--sampling-steps", type=int, help="network evaluations per frame (default: the checkpoint's)")
     e.add_argument("--out", required=True)
+    e.add_argument("--idm", help="inverse-dynamics model folder: used if it exists, else trained and saved there "
+                                 "(default OUT/idm)")
+    e.add_argument("--idm-data", help="real episodes to train the IDM on (default: the checkpoint's training data)")
+    e.add_argument("--idm-steps", type=int, default=2000)
+    e.add_argument("--no-idm", action="store_true", help="skip the controllability measure")
+    e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
 

@@ -112,11 +112,42 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
 
     data = Path(tiny_ckpt).parent / "ds"
     assert main(["eval", "--checkpoint", tiny_ckpt, "--data", str(data), "--horizon", "3", "--stride", "10",
-                 "--out", str(tmp_path), "--quiet"]) == 0
+                 "--idm-steps", "20", "--out", str(tmp_path), "--quiet"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
+    for kind in ("real", "dream"):  # the IDM read every clip's 3 actions back from real and dreamed pairs
+        assert report["idm"][kind]["pairs"] == report["clips"] * 3 and 0 <= report["idm"][kind]["key_f1"] <= 1
+    assert (tmp_path / "idm" / "idm.safetensors").exists() and any("IDM key F1" in v for v in report["verdict"])
     for name in ("model", "copy_last", "action_blind"):
         assert len(report["metrics"][f"{name}_psnr"]["mean"]) == 3
         assert len(report["metrics"][f"{name}_ssim"]["ci95"]) == 3
     assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0
     for f in ("psnr_over_horizon.png", "ssim_over_horizon.png", "real_vs_dream.png", "real_vs_dream.mp4"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_idm_scores_and_round_trip(tmp_path):
+    from envs.actions import minerl_action_space
+    from envs.classic.env import CLASSIC_KEYS
+    from worldsim.actions import ActionCodec
+    from worldsim.idm import InverseDynamics, idm_scores, load_idm, save_idm
+
+    codec = ActionCodec(minerl_action_space(CLASSIC_KEYS))
+    idm = InverseDynamics(codec)
+    flat = np.zeros((4, codec.dim), np.float32)
+    fwd, cam = codec.slices["forward"].start, codec.slices["camera"]
+    flat[:2, fwd] = 1
+    flat[:, cam] = [[5.0, -2.0], [0.0, 0.0], [1.0, 1.0], [-3.0, 0.5]]
+    keys_true = np.zeros((4, len(idm.keys)), bool)
+    keys_true[:2, idm.keys.index("forward")] = True
+    perfect = idm_scores(idm, keys_true, flat[:, cam], flat)
+    assert perfect["key_f1"] == 1.0 and perfect["camera_mae_deg"] < 1e-4 and perfect["key_f1_per_key"] == {"forward": 1.0}
+    half = keys_true.copy()
+    half[0] = False  # one of two presses missed: precision 1, recall 1/2
+    assert idm_scores(idm, half, flat[:, cam] + 1.0, flat)["key_f1"] == pytest.approx(2 / 3, abs=1e-3)
+    save_idm(idm, tmp_path / "idm")
+    frames = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    a, b = idm.predict(frames, frames[::-1]), load_idm(tmp_path / "idm").predict(frames, frames[::-1])
+    assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1])
+    (tmp_path / "idm" / "idm.json").write_text("{")
+    with pytest.raises(ValueError, match="idm"):
+        load_idm(tmp_path / "idm")
