@@ -64,48 +64,56 @@ def bench_collector(episodes: int = 4, steps: int = 500, workers: int = 2, size:
 
 
 def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_steps=(1, 3), frames: int = 20,
-                 device: str = "auto") -> dict[str, Any]:
-    """Dreamed frames/s: the single env and the vector env for each N, for each sampling-step setting."""
+                 device: str = "auto", precisions=("fp32", "auto"), repeats: int = 3) -> dict[str, Any]:
+    """Dreamed frames/s: the single env and the vector env for each N, per sampling-step setting and precision
+    (medians of `repeats` timed runs after a warm-up)."""
     import gymnasium as gym
     import torch
 
     import envs  # noqa: F401
     from agents import make_policy
 
-    out: dict[str, Any] = {"checkpoint": checkpoint or "default", "single": {}, "vector": {}}
-    for steps in sampling_steps:
-        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, sampling_steps=steps)
-        pol = make_policy("explore", env.action_space, seed=0)
-        obs, _ = env.reset(seed=0)
-        for _ in range(3):
-            env.step(pol.act(obs))
-        t0 = time.perf_counter()
-        for _ in range(frames):
-            obs = env.step(pol.act(obs))[0]
-        out["single"][str(steps)] = round(frames / (time.perf_counter() - t0), 2)
-        model = env.unwrapped.model
-        env.close()
-        out["vector"][str(steps)] = {}
-        for n in batch_sizes:
-            vec = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                               checkpoint=checkpoint, device=device, sampling_steps=steps)
-            vec.reset(seed=0)
-            space = vec.unwrapped.single_action_space
-            acts = {k: np.stack([v] * n) for k, v in make_policy("explore", space, seed=0).act(None).items()}
-            vec.step(acts)
-            reps = max(2, frames // max(1, n // 4))
+    def median_rate(step, count: int, reps: int) -> float:
+        step()
+        rates = []
+        for _ in range(repeats):
             t0 = time.perf_counter()
             for _ in range(reps):
-                vec.step(acts)
-            out["vector"][str(steps)][str(n)] = round(n * reps / (time.perf_counter() - t0), 1)
-            vec.close()
-    with torch.no_grad():
-        z = model.encode(torch.zeros(1, *model.cfg.frame_hw, 3, dtype=torch.uint8))
-        model.decode(z)
-        t0 = time.perf_counter()
-        for _ in range(50):
-            model.decode(z)
-        out["decode_ms"] = round((time.perf_counter() - t0) / 50 * 1000, 2)
+                step()
+            rates.append(count * reps / (time.perf_counter() - t0))
+        return round(float(np.median(rates)), 2)
+
+    out: dict[str, Any] = {"checkpoint": checkpoint or "default", "single": {}, "vector": {}, "decode_ms": {}}
+    for precision in precisions:
+        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, precision=precision)
+        model = env.unwrapped.model
+        prec = model.precision  # "auto" resolved
+        if prec in out["single"]:
+            env.close()
+            continue
+        out["single"][prec], out["vector"][prec] = {}, {}
+        for steps in sampling_steps:
+            env.unwrapped.sampling_steps = steps
+            pol = make_policy("explore", env.action_space, seed=0)
+            state = {"obs": env.reset(seed=0)[0]}
+
+            def single_step(env=env, pol=pol, state=state):
+                state["obs"] = env.step(pol.act(state["obs"]))[0]
+
+            out["single"][prec][str(steps)] = median_rate(single_step, 1, frames)
+            out["vector"][prec][str(steps)] = {}
+            for n in batch_sizes:
+                vec = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                                   checkpoint=checkpoint, device=device, sampling_steps=steps, precision=precision)
+                vec.reset(seed=0)
+                space = vec.unwrapped.single_action_space
+                acts = {k: np.stack([v] * n) for k, v in make_policy("explore", space, seed=0).act(None).items()}
+                out["vector"][prec][str(steps)][str(n)] = median_rate(lambda vec=vec, acts=acts: vec.step(acts), n, max(2, frames // max(1, n // 4)))
+                vec.close()
+        with torch.no_grad():
+            z = model.encode(torch.zeros(1, *model.cfg.frame_hw, 3, dtype=torch.uint8))
+            out["decode_ms"][prec] = round(1000 / median_rate(lambda model=model, z=z: model.decode(z), 1, 50), 2)
+        env.close()
     return out
 
 

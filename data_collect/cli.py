@@ -100,10 +100,12 @@ def _cmd_bench(a: argparse.Namespace) -> int:
                                               sampling_steps=tuple(a.sampling_steps))
         result["train"] = bench.bench_train()
         n = result["neural"]
-        for steps, fps in n["single"].items():
-            print(f"neural env, {steps} sampling step(s): single {fps} FPS; vector " +
-                  ", ".join(f"N={k}: {v}" for k, v in n["vector"][steps].items()) + " frames/s")
-        print(f"decode {n['decode_ms']} ms/frame; training {result['train']['samples_per_s']} samples/s")
+        for prec, by_steps in n["single"].items():
+            for steps, fps in by_steps.items():
+                print(f"neural env, {prec}, {steps} sampling step(s): single {fps} FPS; vector " +
+                      ", ".join(f"N={k}: {v}" for k, v in n["vector"][prec][steps].items()) + " frames/s")
+            print(f"decode ({prec}) {n['decode_ms'][prec]} ms/frame")
+        print(f"training {result['train']['samples_per_s']} samples/s")
     if a.what in ("collect", "all"):
         result["env"] = bench.bench_env(steps=a.steps, repeats=a.repeats, size=a.size)
         result["collector"] = bench.bench_collector(episodes=a.episodes, steps=a.steps, workers=a.workers, size=a.size)

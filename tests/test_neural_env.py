@@ -151,3 +151,11 @@ def test_idm_scores_and_round_trip(tmp_path):
     (tmp_path / "idm" / "idm.json").write_text("{")
     with pytest.raises(ValueError, match="idm"):
         load_idm(tmp_path / "idm")
+
+
+def test_bench_neural_measures_single_and_vector_rates(tiny_ckpt):
+    from data_collect.bench import bench_neural
+
+    r = bench_neural(tiny_ckpt, batch_sizes=(1, 2), sampling_steps=(1, 2), frames=2, precisions=("fp32",), repeats=1)
+    assert set(r["single"]["fp32"]) == {"1", "2"} and all(v > 0 for v in r["single"]["fp32"].values())
+    assert set(r["vector"]["fp32"]["2"]) == {"1", "2"} and r["decode_ms"]["fp32"] > 0

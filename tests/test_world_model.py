@@ -47,6 +47,12 @@ def test_context_cache_gives_exactly_the_full_forward_and_time_is_causal():
         full2 = m.dit(z2, s, a)
     torch.testing.assert_close(full2[:, :-1], full[:, :-1])
     assert not torch.allclose(full2[:, -1], full[:, -1])
+    with torch.no_grad():  # the rollout's fused first step: the same velocity and the same context cache
+        v, kv = m.dit.first_step(z[:, :-1], s[:, :-1], a[:, :-1], z[:, -1], s[:, -1], a[:, -1])
+    torch.testing.assert_close(v, full[:, -1], atol=1e-5, rtol=1e-5)
+    for (k1_, v1_), (k2_, v2_) in zip(kv, cache):
+        torch.testing.assert_close(k1_, k2_, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(v1_, v2_, atol=1e-5, rtol=1e-5)
 
 
 def test_actions_change_the_prediction_and_small_turns_stay_distinct():
@@ -122,6 +128,29 @@ def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
     split = [key(r) for r in _log(tmp_path / "split")]
     assert [k for k in straight if k[0] == "heads"]
     assert split == straight
+
+
+def test_a_finished_run_extends_with_more_dynamics_steps(tiny_data, tmp_path):
+    """`--resume --steps N` on a finished run: the dynamics phase carries on with its own optimizer state, and the
+    outcome heads (which read real latents, not the dynamics model) are kept, not retrained."""
+    import worldsim
+    from worldsim.checkpoint import load_train_state
+    from worldsim.train import train
+
+    opts = dict(ae_steps=5, checkpoint_every=5, log_every=5, sample_every=10**6, progress=False, heads_steps=5)
+    run = tmp_path / "run"
+    assert train(str(tiny_data), str(run), "tiny", dit_steps=10, **opts)["phase"] == "done"
+    before = worldsim.load(run)
+    r = train(str(tiny_data), str(run), "tiny", resume=True, dit_steps=15, **opts)
+    assert r["phase"] == "done" and not r["stopped_early"]
+    after = worldsim.load(run)
+    _, info = load_train_state(run)
+    assert info["dit_done"] == 15
+    assert all(torch.equal(p, q) for (n, p), q in zip(before.state_dict().items(), after.state_dict().values())
+               if n.startswith("heads."))
+    assert not torch.equal(before.dit.blocks[0].qkv.weight, after.dit.blocks[0].qkv.weight)
+    dit_steps = [r["step"] for r in _log(run) if r["phase"] == "dit"]
+    assert dit_steps == sorted(dit_steps) and dit_steps[-1] == 15
 
 
 def test_bad_checkpoints_fail_with_a_clear_error(tiny_data, tmp_path):
