@@ -175,11 +175,10 @@ class PlaySession:
         pg.display.flip()
 
     def screenshot(self) -> Path:
-        from PIL import Image
-
+        """The window as it is on screen (HUD included when shown)."""
         path = Path(self.cfg.out_dir) / f"screenshot_{time.strftime('%Y%m%d-%H%M%S')}_{self.step_count}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self.composite().repeat(self.cfg.scale, 0).repeat(self.cfg.scale, 1)).save(path)
+        self.pg.image.save(self.screen, str(path))
         return path
 
     def toggle_recording(self) -> Path | None:

@@ -52,6 +52,9 @@ def test_real_mode_keys_mouse_screenshot_recording_quit(tmp_path):
         shots = list(tmp_path.glob("screenshot_*.png"))
         videos = list(tmp_path.glob("recording_*.mp4"))
         assert len(shots) == 1 and len(videos) == 1
+        from PIL import Image
+
+        assert Image.open(shots[0]).size == (64 * 2, 64 * 2)  # the window itself, at its scale
         from worldsim.video import read_mp4
 
         assert read_mp4(videos[0]).shape[0] == 4
