@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from worldsim.atomic import write_json_atomic
+from worldsim.atomic import publish_mode, write_json_atomic
 from worldsim.dataset import DATA as _DATA
 from worldsim.dataset import FORMAT_VERSION, Dataset, DatasetError, Episode, read_metadata
 from worldsim.dataset import episode_dir as _episode_dir
@@ -72,6 +72,7 @@ class DatasetWriter:
         if tuple(ep.frames.shape[1:]) != tuple(self.observation_space.shape):
             raise DatasetError(f"episode {ep.index}: frames {ep.frames.shape[1:]} do not match the dataset's {self.observation_space.shape}")
         tmp = Path(tempfile.mkdtemp(prefix=f"ep{ep.index}-", dir=self.root / ".tmp"))
+        publish_mode(tmp)
         try:
             storage = MinariStorage.new(tmp / _DATA, observation_space=self.observation_space,
                                         action_space=self.action_space, data_format="arrow", jpeg_encoding=False)

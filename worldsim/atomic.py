@@ -9,10 +9,19 @@ from pathlib import Path
 from typing import Any
 
 
+def publish_mode(path: str | os.PathLike) -> None:
+    """Give a temp file/folder the permissions a normal write would have had (mkstemp/mkdtemp make them private,
+    which would leave a shared checkpoint or dataset unreadable to other users)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        publish_mode(tmp)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, default=_json_default)
             f.flush()
@@ -28,6 +37,7 @@ def temp_sibling(path: str | os.PathLike, suffix: str = "") -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    publish_mode(tmp)
     return Path(tmp)
 
 

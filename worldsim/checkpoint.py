@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from worldsim.atomic import write_json_atomic
+from worldsim.atomic import publish_mode, write_json_atomic
 from worldsim.config import ModelConfig
 from worldsim.world_model import WorldModel
 
@@ -38,10 +38,11 @@ def save_checkpoint(path: str | os.PathLike, model: WorldModel, extra: dict[str,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        publish_mode(tmp)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        save_file(state, str(tmp / "model.safetensors"))  # (a new file in tmp: normal permissions)
         write_json_atomic(tmp / "config.json", {"format": FORMAT, "model": model.cfg.to_dict(), **(extra or {})})
         if train_tensors is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in train_tensors.items()}, str(tmp / "train_state.safetensors"))

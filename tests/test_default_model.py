@@ -1,0 +1,47 @@
+"""The model shipped inside the package: loads with no arguments, no download, and dreams follow the actions."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401
+from envs.neural import DEFAULT_CHECKPOINT
+from tests.conftest import act
+
+
+def _sky(frame: np.ndarray) -> float:
+    """Share of bright-blue (sky) pixels."""
+    f = frame.astype(int)
+    return float(((f[..., 2] > 180) & (f[..., 2] > f[..., 0] + 40)).mean())
+
+
+def test_shipped_checkpoint_is_small_self_contained_and_loads_with_no_arguments():
+    files = {p.name: p.stat().st_size for p in DEFAULT_CHECKPOINT.iterdir()}
+    assert set(files) == {"config.json", "model.safetensors", "openings.safetensors"}
+    assert sum(files.values()) <= 50e6
+    cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    assert cfg["dataset"]["steps"] >= 100_000 and cfg["model"]["sampler"]["steps"] <= 3
+    env = gym.make("worldsim/NeuralMinecraft-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.observation_space.shape == (64, 64, 3) and env.unwrapped.context_length == 4
+    obs, _ = env.reset(seed=0)
+    frames = [env.step(act(env.action_space, forward=1, camera=[0, 2]))[0] for _ in range(20)]
+    assert all(f.std() > 5 for f in frames)  # a scene, not a flat image
+    assert env.unwrapped.model.heads_trained
+
+
+@pytest.mark.parametrize("seed", [1, 2, 5])  # openings of the shipped bank with sky in view
+def test_shipped_dreams_look_up_and_down_as_asked(seed):
+    env = gym.make("worldsim/NeuralMinecraft-v0")
+    sky = {}
+    for name, pitch in (("up", -5.0), ("down", 5.0), ("still", 0.0)):
+        obs, _ = env.reset(seed=seed)
+        assert _sky(obs) > 0.05
+        for _ in range(8):
+            obs = env.step(act(env.action_space, camera=[pitch, 0.0]))[0]
+        sky[name] = _sky(obs)
+    assert sky["up"] > sky["still"] + 0.2  # looking up 40 degrees fills the view with sky
+    assert sky["down"] < sky["still"] - 0.05  # looking down 40 degrees loses it
