@@ -22,8 +22,9 @@ def interval95(values: list[float], resamples: int = 10_000, seed: int = 0) -> t
 
 
 def evaluate_policy(env_id: str, policy: str, episodes: int = 20, seed: int = 0, task: str | None = None,
-                    progress: bool = True, **env_kwargs) -> dict[str, Any]:
-    """Run `episodes` episodes (seeds seed .. seed+episodes-1) of `policy` in `env_id` under `task`."""
+                    progress: bool = True, deterministic: bool = False, **env_kwargs) -> dict[str, Any]:
+    """Run `episodes` episodes (seeds seed .. seed+episodes-1) of `policy` in `env_id` under `task`.
+    `deterministic`: a trained policy takes its most likely action instead of sampling one."""
     from tqdm import tqdm
 
     import envs  # noqa: F401
@@ -32,6 +33,8 @@ def evaluate_policy(env_id: str, policy: str, episodes: int = 20, seed: int = 0,
 
     env = make_task_env(env_id, task, **env_kwargs)
     pol = make_policy(policy, env.action_space, seed=seed)
+    if hasattr(pol, "deterministic"):
+        pol.deterministic = deterministic
     returns, lengths = [], []
     t0, steps = time.time(), 0
     try:
@@ -48,7 +51,7 @@ def evaluate_policy(env_id: str, policy: str, episodes: int = 20, seed: int = 0,
     finally:
         env.close()
     lo, hi = interval95(returns)
-    return {"env_id": env_id, "task": task, "policy": policy, "episodes": episodes, "seeds": [seed, seed + episodes - 1],
+    return {"env_id": env_id, "task": task, "policy": policy, "deterministic": deterministic, "episodes": episodes, "seeds": [seed, seed + episodes - 1],
             "mean_return": float(np.mean(returns)), "ci95": [lo, hi], "std": float(np.std(returns)),
             "returns": returns, "mean_length": float(np.mean(lengths)),
             "steps_per_s": round(steps / (time.time() - t0), 1)}

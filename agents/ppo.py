@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.discrete import DiscreteActionSpec, discrete_vector_actions
+from agents.discrete import ActionTranslator, DiscreteActionSpec, discrete_vector_actions
 from worldsim.atomic import temp_sibling, write_json_atomic
 
 FORMAT = "worldsim-ppo-policy/1"
@@ -199,9 +199,11 @@ class PPOAgent:
             raise ValueError(f"{path / 'policy.safetensors'} does not match {path / 'policy.json'}: {e}") from e
         self.policy.eval()
         self.deterministic = deterministic
+        self.translate = ActionTranslator(self.spec, action_space)
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
+        self.translate.reset()
         if seed is not None:
             self._gen = torch.Generator().manual_seed(int(seed))
         elif not hasattr(self, "_gen"):
@@ -216,7 +218,7 @@ class PPOAgent:
         else:  # sampled from the policy's own generator: the same seed gives the same episode
             probs = [d.probs for d in dist.distribution]
             a = torch.stack([torch.multinomial(p, 1, generator=self._gen)[:, 0] for p in probs], dim=-1)
-        return self.spec.to_dict(a[0].numpy(), self.action_space)
+        return self.translate(a[0].numpy())
 
 
 def is_policy_folder(name: str) -> bool:

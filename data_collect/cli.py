@@ -225,11 +225,12 @@ def _neural_kwargs(a: argparse.Namespace) -> dict:
 
 
 def _cmd_agent_train(a: argparse.Namespace) -> int:
+    from agents.discrete import DiscreteActionSpec
     from agents.ppo import train_ppo
 
     info = train_ppo(a.out, env_id=a.env, task=a.task, steps=a.steps, num_envs=a.num_envs, seed=a.seed,
                      n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, progress=not a.quiet,
-                     **_neural_kwargs(a))
+                     spec=DiscreteActionSpec(clicks=tuple(a.click)), **_neural_kwargs(a))
     print(json.dumps(info))
     return 0
 
@@ -239,7 +240,7 @@ def _cmd_agent_eval(a: argparse.Namespace) -> int:
     from worldsim.atomic import write_json_atomic
 
     results = [evaluate_policy(a.env, pol, episodes=a.episodes, seed=a.seed, task=a.task, progress=not a.quiet,
-                               **_neural_kwargs(a)) for pol in a.policy]
+                               deterministic=a.deterministic, **_neural_kwargs(a)) for pol in a.policy]
     print(f"{a.env} task={a.task} episodes={a.episodes} seeds {a.seed}..{a.seed + a.episodes - 1}")
     for r in results:
         print(f"  {r['policy']:<30} return {r['mean_return']:7.2f}  95% CI [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
@@ -375,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--n-steps", type=int, default=64, help="PPO rollout length per env")
     at.add_argument("--batch-size", type=int, default=256)
     at.add_argument("--lr", type=float, default=3e-4)
+    at.add_argument("--click", nargs="*", default=[], metavar="KEY",
+                    help="keys the policy clicks instead of holding (e.g. attack use)")
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--checkpoint", help="world model (default: the shipped one)")
     at.add_argument("--sampling-steps", type=int)
@@ -388,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--seed", type=int, default=0)
     ae.add_argument("--checkpoint", help="world model, for the neural env")
     ae.add_argument("--sampling-steps", type=int)
+    ae.add_argument("--deterministic", action="store_true", help="trained policies take their most likely action")
     ae.add_argument("--out", help="write the results as JSON here")
     ae.add_argument("--quiet", action="store_true")
     ae.set_defaults(func=_cmd_agent_eval)

@@ -114,3 +114,22 @@ def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny
     (out / "policy.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="policy.safetensors"):
         make_policy(str(out), real.action_space)
+
+
+def test_clicked_keys_alternate_and_the_click_phase_resets():
+    from agents.discrete import ActionTranslator
+    from envs.actions import minerl_action_space
+    from envs.classic.env import CLASSIC_KEYS
+
+    space = minerl_action_space(CLASSIC_KEYS)
+    spec = DiscreteActionSpec(clicks=("attack",))
+    tr = ActionTranslator(spec, space)
+    hold = np.array([1, 1, 0, 0, 0, 0, 0, 2, 2])  # attack and forward chosen every step
+    sent = [tr(hold) for _ in range(4)]
+    assert [s["attack"] for s in sent] == [1, 0, 1, 0] and [s["forward"] for s in sent] == [1, 1, 1, 1]
+    tr.reset()
+    assert tr(hold)["attack"] == 1
+    batch = ActionTranslator(spec, space)
+    both = np.stack([hold, np.zeros(9, np.int64)])
+    assert [batch(both)["attack"].tolist() for _ in range(2)] == [[1, 0], [0, 0]]
+    assert DiscreteActionSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
