@@ -71,17 +71,31 @@ class InverseDynamics(nn.Module):
         return np.concatenate(keys), np.concatenate(box)
 
 
-def _pairs(ds: Dataset, episodes: list[int], n: int, rng: np.random.Generator, codec: ActionCodec):
-    lengths = np.array([ds.episode_length(e) for e in episodes], np.float64)
-    eps = rng.choice(len(episodes), size=n, p=lengths / lengths.sum())
-    prev, nxt, flat = [], [], []
-    for i in eps:
-        ep = ds.episode(episodes[i])
-        t = int(rng.integers(lengths[i]))
-        prev.append(ep.frames[t])
-        nxt.append(ep.frames[t + 1])
-        flat.append(codec.encode_batch({k: v[t:t + 1] for k, v in ep.actions.items()})[0])
-    return np.stack(prev), np.stack(nxt), np.stack(flat).astype(np.float32)
+class _Pairs:
+    """Random (frame t, frame t+1, flat action t) triples; each episode opened (memory-mapped) and its actions
+    encoded once, then kept."""
+
+    def __init__(self, ds: Dataset, episodes: list[int], codec: ActionCodec):
+        self.ds, self.episodes, self.codec = ds, episodes, codec
+        self.lengths = np.array([ds.episode_length(e) for e in episodes], np.float64)
+        self._open: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _episode(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        if e not in self._open:
+            ep = self.ds.episode(e)
+            self._open[e] = (ep.frames, self.codec.encode_batch(ep.actions).astype(np.float32))
+        return self._open[e]
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        eps = rng.choice(len(self.episodes), size=n, p=self.lengths / self.lengths.sum())
+        prev, nxt, flat = [], [], []
+        for i in eps:
+            frames, actions = self._episode(self.episodes[i])
+            t = int(rng.integers(self.lengths[i]))
+            prev.append(frames[t])
+            nxt.append(frames[t + 1])
+            flat.append(actions[t])
+        return np.stack(prev), np.stack(nxt), np.stack(flat)
 
 
 def train_idm(ds: Dataset, episodes: list[int], codec: ActionCodec, steps: int = 2000, batch: int = 128,
@@ -92,11 +106,12 @@ def train_idm(ds: Dataset, episodes: list[int], codec: ActionCodec, steps: int =
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     idm = InverseDynamics(codec)
+    pairs = _Pairs(ds, episodes, codec)
     opt = torch.optim.AdamW(idm.parameters(), lr=lr, weight_decay=0.01)
     idm.train()
     bar = tqdm(range(steps), desc="idm", disable=not progress)
     for step in bar:
-        prev, nxt, flat = _pairs(ds, episodes, batch, rng, codec)
+        prev, nxt, flat = pairs.sample(batch, rng)
         key_t, box_t = idm.targets(torch.from_numpy(flat))
         key_p, box_p = idm(torch.from_numpy(prev), torch.from_numpy(nxt))
         loss = F.binary_cross_entropy_with_logits(key_p, key_t) + F.smooth_l1_loss(box_p, box_t)
