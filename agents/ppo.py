@@ -57,7 +57,7 @@ def _policy_kwargs(features_dim: int, net_arch: list[int]) -> dict[str, Any]:
             "net_arch": {"pi": list(net_arch), "vf": list(net_arch)}}
 
 
-def make_vector_env(env_id: str, num_envs: int, episode_steps: int | None, seed: int, **env_kwargs) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, episode_steps: int | None, **env_kwargs) -> gym.vector.VectorEnv:
     """A same-step-autoreset vector env: the neural env's own batched one, else Gymnasium's sync vector env."""
     spec = gym.spec(env_id)
     same = gym.vector.AutoresetMode.SAME_STEP
@@ -69,28 +69,26 @@ def make_vector_env(env_id: str, num_envs: int, episode_steps: int | None, seed:
                         vector_kwargs={"autoreset_mode": same}, **kwargs)
 
 
-class _Progress:
-    """A tqdm bar over env steps with the mean episode return, as an SB3 callback."""
+def _progress_callback(total: int, enabled: bool):
+    """A tqdm bar over env steps with the mean episode return, as an SB3 callback (SB3 imported only here)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
 
-    def __new__(cls, total: int, enabled: bool):
-        from stable_baselines3.common.callbacks import BaseCallback
-        from tqdm import tqdm
+    class Bar(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=total, desc="ppo", unit="step", disable=not enabled)
 
-        class Bar(BaseCallback):
-            def _on_training_start(self) -> None:
-                self.bar = tqdm(total=total, desc="ppo", unit="step", disable=not enabled)
+        def _on_step(self) -> bool:
+            self.bar.update(self.training_env.num_envs)
+            buf = self.model.ep_info_buffer
+            if buf and self.n_calls % 20 == 0:
+                self.bar.set_postfix(ep_return=f"{np.mean([e['r'] for e in buf]):.2f}")
+            return True
 
-            def _on_step(self) -> bool:
-                self.bar.update(self.training_env.num_envs)
-                buf = self.model.ep_info_buffer
-                if buf and self.n_calls % 20 == 0:
-                    self.bar.set_postfix(ep_return=f"{np.mean([e['r'] for e in buf]):.2f}")
-                return True
+        def _on_training_end(self) -> None:
+            self.bar.close()
 
-            def _on_training_end(self) -> None:
-                self.bar.close()
-
-        return Bar()
+    return Bar()
 
 
 def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task: str = "dig", steps: int = 100_000,
@@ -109,15 +107,15 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
     t = get_task(task)
     spec = spec or DiscreteActionSpec()
     episode_steps = None if env_id == t.real_env_id else t.episode_steps
-    venv = discrete_vector_actions(make_vector_env(env_id, num_envs, episode_steps, seed, **env_kwargs), spec)
-    timed = _TimedVecEnv(SB3VectorEnv(venv))
+    venv = discrete_vector_actions(make_vector_env(env_id, num_envs, episode_steps, **env_kwargs), spec)
+    timed = _timed(SB3VectorEnv(venv))
     vec = VecMonitor(timed)
     vec.seed(seed)
     model = PPO("CnnPolicy", vec, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
                 learning_rate=learning_rate, gamma=gamma, ent_coef=ent_coef, seed=seed, device=device, verbose=0,
                 policy_kwargs=_policy_kwargs(features_dim, list(net_arch)))
     t0 = time.time()
-    model.learn(total_timesteps=steps, callback=_Progress(steps, progress))
+    model.learn(total_timesteps=steps, callback=_progress_callback(steps, progress))
     wall = time.time() - t0
     returns = [float(e["r"]) for e in model.ep_info_buffer]
     info = {"env_id": env_id, "task": task, "steps": int(model.num_timesteps), "num_envs": num_envs, "seed": seed,
@@ -132,25 +130,23 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
     return info
 
 
-class _TimedVecEnv:
-    """Counts the seconds spent inside the env (the dream), to report env steps/s apart from PPO's updates."""
+def _timed(venv):
+    """Wraps an SB3 VecEnv to count the seconds spent inside the env (the dream): env steps/s apart from PPO."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
 
-    def __new__(cls, venv):
-        from stable_baselines3.common.vec_env import VecEnvWrapper
+    class Timed(VecEnvWrapper):
+        env_time_s = 0.0
 
-        class Timed(VecEnvWrapper):
-            env_time_s = 0.0
+        def reset(self):
+            return self.venv.reset()
 
-            def reset(self):
-                return self.venv.reset()
+        def step_wait(self):
+            t0 = time.perf_counter()
+            out = self.venv.step_wait()
+            self.env_time_s += time.perf_counter() - t0
+            return out
 
-            def step_wait(self):
-                t0 = time.perf_counter()
-                out = self.venv.step_wait()
-                self.env_time_s += time.perf_counter() - t0
-                return out
-
-        return Timed(venv)
+    return Timed(venv)
 
 
 def save_policy(out: str | Path, policy: nn.Module, spec: DiscreteActionSpec, features_dim: int, net_arch: list[int],
@@ -200,14 +196,12 @@ class PPOAgent:
         self.policy.eval()
         self.deterministic = deterministic
         self.translate = ActionTranslator(self.spec, action_space)
-        self.reset(seed)
+        self._gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
 
     def reset(self, seed: int | None = None) -> None:
         self.translate.reset()
         if seed is not None:
-            self._gen = torch.Generator().manual_seed(int(seed))
-        elif not hasattr(self, "_gen"):
-            self._gen = torch.Generator().manual_seed(0)
+            self._gen.manual_seed(int(seed))
 
     @torch.no_grad()
     def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> dict[str, Any]:

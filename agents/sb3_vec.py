@@ -25,7 +25,7 @@ class SB3VectorEnv(VecEnv):
         self._actions: np.ndarray | None = None
 
     def reset(self) -> np.ndarray:
-        seeds = [s for s in self._seeds]
+        seeds = list(self._seeds)
         obs, _ = self.env.reset(seed=seeds if any(s is not None for s in seeds) else None)
         self._reset_seeds()
         self._reset_options()

@@ -25,14 +25,18 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _neural_kwargs(a: argparse.Namespace) -> dict:
+    """The world-model options of a command, passed on only when its --env is the neural env."""
+    if "Neural" not in a.env:
+        return {}
+    return {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
+
+
 def _cmd_rollout(a: argparse.Namespace) -> int:
     from data_collect.collect import CollectConfig, collect
 
-    kwargs = {}
-    if "Neural" in a.env:
-        kwargs = {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
     cfg = CollectConfig(env_id=a.env, policy=a.agent, episodes=a.episodes, steps=a.steps, out=a.out,
-                        workers=a.workers, seed=a.seed, video=a.video, env_kwargs=kwargs)
+                        workers=a.workers, seed=a.seed, video=a.video, env_kwargs=_neural_kwargs(a))
     print(json.dumps(collect(cfg, progress=not a.quiet)))
     return 0
 
@@ -216,12 +220,6 @@ def verdict(result: dict) -> list[str]:
         ratio = result["idm"]["dream_over_real_key_f1"]
         lines.append(f"IDM key F1 on dreams is {100 * ratio:.0f}% of its F1 on real frames (target 80%).")
     return lines
-
-
-def _neural_kwargs(a: argparse.Namespace) -> dict:
-    if "Neural" not in a.env:
-        return {}
-    return {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
 
 
 def _cmd_agent_train(a: argparse.Namespace) -> int:

@@ -221,6 +221,13 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self._steps[:] = 0
         return self._frames.copy(), {}
 
+    def _restart(self, i: int, frames: np.ndarray) -> None:
+        """A new dream for sub-env i (an opening drawn from its own seed stream); its first frame into `frames`."""
+        start = self._start(i, None)
+        self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
+        frames[i] = start[0][-1]
+        self._steps[i] = 0
+
     def step(self, actions: dict[str, np.ndarray]):
         if self._dreamer is None:
             raise RuntimeError("call reset() before step()")
@@ -232,10 +239,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         z_next = torch.cat([d.latents[:, -1] for d in self._dreamer.dreams])
         reward_t, term_t = self.model.outcome(z_prev, z_next, torch.from_numpy(flat).to(z_prev.device))
         for i in np.flatnonzero(self._needs_reset):
-            start = self._start(i, None)
-            self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
-            frames[i] = start[0][-1]
-            self._steps[i] = 0
+            self._restart(i, frames)
         self._steps[~self._needs_reset] += 1
         rewards = np.where(self._needs_reset, 0.0, reward_t.cpu().numpy()).astype(np.float64)
         terminated = term_t.cpu().numpy() & ~self._needs_reset
@@ -248,10 +252,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
             if done.any():
                 info["final_obs"], info["_final_obs"] = frames.copy(), done.copy()
             for i in np.flatnonzero(done):
-                start = self._start(i, None)
-                self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
-                frames[i] = start[0][-1]
-                self._steps[i] = 0
+                self._restart(i, frames)
         else:
             self._needs_reset = done
         self._frames = frames

@@ -7,7 +7,8 @@ action that led into it. The vector modulates that frame's tokens through adapti
 DiT), so a frame being generated at high noise and a context frame at low noise share one sequence.
 
 Because attention is causal in time, the context frames' keys/values do not depend on the frame being generated:
-`context_cache` computes them once per generated frame and `forward_new` then costs one frame per denoising step.
+`first_step` computes them together with the first denoising step, once per generated frame, and `forward_new`
+then costs one frame per further step (`context_cache` gives them alone).
 """
 
 from __future__ import annotations
@@ -139,17 +140,23 @@ class DiT(nn.Module):
         return self._latents(x, cond)
 
     # ----- rollout: context once, then one frame per denoising step -----
-    def context_cache(self, z: torch.Tensor, s: torch.Tensor, actions: torch.Tensor) -> Cache:
-        """Keys/values of the K context frames, in every block."""
-        f = z.shape[1]
+    def _cached_pass(self, z: torch.Tensor, s: torch.Tensor, actions: torch.Tensor, keep: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, Cache]:
+        """All F frames through the blocks under the block-causal mask; returns the tokens, the conditioning and
+        the keys/values of the first `keep` frames (exactly what those frames alone would give: causal mask)."""
         x = self._tokens(z, 0)
         cond = self._cond(s, actions)
-        mask = self._mask(f, z.device)
+        mask = self._mask(z.shape[1], z.device)
+        n = keep * self.tokens_per_frame
         cache: Cache = []
         for blk in self.blocks:
-            x, kv = blk(x, cond, self.tokens_per_frame, mask=mask)
-            cache.append(kv)
-        return cache
+            x, (key, val) = blk(x, cond, self.tokens_per_frame, mask=mask)
+            cache.append((key[:, :, :n], val[:, :, :n]))
+        return x, cond, cache
+
+    def context_cache(self, z: torch.Tensor, s: torch.Tensor, actions: torch.Tensor) -> Cache:
+        """Keys/values of the K context frames, in every block."""
+        return self._cached_pass(z, s, actions, z.shape[1])[2]
 
     def first_step(self, z_ctx: torch.Tensor, s_ctx: torch.Tensor, a_ctx: torch.Tensor, z: torch.Tensor,
                    s: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, Cache]:
@@ -157,16 +164,10 @@ class DiT(nn.Module):
         block-causal mask keeps the context's keys/values exactly what `context_cache` would compute.
         Returns the new frame's velocity (B, C, h, w) and the context's cache."""
         k = z_ctx.shape[1]
-        zz = torch.cat([z_ctx, z[:, None].to(z_ctx.dtype)], dim=1)
-        x = self._tokens(zz, 0)
-        cond = self._cond(torch.cat([s_ctx, s[:, None]], dim=1), torch.cat([a_ctx, actions[:, None]], dim=1))
-        mask = self._mask(k + 1, z.device)
-        n = k * self.tokens_per_frame
-        cache: Cache = []
-        for blk in self.blocks:
-            x, (key, val) = blk(x, cond, self.tokens_per_frame, mask=mask)
-            cache.append((key[:, :, :n], val[:, :, :n]))
-        return self._latents(x[:, n:], cond[:, k:])[:, 0], cache
+        x, cond, cache = self._cached_pass(torch.cat([z_ctx, z[:, None].to(z_ctx.dtype)], dim=1),
+                                           torch.cat([s_ctx, s[:, None]], dim=1),
+                                           torch.cat([a_ctx, actions[:, None]], dim=1), keep=k)
+        return self._latents(x[:, k * self.tokens_per_frame:], cond[:, k:])[:, 0], cache
 
     def forward_new(self, z: torch.Tensor, s: torch.Tensor, actions: torch.Tensor, cache: Cache) -> torch.Tensor:
         """The frame after the cached context: z (B, C, h, w), s (B,), actions (B, A) -> velocity (B, C, h, w)."""

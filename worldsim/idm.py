@@ -20,6 +20,7 @@ from torch import nn
 
 from worldsim.actions import ActionCodec, space_from_json, space_to_json
 from worldsim.atomic import temp_sibling, write_json_atomic
+from worldsim.data import FrameSource
 from worldsim.dataset import Dataset
 
 
@@ -71,30 +72,30 @@ class InverseDynamics(nn.Module):
         return np.concatenate(keys), np.concatenate(box)
 
 
-class _Pairs:
-    """Random (frame t, frame t+1, flat action t) triples; each episode opened (memory-mapped) and its actions
-    encoded once, then kept."""
+class _Pairs(FrameSource):
+    """Random (frame t, frame t+1, flat action t) triples: FrameSource's kept-open episodes, plus each episode's
+    actions encoded once."""
 
     def __init__(self, ds: Dataset, episodes: list[int], codec: ActionCodec):
-        self.ds, self.episodes, self.codec = ds, episodes, codec
-        self.lengths = np.array([ds.episode_length(e) for e in episodes], np.float64)
-        self._open: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        super().__init__(ds, episodes)
+        self.codec = codec
+        self.transitions = self.lengths - 1
+        self._actions: dict[int, np.ndarray] = {}
 
-    def _episode(self, e: int) -> tuple[np.ndarray, np.ndarray]:
-        if e not in self._open:
-            ep = self.ds.episode(e)
-            self._open[e] = (ep.frames, self.codec.encode_batch(ep.actions).astype(np.float32))
-        return self._open[e]
+    def actions(self, e: int) -> np.ndarray:
+        if e not in self._actions:
+            self._actions[e] = self.codec.encode_batch(self.ds.episode(e).actions).astype(np.float32)
+        return self._actions[e]
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        eps = rng.choice(len(self.episodes), size=n, p=self.lengths / self.lengths.sum())
+    def sample_pairs(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        eps = rng.choice(len(self.episodes), size=n, p=self.transitions / self.transitions.sum())
         prev, nxt, flat = [], [], []
         for i in eps:
-            frames, actions = self._episode(self.episodes[i])
-            t = int(rng.integers(self.lengths[i]))
-            prev.append(frames[t])
-            nxt.append(frames[t + 1])
-            flat.append(actions[t])
+            e = self.episodes[i]
+            t = int(rng.integers(self.transitions[i]))
+            prev.append(self.frames(e)[t])
+            nxt.append(self.frames(e)[t + 1])
+            flat.append(self.actions(e)[t])
         return np.stack(prev), np.stack(nxt), np.stack(flat)
 
 
@@ -111,7 +112,7 @@ def train_idm(ds: Dataset, episodes: list[int], codec: ActionCodec, steps: int =
     idm.train()
     bar = tqdm(range(steps), desc="idm", disable=not progress)
     for step in bar:
-        prev, nxt, flat = pairs.sample(batch, rng)
+        prev, nxt, flat = pairs.sample_pairs(batch, rng)
         key_t, box_t = idm.targets(torch.from_numpy(flat))
         key_p, box_p = idm(torch.from_numpy(prev), torch.from_numpy(nxt))
         loss = F.binary_cross_entropy_with_logits(key_p, key_t) + F.smooth_l1_loss(box_p, box_t)
