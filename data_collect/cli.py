@@ -219,6 +219,17 @@ def verdict(result: dict) -> list[str]:
     if "idm" in result:
         ratio = result["idm"]["dream_over_real_key_f1"]
         lines.append(f"IDM key F1 on dreams is {100 * ratio:.0f}% of its F1 on real frames (target 80%).")
+    if "camera_response" in result:
+        cr = result["camera_response"]
+        for axis, what in (("yaw", "turns left/right"), ("pitch", "looks up/down")):
+            real, dream = cr["real"][f"{axis}_px_per_deg"], cr["dream"][f"{axis}_px_per_deg"]
+            if real is None or dream is None:
+                lines.append(f"{axis}: too few clear turns in these clips to measure how the dream follows them.")
+                continue
+            blind = cr["action_blind_over_real"][axis]
+            lines.append(f"{axis}: the real game moves {real:+.2f} px per degree, the dream {dream:+.2f} "
+                         f"({100 * cr['dream_over_real'][axis]:.0f}% of the real motion when it {what}; action-blind "
+                         + (f"{100 * blind:.0f}%)." if blind is not None else "n/a)."))
     return lines
 
 

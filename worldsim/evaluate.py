@@ -18,6 +18,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from worldsim.dataset import Dataset
 from worldsim.idm import InverseDynamics, idm_scores
+from worldsim.motion import camera_response, frame_shift
 from worldsim.rollout import Dreamer
 from worldsim.world_model import WorldModel
 
@@ -45,7 +46,9 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
              steps: int | None = None, seed: int = 0, batch: int = 16, progress: bool = True,
              idm: InverseDynamics | None = None) -> dict[str, Any]:
     """PSNR/SSIM per horizon step for the model, copy-last-frame and action-blind, mean and 95% interval; with an
-    `idm`, its key F1 / camera error on the real consecutive pairs and on the dreamed ones (same clips, actions)."""
+    `idm`, its key F1 / camera error on the real consecutive pairs and on the dreamed ones (same clips, actions);
+    with a camera in the action space, how many pixels per degree of turn real and dreamed frames move
+    (`worldsim.motion`)."""
     from tqdm import tqdm
 
     k = model.context
@@ -57,6 +60,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     scores: dict[str, list[np.ndarray]] = {f"{n}_{m}": [] for n in ("model", "copy_last", "action_blind") for m in ("psnr", "ssim")}
     examples = []
     idm_preds: dict[str, list] = {"real": [], "dream": [], "actions": []}
+    cam = model.codec.slices.get("camera") if "camera" in model.codec.space.spaces else None
+    shifts: dict[str, list] = {"real": [], "dream": [], "action_blind": [], "camera": []}
     for i in tqdm(range(0, len(todo), batch), desc="evaluate", disable=not progress):
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
@@ -67,12 +72,16 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
             d = Dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i)
             dream = np.stack([d.step(acts[:, h]) for h in range(horizon)], axis=1)
+            if cam is not None:  # how far each dreamed frame moved from the one before, to set against the turn
+                shifts["dream" if name == "model" else name].append(_shifts(ctx, dream))
+                if name == "model":
+                    shifts["real"].append(_shifts(ctx, real))
+                    shifts["camera"].append(flat[:, k - 1:, cam].reshape(-1, 2))
             if name == "model" and len(examples) < 4:
                 examples += [(ctx[j], real[j], dream[j], group[j]) for j in range(min(4 - len(examples), len(group)))]
             if name == "model" and idm is not None:
                 for key, seq in (("real", real), ("dream", dream)):
-                    prev = np.concatenate([ctx[:, -1:], seq[:, :-1]], axis=1)  # the frame each action was taken at
-                    idm_preds[key].append(idm.predict(prev.reshape(-1, *prev.shape[2:]), seq.reshape(-1, *seq.shape[2:])))
+                    idm_preds[key].append(idm.predict(*_pairs(ctx, seq)))
                 idm_preds["actions"].append(acts.reshape(-1, acts.shape[-1]))
             _collect(scores, name, dream, real)
         _collect(scores, "copy_last", np.repeat(ctx[:, -1:], horizon, axis=1), real)
@@ -84,12 +93,26 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         table[key] = {"mean": mean.round(4).tolist(), "ci95": half.round(4).tolist()}
     out = {"clips": len(todo), "episodes": episodes, "horizon": horizon, "context": k,
            "sampling_steps": steps or model.cfg.sampler.steps, "metrics": table, "_examples": examples}
+    if cam is not None:
+        camera = np.concatenate(shifts.pop("camera"))
+        out["camera_response"] = camera_response({n: np.concatenate(v) for n, v in shifts.items()}, camera)
     if idm is not None:
         flat_all = np.concatenate(idm_preds["actions"])
         out["idm"] = {key: idm_scores(idm, np.concatenate([p[0] for p in idm_preds[key]]),
                                       np.concatenate([p[1] for p in idm_preds[key]]), flat_all) for key in ("real", "dream")}
         out["idm"]["dream_over_real_key_f1"] = round(out["idm"]["dream"]["key_f1"] / max(out["idm"]["real"]["key_f1"], 1e-9), 4)
     return out
+
+
+def _pairs(ctx: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame of seq (B, H, ...) with the frame before it, the one its action was taken at (the last context
+    frame for the first): two (B*H, ...) arrays."""
+    prev = np.concatenate([ctx[:, -1:], seq[:, :-1]], axis=1)
+    return prev.reshape(-1, *prev.shape[2:]), seq.reshape(-1, *seq.shape[2:])
+
+
+def _shifts(ctx: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    return frame_shift(*_pairs(ctx, seq))
 
 
 def _collect(scores, name: str, pred: np.ndarray, real: np.ndarray) -> None:

@@ -1,0 +1,66 @@
+"""The motion measure of `worldsim eval`: image shifts between frames, and pixels per degree of camera turn."""
+
+import numpy as np
+import pytest
+
+from worldsim.motion import camera_response, camera_slopes, frame_shift
+
+
+def _texture(seed: int = 0, size: int = 96) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.random((size, size, 3)) * 255
+    for axis in (0, 1):  # a little smoothing so sub-pixel peaks are well defined
+        img = (img + np.roll(img, 1, axis)) / 2
+    return img
+
+
+def test_frame_shift_recovers_known_shifts_with_their_sign():
+    img = _texture()
+    a = np.stack([img[16:80, 16:80]] * 3)
+    b = np.stack([img[13:77, 18:82], img[16:80, 11:75], img[16:80, 16:80]])  # content: up 3 & left 2, right 5, still
+    got = frame_shift(a, b)
+    assert got == pytest.approx(np.array([[3.0, -2.0], [0.0, 5.0], [0.0, 0.0]]), abs=0.3)
+
+
+def test_frame_shift_says_nan_for_flat_frames_and_rejects_bad_shapes():
+    flat = np.full((1, 32, 32, 3), 90, np.uint8)
+    assert np.isnan(frame_shift(flat, flat)).all()
+    with pytest.raises(ValueError, match="frame_shift"):
+        frame_shift(flat, flat[:, :16])
+
+
+def test_camera_slopes_and_ratio():
+    rng = np.random.default_rng(1)
+    camera = rng.uniform(-6, 6, size=(200, 2))  # [pitch, yaw]
+    real = np.column_stack([-0.75 * camera[:, 0], -0.65 * camera[:, 1]]) + rng.normal(0, 0.1, (200, 2))
+    half = real * 0.5
+    still = np.zeros_like(real)
+    r = camera_response({"real": real, "dream": half, "action_blind": still}, camera)
+    assert r["real"]["yaw_px_per_deg"] == pytest.approx(-0.65, abs=0.05)
+    assert r["real"]["pitch_px_per_deg"] == pytest.approx(-0.75, abs=0.05)
+    assert r["dream_over_real"]["yaw"] == pytest.approx(0.5, abs=0.05)
+    assert r["action_blind_over_real"] == {"yaw": 0.0, "pitch": 0.0}
+    assert camera_slopes(real, np.zeros_like(camera))["yaw_px_per_deg"] is None  # no turn to measure against
+
+
+def test_the_real_game_moves_left_when_turning_right_and_up_when_looking_down():
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from worldsim.actions import ActionCodec
+
+    env = gym.make("worldsim/MinecraftClassic-v0")
+    obs, _ = env.reset(seed=3)
+    noop = ActionCodec(env.action_space).noop()
+    frames, cams = [obs], []
+    for cam in [(0.0, 3.0)] * 4 + [(3.0, 0.0)] * 4:
+        act = dict(noop)
+        act["camera"] = np.array(cam, np.float32)
+        obs, *_ = env.step(act)
+        frames.append(obs)
+        cams.append(cam)
+    env.close()
+    frames = np.stack(frames)
+    s = camera_slopes(frame_shift(frames[:-1], frames[1:]), np.array(cams), min_turn=1.0)
+    assert -1.2 < s["yaw_px_per_deg"] < -0.3  # turning right (+yaw) moves the scene left
+    assert -1.2 < s["pitch_px_per_deg"] < -0.3  # looking down (+pitch) moves the scene up
