@@ -132,7 +132,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     result = train(a.data, a.out, a.preset, resume=a.resume, progress=not a.quiet,
                    time_limit_s=a.time_limit * 60 if a.time_limit else None, dit_steps=a.steps,
-                   ae_steps=a.ae_steps, dit_batch=a.batch, num_threads=a.threads, compile=a.compile or None,
+                   ae_steps=a.ae_steps, decoder_steps=a.decoder_steps, dit_batch=a.batch, num_threads=a.threads, compile=a.compile or None,
                    bf16=False if a.no_bf16 else None, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every)
     print(json.dumps(result))
     return 0 if result.get("replicas_in_sync", True) else 1
@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, dream videos")
     t.add_argument("--steps", type=int, help="dynamics-model steps (default: the preset's)")
     t.add_argument("--ae-steps", type=int, help="autoencoder steps (default: the preset's)")
+    t.add_argument("--decoder-steps", type=int, help="decoder fine-tuning steps on the frozen latents, run last "
+                   "(default: the preset's); with --resume on a finished run, trains just the decoder")
     t.add_argument("--batch", type=int, help="dynamics batch size per process")
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--checkpoint-every", type=int)

@@ -87,13 +87,18 @@ class Autoencoder(nn.Module):
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """L1 + MSE reconstruction; a tiny latent penalty keeps the code's scale from drifting."""
         z = self.encode(x)
-        y = self.decode(z)
-        l1 = (y - x).abs().mean()
-        mse = F.mse_loss(y, x)
-        reg = 1e-4 * z.pow(2).mean()
-        with torch.no_grad():
-            psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))  # pixels span 2 in [-1, 1]
-        return l1 + mse + reg, {"ae_l1": l1.item(), "ae_mse": mse.item(), "ae_psnr": psnr.item()}
+        loss, stats = reconstruction_loss(self.decode(z), x, "ae")
+        return loss + 1e-4 * z.pow(2).mean(), stats
+
+
+def reconstruction_loss(y: torch.Tensor, x: torch.Tensor, prefix: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + MSE of decoded pixels y against x (both in [-1, 1]), with the PSNR it means, for logging."""
+    y, x = y.float(), x.float()
+    l1 = (y - x).abs().mean()
+    mse = F.mse_loss(y, x)
+    with torch.no_grad():
+        psnr = 10 * torch.log10(4.0 / mse.clamp_min(1e-10))  # pixels span 2 in [-1, 1]
+    return l1 + mse, {f"{prefix}_l1": l1.item(), f"{prefix}_mse": mse.item(), f"{prefix}_psnr": psnr.item()}
 
 
 def to_pixels(frames_uint8: torch.Tensor) -> torch.Tensor:

@@ -78,6 +78,9 @@ class TrainConfig:
     heads_steps: int = 1500
     heads_batch: int = 256
     heads_lr: float = 1e-3
+    decoder_steps: int = 0  # decoder fine-tuning on the frozen encoder's latents, after everything else (0: none)
+    decoder_batch: int = 32
+    decoder_lr: float = 3e-4
     warmup: int = 500
     weight_decay: float = 0.01
     ema: float = 0.999
@@ -106,7 +109,8 @@ def preset(name: str) -> Preset:
         return Preset(
             ModelConfig(frame_size=32, context=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4),
                         dit=DiTConfig(width=64, depth=2, heads=2, patch=2, action_hidden=64)),
-            TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=4, heads_steps=20, heads_batch=16, warmup=5, checkpoint_every=10,
+            TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=4, heads_steps=20, heads_batch=16, decoder_steps=10, decoder_batch=8,
+                        warmup=5, checkpoint_every=10,
                         sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
     if name == "small":  # sized by measurement on 2 CPU cores: ~45 dynamics samples/s (bf16), ~17 dreamed frames/s
         return Preset(

@@ -85,10 +85,14 @@ class _EMA:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
+    def update(self, model: torch.nn.Module, step: int, trained: torch.nn.Module) -> None:
+        """Average the parameters of `trained` (the part of `model` this phase optimises) only: averaging the
+        frozen rest would pull their averaged weights toward their last raw weights, undoing the earlier phase's EMA."""
         d = min(self.decay, (1 + step) / (10 + step))  # warm up the average early on
+        ids = {id(p) for p in trained.parameters()}
         for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1 - d)
+            if id(p) in ids:
+                e.lerp_(p.detach(), 1 - d)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
 
@@ -140,6 +144,8 @@ class Trainer:
         self.ema = _EMA(self.model, train_cfg.ema)
         self.phase, self.step = "ae", 0
         self.dit_done = 0  # dynamics steps finished (kept when later phases reset `step`)
+        self.decoder_done = 0  # decoder fine-tuning steps finished
+        self.extending = False  # resumed a finished run to train it further: its later phases' log lines stay
         self.np_rng = np.random.default_rng([train_cfg.seed, self.rank])
         self.noise_gen = torch.Generator(device=self.device)  # diffusion noise of the dynamics phase
         self.noise_gen.manual_seed(train_cfg.seed * 1000 + self.rank)
@@ -158,9 +164,9 @@ class Trainer:
                                                      "train_episodes": len(self.train_eps), "val_episodes": self.val_eps})
 
     def _make_opt(self) -> torch.optim.Optimizer:
-        module = {"ae": self.model.ae, "heads": self.model.heads}.get(self.phase, self.model.dit)
+        module = {"ae": self.model.ae, "heads": self.model.heads, "decoder": self.model.ae.decoder}.get(self.phase, self.model.dit)
         params = module.parameters()
-        lr = {"ae": self.tc.ae_lr, "heads": self.tc.heads_lr}.get(self.phase, self.tc.dit_lr)
+        lr = {"ae": self.tc.ae_lr, "heads": self.tc.heads_lr, "decoder": self.tc.decoder_lr}.get(self.phase, self.tc.dit_lr)
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.tc.weight_decay, betas=(0.9, 0.99))
 
     # ----- checkpoints -----
@@ -172,10 +178,11 @@ class Trainer:
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.noise"] = self.noise_gen.get_state()
-        info = {"phase": self.phase, "step": self.step, "dit_done": self.dit_done, "np_rng": self.np_rng.bit_generator.state,
+        info = {"phase": self.phase, "step": self.step, "dit_done": self.dit_done, "decoder_done": self.decoder_done,
+                "np_rng": self.np_rng.bit_generator.state,
                 "py_rng": _py_state(), "elapsed_s": self.elapsed(), **opt_j}
         name = f"checkpoints/{self.phase}_{self.step:07d}"
-        extra = {"phase": self.phase, "step": self.step, "dataset": _dataset_info(self.ds), "train": asdict(self.tc),
+        extra = {"phase": self.phase, "step": self.step, "decoder_steps": self.decoder_done, "dataset": _dataset_info(self.ds), "train": asdict(self.tc),
                  "elapsed_s": round(self.elapsed(), 1)}
         save_checkpoint(self.out / name, self.ema.model, extra=extra, train_tensors=tensors, train_json=info)
         if self.phase != "ae":  # the bank of real openings that reset() draws from
@@ -204,15 +211,16 @@ class Trainer:
         self.model.load_state_dict(raw)
         self.ema.model.load_state_dict(load_ckpt(latest).state_dict())
         self.dit_done = int(info.get("dit_done", self.step if self.phase == "done" else 0))
+        self.decoder_done = int(info.get("decoder_done", 0))
         opt_state: tuple | None = (tensors, info)
-        if self.phase == "done" and self.dit_done < self.tc.dit_steps:  # asked for more steps than were trained
-            # carry on the dynamics phase with the optimizer state it ended with, kept in its last checkpoint
-            self.phase, self.step = "dit", self.dit_done
-            last_dit = self.out / "checkpoints" / f"dit_{self.dit_done:07d}"
-            opt_state = load_train_state(last_dit) if (last_dit / "train_state.safetensors").exists() else None
-        elif self.phase == "done" and not bool(self.model.heads_trained):  # a run from before the heads existed
-            self.phase, self.step = "heads", 0
-            opt_state = None
+        if self.phase == "done":  # a finished run asked for more: carry on the first phase that wants more steps
+            self.extending = True
+            self.phase, self.step = self._phase_after("ae")
+            if self.phase in ("dit", "decoder"):  # with the optimizer state it ended with, kept in its last checkpoint
+                last = self.out / "checkpoints" / f"{self.phase}_{self.step:07d}"
+                opt_state = load_train_state(last) if (last / "train_state.safetensors").exists() else None
+            else:
+                opt_state = None
         self.opt = self._make_opt()
         if opt_state is not None:
             _opt_from_flat(self.opt, *opt_state)
@@ -222,9 +230,14 @@ class Trainer:
         random.setstate(_py_unstate(info["py_rng"]))
         self.elapsed_before = float(info.get("elapsed_s", 0.0))
         if self.rank == 0 and (self.out / "log.jsonl").exists():  # forget log lines written after this checkpoint
-            order = {"ae": 0, "dit": 1, "heads": 2, "done": 3}
-            keep = [line for line in (self.out / "log.jsonl").read_text().splitlines()
-                    if (order[json.loads(line)["phase"]], json.loads(line)["step"]) <= (order[self.phase], self.step)]
+            order = {"ae": 0, "dit": 1, "heads": 2, "decoder": 3, "done": 4}
+
+            def keep_line(rec: dict) -> bool:
+                if rec["phase"] == self.phase:
+                    return rec["step"] <= self.step
+                return order[rec["phase"]] < order[self.phase] or self.extending  # a finished run's later phases
+
+            keep = [line for line in (self.out / "log.jsonl").read_text().splitlines() if keep_line(json.loads(line))]
             (self.out / "log.jsonl").write_text("".join(line + "\n" for line in keep))
         if self.rank > 0:  # only rank 0's streams are saved: the others re-derive theirs from (seed, rank, step)
             self.np_rng = np.random.default_rng([self.tc.seed, self.rank, self.step])
@@ -272,19 +285,19 @@ class Trainer:
             stopped = self._train_dit()
             if not stopped:
                 self.dit_done = self.step
-                # the heads read latents of real frames, not the dynamics model: trained once, they stay valid
-                self.phase, self.step = ("done", self.dit_done) if bool(self.model.heads_trained) else ("heads", 0)
-                self.opt = self._make_opt()
-                if self.phase == "done":
-                    self.save()
+                self._enter(*self._phase_after("dit"))
         if self.phase == "heads" and not stopped:
             stopped = self._train_heads()
             if not stopped:
                 self.model.heads.load_state_dict(self.ema.model.heads.state_dict())
                 self.model.heads_trained.fill_(True)
                 self.ema.model.heads_trained.fill_(True)
-                self.phase = "done"
-                self.save()
+                self._enter(*self._phase_after("heads"))
+        if self.phase == "decoder" and not stopped:
+            stopped = self._train_decoder()
+            if not stopped:
+                self.decoder_done = self.step
+                self._enter("done", self.dit_done)
         if stopped:
             self.save()
         _barrier()
@@ -294,6 +307,24 @@ class Trainer:
         if self.writer:
             self.writer.close()
         return result
+
+    def _phase_after(self, phase: str) -> tuple[str, int]:
+        """The phase that follows `phase` and the step it starts at: each later phase runs only while it has steps
+        to do, so a finished run given more steps of one phase trains just that phase."""
+        if phase == "ae" and self.dit_done < self.tc.dit_steps:
+            return "dit", self.dit_done
+        # the heads read latents of real frames, not the dynamics model: trained once, they stay valid
+        if phase in ("ae", "dit") and not bool(self.model.heads_trained):
+            return "heads", 0
+        if phase in ("ae", "dit", "heads") and self.decoder_done < self.tc.decoder_steps:
+            return "decoder", self.decoder_done
+        return "done", self.dit_done
+
+    def _enter(self, phase: str, step: int) -> None:
+        self.phase, self.step = phase, step
+        self.opt = self._make_opt()
+        if phase == "done":
+            self.save()
 
     def _loop(self, prefix: str, total: int, base_lr: float, warmup: int, module: torch.nn.Module, batch: int,
               compute, show: str | None = None, on_step=None) -> bool:
@@ -313,7 +344,7 @@ class Trainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(module.parameters(), tc.grad_clip)
                 self.opt.step()
-                self.ema.update(self.model, self.step)
+                self.ema.update(self.model, self.step, module)
                 self.step += 1
                 seen += batch * self.world
                 bar.update(1)
@@ -368,12 +399,7 @@ class Trainer:
     def _train_dit(self) -> bool:
 
         tc = self.tc
-        cache_dir = self.out / "latents"
-        if not LatentCache.exists(cache_dir):  # resumed on a machine without the cache: rebuild it
-            if self.rank == 0:
-                LatentCache.build(cache_dir, self.ds, self.model.eval(), list(range(len(self.ds))), progress=self.progress)
-            _barrier()
-        cache = LatentCache(cache_dir)
+        cache = self._latent_cache()
         k1 = self.model.context + 1
         val_starts_lo = cache.offsets[self.val_eps[0]] if self.val_eps else cache.offsets[-1]
         starts = cache.windows(k1)
@@ -404,7 +430,7 @@ class Trainer:
         """Reward/termination heads on (frame t, frame t+1, action t) of the real training episodes."""
 
         tc = self.tc
-        cache = LatentCache(self.out / "latents")
+        cache = self._latent_cache()
         reward, term = _outcomes(self.ds, cache)
         val_lo = cache.offsets[self.val_eps[0]] if self.val_eps else cache.offsets[-1]
         idx = np.flatnonzero(np.asarray(cache.known) > 0)
@@ -431,6 +457,45 @@ class Trainer:
 
         return self._loop("heads", tc.heads_steps, tc.heads_lr, min(tc.warmup, tc.heads_steps // 10 + 1),
                           self.model.heads, tc.heads_batch, compute, show="heads_reward_acc")
+
+    def _train_decoder(self) -> bool:
+        """Decoder fine-tuning (as GameNGen does): more reconstruction training for the decoder alone, on the latents
+        the frozen encoder gave every training frame. The latents do not change, so the dynamics model, the heads
+        and the latent cache stay valid, and every generated frame comes out sharper."""
+        from worldsim.autoencoder import reconstruction_loss
+
+        tc = self.tc
+        cache = self._latent_cache()
+        val_lo = int(cache.offsets[self.val_eps[0]]) if self.val_eps else int(cache.offsets[-1])
+        slot_episode = json.loads((cache.root / "index.json").read_text())["episodes"]
+        src = FrameSource(self.ds, self.train_eps)
+        self.model.train()
+        self.model.ae.encoder.requires_grad_(False)
+        self.model.ae.decoder.requires_grad_(True)
+        dec = self._ddp(self.model.ae.decoder)
+        mean, std = self.model.latent_mean[:, None, None], self.model.latent_std[:, None, None]
+
+        def compute():
+            idx = np.sort(self.np_rng.integers(0, val_lo, tc.decoder_batch))
+            slot = np.searchsorted(cache.offsets, idx, side="right") - 1
+            frames = np.stack([src.frames(slot_episode[s])[i - cache.offsets[s]] for s, i in zip(slot, idx)])
+            z = torch.from_numpy(cache.latents[idx].astype(np.float32)).to(self.device) * std + mean
+            x = _pixels(torch.from_numpy(frames).to(self.device))
+            with _autocast(self.device, self.bf16):
+                y = dec(z)
+            return reconstruction_loss(y, x, "decoder")
+
+        return self._loop("decoder", tc.decoder_steps, tc.decoder_lr, min(tc.warmup, tc.decoder_steps // 10 + 1),
+                          self.model.ae.decoder, tc.decoder_batch, compute, show="decoder_psnr")
+
+    def _latent_cache(self) -> LatentCache:
+        """The run's latent cache, rebuilt when the run was resumed on a machine without it."""
+        cache_dir = self.out / "latents"
+        if not LatentCache.exists(cache_dir):
+            if self.rank == 0:
+                LatentCache.build(cache_dir, self.ds, self.model.eval(), list(range(len(self.ds))), progress=self.progress)
+            _barrier()
+        return LatentCache(cache_dir)
 
     @torch.no_grad()
     def sample_video(self, length: int = 60) -> Path | None:
