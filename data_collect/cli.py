@@ -130,7 +130,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 def _cmd_train(a: argparse.Namespace) -> int:
     from worldsim.train import train
 
-    result = train(a.data, a.out, a.preset, resume=a.resume, progress=not a.quiet,
+    result = train(a.data, a.out, a.preset, resume=a.resume, progress=not a.quiet, init=a.init,
                    time_limit_s=a.time_limit * 60 if a.time_limit else None, dit_steps=a.steps,
                    ae_steps=a.ae_steps, decoder_steps=a.decoder_steps, dit_batch=a.batch, num_threads=a.threads, compile=a.compile or None,
                    bf16=False if a.no_bf16 else None, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every)
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    t.add_argument("--init", help="a fresh run starts from this checkpoint or run: its autoencoder (and latent "
+                   "cache), heads and dynamics weights; trains the dynamics model from there")
     t.add_argument("--time-limit", type=float, help="minutes: checkpoint and stop after this long (resume later)")
     t.add_argument("--compile", action="store_true", help="torch.compile the dynamics model")
     t.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 autocast works")

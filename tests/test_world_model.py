@@ -32,7 +32,7 @@ def _tiny_model(seed=0) -> WorldModel:
 def test_context_cache_gives_exactly_the_full_forward_and_time_is_causal():
     m = _tiny_model()
     k1 = m.context + 1
-    c = m.cfg.ae.latent_channels
+    c = m.dit.patch_in.in_features // m.cfg.dit.patch**2  # the latent, and the motion prior's channels
     h, w = m.cfg.latent_hw
     z = torch.randn(2, k1, c, h, w)
     s = torch.rand(2, k1)
@@ -68,6 +68,42 @@ def test_actions_change_the_prediction_and_small_turns_stay_distinct():
     g = torch.Generator().manual_seed(0)
     out = m.predict_next(ctx, torch.zeros(3, k, m.codec.dim), torch.ones(3, k), flat, generator=g)
     assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+
+
+def test_motion_prior_is_the_frame_before_moved_by_the_camera():
+    torch.manual_seed(0)
+    cfg = preset("tiny").model
+    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    cfg.camera_px_per_deg = (1.0, -2.0)  # frames are downsampled 2x: 1 deg pitch -> 0.5 latent px down, yaw -> 1 left
+    m = WorldModel(cfg).eval()
+    cam = m.codec.slices["camera"]
+    z = torch.randn(1, 3, m.cfg.ae.latent_channels, *m.cfg.latent_hw)
+    flat = torch.zeros(1, 3, m.codec.dim)
+    flat[0, 1, cam.start + 1] = 3.0  # yaw right 3 deg: the picture moves 3 latent px left
+    flat[0, 2, cam.start] = 4.0  # pitch down 4 deg: 2 latent px down
+    prior = m.motion_prior(z, flat)
+    assert torch.equal(prior[:, 0], torch.zeros_like(prior[:, 0]))
+    torch.testing.assert_close(prior[0, 1, :, :, :-3], z[0, 0, :, :, 3:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior[0, 2, :, 2:, :], z[0, 1, :, :-2, :], atol=1e-5, rtol=0)
+
+
+def test_rollout_feeds_the_network_what_training_does():
+    """predict_next (cached context, fused first step) = one Euler step of the plain forward on the same input the
+    training loss builds: noisy frames with their motion prior."""
+    from worldsim import diffusion
+
+    m = _tiny_model()
+    m.cfg.camera_px_per_deg = (0.8, -0.7)
+    k, c, (h, w) = m.context, m.cfg.ae.latent_channels, m.cfg.latent_hw
+    g = torch.Generator().manual_seed(3)
+    ctx, acts = torch.randn(2, k, c, h, w, generator=g), torch.randn(2, k + 1, m.codec.dim, generator=g) * 3
+    eps, start = m.draw_noise(2, g)
+    with torch.no_grad():
+        got = m.predict_next(ctx, acts[:, :k], torch.ones(2, k), acts[:, k], steps=1, noise=(eps, start))
+        s = torch.cat([torch.full((2, k), m.cfg.sampler.context_noise), torch.ones(2, 1)], dim=1)
+        zs = torch.cat([diffusion.add_noise(ctx, s[:, :k], eps), start[:, None]], dim=1)
+        v = m.dit(torch.cat([zs, m.motion_prior(zs, acts)], dim=2), s, m.action_features(acts))[:, -1]
+    torch.testing.assert_close(got, start - v, atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +255,38 @@ def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
     sync = json.loads((run / "ddp_sync.json").read_text())
     assert sync["world_size"] == 2 and sync["in_sync"]
     assert sync["checksums"][0] == sync["checksums"][1]
+
+
+def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_data, tmp_path):
+    """`--init`: the new run reuses the other run's autoencoder and latent cache, and its first prediction is the
+    other model's (the prior's input weights start at zero); then it trains the dynamics model."""
+    import worldsim
+    from worldsim.train import Trainer
+
+    old = preset("tiny")
+    old.model.motion_prior = False
+    opts = dict(ae_steps=10, dit_steps=10, heads_steps=5, decoder_steps=0, checkpoint_every=5, sample_every=10**6)
+    for k, v in opts.items():
+        setattr(old.train, k, v)
+    Trainer(str(tiny_data), str(tmp_path / "old"), old.model, old.train, progress=False).run()
+    src = worldsim.load(tmp_path / "old")
+    new = preset("tiny")
+    for k, v in opts.items():
+        setattr(new.train, k, v)
+    t = Trainer(str(tiny_data), str(tmp_path / "new"), new.model, new.train, progress=False, init=str(tmp_path / "old"))
+    assert t.phase == "dit" and t.model.cfg.motion_prior and any(t.model.cfg.camera_px_per_deg)
+    k, c, (h, w) = src.context, src.cfg.ae.latent_channels, src.cfg.latent_hw
+    g = torch.Generator().manual_seed(0)
+    ctx, acts = torch.randn(1, k, c, h, w, generator=g), torch.randn(1, k + 1, src.codec.dim, generator=g)
+    noise = src.draw_noise(1, g)
+    same = [m.eval().predict_next(ctx, acts[:, :k], torch.ones(1, k), acts[:, k], noise=noise) for m in (src, t.ema.model)]
+    torch.testing.assert_close(same[0], same[1], atol=1e-5, rtol=1e-5)
+    assert (tmp_path / "new" / "latents" / "latents.f16").stat().st_size == (tmp_path / "old" / "latents" / "latents.f16").stat().st_size
+    assert t.run()["phase"] == "done"
+    after = worldsim.load(tmp_path / "new")
+    assert torch.equal(after.ae.encoder.net[0].weight, src.ae.encoder.net[0].weight) and bool(after.heads_trained)
+    assert [r["phase"] for r in _log(tmp_path / "new")].count("dit") == 2  # steps 5 and 10
+    other = preset("tiny")
+    other.model.context = 3
+    with pytest.raises(ValueError, match="--init"):
+        Trainer(str(tiny_data), str(tmp_path / "bad"), other.model, other.train, progress=False, init=str(tmp_path / "old"))

@@ -49,6 +49,10 @@ class ModelConfig:
     dit: DiTConfig = field(default_factory=DiTConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     action_space_json: str = ""  # worldsim.actions.space_to_json of the action Dict the model was trained on
+    # Motion prior: each frame also sees the frame before it moved as its camera action moves the picture
+    # (worldsim.motion measures the game's pixels per degree from the training data when this is left at zero).
+    motion_prior: bool = False
+    camera_px_per_deg: tuple[float, float] = (0.0, 0.0)  # (down, right) pixel shift per degree of (pitch, yaw)
 
     @property
     def frame_hw(self) -> tuple[int, int]:
@@ -107,25 +111,26 @@ def preset(name: str) -> Preset:
     large (MineRL's 16:9 aspect at 176x320, multi-GPU)."""
     if name == "tiny":
         return Preset(
-            ModelConfig(frame_size=32, context=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4),
+            ModelConfig(frame_size=32, context=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4), motion_prior=True,
                         dit=DiTConfig(width=64, depth=2, heads=2, patch=2, action_hidden=64)),
             TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=4, heads_steps=20, heads_batch=16, decoder_steps=10, decoder_batch=8,
                         warmup=5, checkpoint_every=10,
                         sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
     if name == "small":  # sized by measurement on 2 CPU cores: ~45 dynamics samples/s (bf16), ~17 dreamed frames/s
         return Preset(
-            ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8),
+            ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8), motion_prior=True,
                         dit=DiTConfig(width=256, depth=8, heads=4, patch=4, action_hidden=256)),
             TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=6000, dit_batch=32, dit_lr=3e-4, warmup=300,
                         checkpoint_every=250, sample_every=1000, log_every=25))
     if name == "base":
         return Preset(
-            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8),
+            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8), motion_prior=True,
                         dit=DiTConfig(width=512, depth=12, heads=8, patch=2, action_hidden=512)),
             TrainConfig(ae_steps=50000, ae_batch=64, dit_steps=200000, dit_batch=64, checkpoint_every=2000))
     if name == "large":
         return Preset(
-            ModelConfig(frame_size=176, frame_width=320, context=16, ae=AutoencoderConfig(channels=(64, 128, 256, 256), latent_channels=16),
+            ModelConfig(frame_size=176, frame_width=320, context=16, motion_prior=True,
+                        ae=AutoencoderConfig(channels=(64, 128, 256, 256), latent_channels=16),
                         dit=DiTConfig(width=1024, depth=24, heads=16, patch=2, action_hidden=1024)),
             TrainConfig(ae_steps=100000, ae_batch=128, dit_steps=500000, dit_batch=256, checkpoint_every=5000))
     raise ValueError(f"unknown preset {name!r}; choose tiny, small, base or large")
@@ -148,7 +153,7 @@ def _from_dict(cls, d: dict[str, Any]):
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         if sub is not None and dataclasses.is_dataclass(sub):
             value = _from_dict(sub, value)
-        elif isinstance(value, list) and name == "channels":
+        elif isinstance(value, list) and name in ("channels", "camera_px_per_deg"):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

@@ -35,11 +35,13 @@ def add_noise(z0: torch.Tensor, s: torch.Tensor, eps: torch.Tensor) -> torch.Ten
 
 
 def loss(model, z0: torch.Tensor, actions: torch.Tensor, ctx_aug_prob: float, ctx_aug_max: float,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, prior=None) -> torch.Tensor:
+    """`prior(z_noisy) -> extra channels` (optional): what the network sees next to each noisy frame."""
     b, f = z0.shape[:2]
     s, mask = noise_levels(b, f, ctx_aug_prob, ctx_aug_max, generator, z0.device)
     eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
-    v = model(add_noise(z0, s, eps), s, actions)
+    zs = add_noise(z0, s, eps)
+    v = model(zs if prior is None else torch.cat([zs, prior(zs)], dim=2), s, actions)
     per_frame = (v.float() - (eps - z0).float()).pow(2).mean(dim=(2, 3, 4))
     return (per_frame * mask).sum() / mask.sum()
 

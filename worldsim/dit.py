@@ -81,7 +81,9 @@ class Block(nn.Module):
 
 
 class DiT(nn.Module):
-    def __init__(self, cfg: DiTConfig, latent_channels: int, latent_hw: tuple[int, int], frames: int, action_dim: int):
+    def __init__(self, cfg: DiTConfig, latent_channels: int, latent_hw: tuple[int, int], frames: int, action_dim: int,
+                 in_channels: int | None = None):
+        """in_channels: channels per input frame, when frames carry more than their latent (the motion prior)."""
         super().__init__()
         self.cfg = cfg
         self.c = latent_channels
@@ -90,7 +92,7 @@ class DiT(nn.Module):
         self.tokens_per_frame = self.gh * self.gw
         self.frames = frames
         d = cfg.width
-        self.patch_in = nn.Linear(latent_channels * cfg.patch**2, d)
+        self.patch_in = nn.Linear((in_channels or latent_channels) * cfg.patch**2, d)
         self.pos_space = nn.Parameter(torch.randn(1, 1, self.tokens_per_frame, d) * 0.02)
         self.pos_time = nn.Parameter(torch.randn(1, frames, 1, d) * 0.02)
         self.noise_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
@@ -130,7 +132,8 @@ class DiT(nn.Module):
 
     # ----- training: all frames at once -----
     def forward(self, z: torch.Tensor, s: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """z: (B, F, C, h, w) noisy latents; s: (B, F) noise levels; actions: (B, F, A). Returns velocity, same shape as z."""
+        """z: (B, F, C_in, h, w) noisy latents (+ prior channels); s: (B, F) noise levels; actions: (B, F, A).
+        Returns the velocity (B, F, C, h, w)."""
         f = z.shape[1]
         x = self._tokens(z, 0)
         cond = self._cond(s, actions)

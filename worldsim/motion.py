@@ -87,3 +87,22 @@ def camera_response(shifts: dict[str, np.ndarray], camera: np.ndarray) -> dict[s
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or abs(b) < 1e-6 else round(a / b, 4)
+
+
+def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) -> tuple[float, float]:
+    """The game's (down, right) pixel shift per degree of (pitch, yaw), read off random consecutive frame pairs of
+    a dataset (`worldsim.dataset.Dataset`) with a 'camera' action: what the motion prior of the world model
+    needs. (0.0, 0.0) for an axis the data never turns far enough to measure."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array([ds.episode_length(e) for e in episodes], dtype=np.float64)
+    per_episode = rng.multinomial(pairs, lengths / lengths.sum())
+    shifts, cams = [], []
+    for e, n in zip(episodes, per_episode):
+        if n == 0:
+            continue
+        ep = ds.episode(e)
+        t = np.sort(rng.choice(len(ep), size=min(int(n), len(ep)), replace=False))
+        shifts.append(frame_shift(ep.frames[t], ep.frames[t + 1]))
+        cams.append(np.asarray(ep.actions["camera"], np.float64)[t])
+    slopes = camera_slopes(np.concatenate(shifts), np.concatenate(cams))
+    return slopes["pitch_px_per_deg"] or 0.0, slopes["yaw_px_per_deg"] or 0.0

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from worldsim import diffusion
 from worldsim.atomic import write_json_atomic
 from worldsim.checkpoint import load_train_state, save_checkpoint
 from worldsim.config import ModelConfig, TrainConfig
@@ -122,9 +121,11 @@ def _opt_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
 
 class Trainer:
     def __init__(self, data: str, out: str, model_cfg: ModelConfig, train_cfg: TrainConfig, resume: bool = False,
-                 holdout: int = 2, progress: bool = True, stop_after: int | None = None, time_limit_s: float | None = None):
+                 holdout: int = 2, progress: bool = True, stop_after: int | None = None, time_limit_s: float | None = None,
+                 init: str | None = None):
         """stop_after / time_limit_s: end this invocation early (with a checkpoint) after that many optimizer
-        steps or seconds; `--resume` carries on later, as if it had never stopped."""
+        steps or seconds; `--resume` carries on later, as if it had never stopped. init: a checkpoint (or run)
+        whose autoencoder, heads and (where shapes allow) dynamics model a fresh run starts from."""
         self.stop_after, self.time_limit_s, self.steps_this_run = stop_after, time_limit_s, 0
         self.rank, self.world, self.device = _dist_setup()
         self.out = Path(out)
@@ -138,6 +139,9 @@ class Trainer:
             raise ValueError(f"dataset {data} has {self.ds.observation_space.shape[:2]} frames but the model expects "
                              f"{model_cfg.frame_hw}: collect at that size or pick another preset")
         self.train_eps, self.val_eps = split_episodes(len(self.ds), holdout)
+        resuming = resume and (self.out / "latest.json").exists()
+        if model_cfg.motion_prior and not any(model_cfg.camera_px_per_deg):
+            model_cfg.camera_px_per_deg = self._camera_calibration(resuming)
         self.bf16 = train_cfg.bf16 and bf16_supported(self.device)
         torch.manual_seed(train_cfg.seed)
         self.model = WorldModel(model_cfg).to(self.device)
@@ -153,15 +157,76 @@ class Trainer:
         self.started = time.time()
         self.elapsed_before = 0.0
         self.writer = None
-        if resume and (self.out / "latest.json").exists():
+        if resuming:
             self._restore()
-        elif resume:
-            print(f"--resume: no checkpoint in {self.out} yet, starting fresh")
+        else:
+            if resume:
+                print(f"--resume: no checkpoint in {self.out} yet, starting fresh")
+            if init:
+                self._init_from(init)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.out / "run.json", {"data": str(Path(data).resolve()), "model": model_cfg.to_dict(),
                                                      "train": asdict(train_cfg), "world_size": self.world,
                                                      "train_episodes": len(self.train_eps), "val_episodes": self.val_eps})
+
+    def _camera_calibration(self, resuming: bool) -> tuple[float, float]:
+        """Pixels per degree for the motion prior: the run's own figure when resuming, else measured on the
+        training episodes (the same on every rank: fixed seed)."""
+        if resuming:
+            latest = self.out / json.loads((self.out / "latest.json").read_text())["checkpoint"]
+            return tuple(json.loads((latest / "config.json").read_text())["model"]["camera_px_per_deg"])
+        from worldsim.motion import measure_camera
+
+        if "camera" not in self.ds.action_space.spaces:
+            raise ValueError(f"the motion prior needs a 'camera' action, and dataset {self.ds.root} has none")
+        px = measure_camera(self.ds, self.train_eps, seed=self.tc.seed)
+        if self.rank == 0:
+            print(f"motion prior: the data moves {px[0]:+.3f} px down per degree of pitch, {px[1]:+.3f} px right per degree of yaw")
+        return px
+
+    @torch.no_grad()
+    def _init_from(self, path: str) -> None:
+        """Start from another run's model: its autoencoder (so its latent cache is reused when it has one), its
+        heads, and its dynamics weights where shapes match; input features the other model did not have (the
+        motion prior's channels) start at zero, so the start is exactly the other model's function."""
+        import shutil
+
+        from worldsim.checkpoint import load as load_ckpt
+        from worldsim.checkpoint import resolve
+
+        src_dir = resolve(path)
+        src = load_ckpt(src_dir)
+        if src.cfg.ae != self.model.cfg.ae or src.cfg.frame_hw != self.model.cfg.frame_hw or \
+                src.cfg.action_space_json != self.model.cfg.action_space_json or src.cfg.context != self.model.cfg.context:
+            raise ValueError(f"--init {path}: its autoencoder, frame size, context or action space differ from this run's")
+        own = self.model.state_dict()
+        for k, v in src.state_dict().items():
+            if k not in own:
+                continue
+            if own[k].shape == v.shape:
+                own[k].copy_(v)
+            elif k == "dit.patch_in.weight" and own[k].shape[0] == v.shape[0] and own[k].shape[1] > v.shape[1]:
+                own[k].zero_()
+                own[k][:, : v.shape[1]] = v  # (c, py, px) feature order: the latent's channels come first
+            else:
+                raise ValueError(f"--init {path}: {k} has shape {tuple(v.shape)}, this model needs {tuple(own[k].shape)}")
+        self.ema.model.load_state_dict(self.model.state_dict())
+        self.phase, self.step = "dit", 0
+        self.opt = self._make_opt()
+        src_cache = src_dir.parent.parent / "latents"
+        cache_dir = self.out / "latents"
+        if self.rank == 0 and LatentCache.exists(src_cache) and not LatentCache.exists(cache_dir):
+            index = json.loads((src_cache / "index.json").read_text())
+            if index["episodes"] == list(range(len(self.ds))) and index["offsets"][-1] == self.ds.total_steps + len(self.ds):
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                for name in ("latents.f16", "actions.f32", "known.u8", "index.json"):  # same AE, same data: same latents
+                    try:
+                        os.link(src_cache / name, cache_dir / name)
+                    except OSError:
+                        shutil.copy2(src_cache / name, cache_dir / name)
+        if self.rank == 0:
+            print(f"initialised from {src_dir}: autoencoder, heads and dynamics model; training the dynamics model")
 
     def _make_opt(self) -> torch.optim.Optimizer:
         module = {"ae": self.model.ae, "heads": self.model.heads, "decoder": self.model.ae.decoder}.get(self.phase, self.model.dit)
@@ -415,8 +480,7 @@ class Trainer:
         def compute():
             z, a, known = (t.to(self.device) for t in cache.batch(self.np_rng.choice(starts, tc.dit_batch), k1))
             with _autocast(self.device, self.bf16):
-                loss = diffusion.loss(dit, z, self.model.action_features(a, known), tc.ctx_aug_prob, tc.ctx_aug_max,
-                                      self.noise_gen)
+                loss = self.model.dynamics_loss(z, a, known, tc.ctx_aug_prob, tc.ctx_aug_max, self.noise_gen, net=dit)
             return loss, {"lr": self.opt.param_groups[0]["lr"]}
 
         def on_step():
@@ -562,7 +626,8 @@ def _py_unstate(s: list) -> tuple:
 
 
 def train(data: str, out: str, preset_name: str = "small", resume: bool = False, progress: bool = True,
-          stop_after: int | None = None, time_limit_s: float | None = None, **overrides: Any) -> dict[str, Any]:
+          stop_after: int | None = None, time_limit_s: float | None = None, init: str | None = None,
+          **overrides: Any) -> dict[str, Any]:
     """Train a preset on a dataset; `overrides` replace TrainConfig fields (e.g. dit_steps=1000)."""
     from worldsim.config import preset
 
@@ -574,4 +639,4 @@ def train(data: str, out: str, preset_name: str = "small", resume: bool = False,
             raise ValueError(f"unknown training option {k!r}")
         setattr(p.train, k, v)
     return Trainer(data, out, p.model, p.train, resume=resume, progress=progress, stop_after=stop_after,
-                   time_limit_s=time_limit_s).run()
+                   time_limit_s=time_limit_s, init=init).run()

@@ -4,6 +4,13 @@ Generic over any Dict action space of Discrete/Box entries: actions are flattene
 layout), Box entries (the camera) pass through a signed log, sign(x) * log1p(|x|), so a 0.15 degree turn and a
 30 degree turn both stay distinct numbers, never binned. A trailing flag says whether an action is known at all
 (the first frame of a window has no action leading into it).
+
+The motion prior (`ModelConfig.motion_prior`): a camera turn moves the whole picture by a nearly constant number
+of pixels per degree, an exact, cheap piece of geometry that a transformer over 16x16-pixel patches learns only
+slowly (a 2 degree turn is a 1.4 pixel shift). So next to every noisy frame the network also sees the frame
+before it shifted by that frame's camera action (bilinear, edges repeated); it predicts what the shift does not
+explain: parallax, the strip the turn reveals, walking, breaking. The pixels per degree are measured from the
+training data (`worldsim.motion`), so the prior knows no more than the recorded frames and actions.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import functools
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium.spaces import Box
 from torch import nn
 
@@ -53,9 +61,13 @@ class WorldModel(nn.Module):
             if isinstance(sub, Box):
                 box[self.codec.slices[key]] = True
         self.register_buffer("box_mask", box, persistent=False)
+        self.camera = self.codec.slices.get("camera") if cfg.motion_prior else None
+        if cfg.motion_prior and (self.camera is None or self.camera.stop - self.camera.start != 2):
+            raise ValueError("ModelConfig.motion_prior needs a 'camera' Box of shape (2,) in the action space")
         self.ae = Autoencoder(cfg.ae)
         lh, lw = cfg.latent_hw
-        self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, self.codec.dim + 1)
+        c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
+        self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, self.codec.dim + 1, in_channels=c_in)
         c = cfg.ae.latent_channels
         self.heads = OutcomeHeads(c, self.codec.dim + 1)
         self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
@@ -117,11 +129,31 @@ class WorldModel(nn.Module):
         vecs = np.stack([self.codec.encode(self.codec.validate(a)) for a in actions]) if actions else np.zeros((0, self.codec.dim), np.float32)
         return torch.from_numpy(vecs).to(self.latent_mean.device)
 
+    # ----- the motion prior -----
+    def motion_prior(self, z: torch.Tensor, flat_actions: torch.Tensor) -> torch.Tensor:
+        """(B, F, C, h, w) latents and the flat actions leading into each frame (B, F, A) -> (B, F, C, h, w): for
+        every frame, the frame before it moved as that frame's camera action moves the picture (zeros for the
+        first frame, which has no frame before it; an unknown action is all zeros: no move)."""
+        b, f, c, h, w = z.shape
+        cam = flat_actions[:, 1:, self.camera].float().reshape(-1, 2)  # [pitch, yaw] degrees
+        down = self.cfg.ae.downsample
+        dy = cam[:, 0] * self.cfg.camera_px_per_deg[0] / down
+        dx = cam[:, 1] * self.cfg.camera_px_per_deg[1] / down
+        moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx).to(z.dtype).reshape(b, f - 1, c, h, w)
+        return torch.cat([torch.zeros_like(z[:, :1]), moved], dim=1)
+
+    def _with_prior(self, z: torch.Tensor, flat_actions: torch.Tensor) -> torch.Tensor:
+        return torch.cat([z, self.motion_prior(z, flat_actions)], dim=2) if self.cfg.motion_prior else z
+
     # ----- training -----
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
-                      ctx_aug_max: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z0: (B, K+1, C, h, w) clean latents; flat_actions (B, K+1, A): action leading into each frame."""
-        return diffusion.loss(self.dit, z0, self.action_features(flat_actions, known), ctx_aug_prob, ctx_aug_max, generator)
+                      ctx_aug_max: float, generator: torch.Generator | None = None, net: nn.Module | None = None) -> torch.Tensor:
+        """z0: (B, K+1, C, h, w) clean latents; flat_actions (B, K+1, A): action leading into each frame; `net`:
+        the dynamics transformer to call (default self.dit; the trainer passes its DDP / compiled wrapper).
+        The motion prior is taken from the noisy frames the network sees, as at rollout time."""
+        prior = (lambda zs: self.motion_prior(zs, flat_actions)) if self.cfg.motion_prior else None
+        return diffusion.loss(net or self.dit, z0, self.action_features(flat_actions, known), ctx_aug_prob, ctx_aug_max,
+                              generator, prior=prior)
 
     @torch.no_grad()
     def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, flat_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,17 +191,36 @@ class WorldModel(nn.Module):
         dtype = next(self.dit.parameters()).dtype
         eps, start = noise if noise is not None else self.draw_noise(b, generator)
         s_ctx = torch.full((b, k), sc.context_noise, device=context.device)
-        noisy_ctx = diffusion.add_noise(context.float(), s_ctx, eps).to(dtype)
+        noisy_ctx = diffusion.add_noise(context.float(), s_ctx, eps)
+        prior_new = None
+        if self.cfg.motion_prior:  # the new frame's prior is the last context frame moved by the new camera action
+            prior = self.motion_prior(torch.cat([noisy_ctx, noisy_ctx[:, -1:]], dim=1),
+                                      torch.cat([context_actions, action[:, None]], dim=1))
+            noisy_ctx, prior_new = torch.cat([noisy_ctx, prior[:, :k]], dim=2), prior[:, k]
+        noisy_ctx = noisy_ctx.to(dtype)
         a_ctx = self.action_features(context_actions, context_known).to(dtype)
         a_new = self.action_features(action).to(dtype)
         cache: list = []
 
         def velocity(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            z = (z if prior_new is None else torch.cat([z, prior_new], dim=1)).to(dtype)
             with self.autocast():
                 if not cache:  # first step: context and new frame in one pass, keeping the context's keys/values
-                    v, kv = self.dit.first_step(noisy_ctx, s_ctx, a_ctx, z.to(dtype), s, a_new)
+                    v, kv = self.dit.first_step(noisy_ctx, s_ctx, a_ctx, z, s, a_new)
                     cache.extend(kv)
                     return v.float()
-                return self.dit.forward_new(z.to(dtype), s, a_new, cache).float()
+                return self.dit.forward_new(z, s, a_new, cache).float()
 
         return diffusion.sample(velocity, start, steps, sc.shift).float()
+
+
+def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Move each map of z (N, C, h, w) by (dy[i], dx[i]) pixels (down, right; fractions interpolate bilinearly);
+    what comes in at an edge repeats the edge."""
+    n, _, h, w = z.shape
+    theta = torch.zeros(n, 2, 3, dtype=z.dtype, device=z.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = -2.0 * dx.to(z.dtype) / w  # output(x) = input(x - dx)
+    theta[:, 1, 2] = -2.0 * dy.to(z.dtype) / h
+    grid = F.affine_grid(theta, list(z.shape), align_corners=False)
+    return F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
