@@ -123,7 +123,7 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0
     cr = report["camera_response"]  # pixels per degree of turn, real and dreamed, read off the same clips
     assert {"real", "dream", "action_blind", "dream_over_real", "action_blind_over_real"} <= set(cr)
-    assert cr["real"]["yaw_pairs"] == cr["dream"]["yaw_pairs"] and any(v.startswith(("yaw", "pitch")) for v in report["verdict"])
+    assert cr["dream"]["yaw_pairs"] <= cr["real"]["yaw_pairs"] and any(v.startswith(("yaw", "pitch")) for v in report["verdict"])
     for f in ("psnr_over_horizon.png", "ssim_over_horizon.png", "real_vs_dream.png", "real_vs_dream.mp4"):
         assert (tmp_path / f).stat().st_size > 0
 

@@ -120,7 +120,7 @@ def preset(name: str) -> Preset:
         return Preset(
             ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8), motion_prior=True,
                         dit=DiTConfig(width=256, depth=8, heads=4, patch=4, action_hidden=256)),
-            TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=6000, dit_batch=32, dit_lr=3e-4, warmup=300,
+            TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=6000, dit_batch=32, dit_lr=3e-4, warmup=300, decoder_steps=2000,
                         checkpoint_every=250, sample_every=1000, log_every=25))
     if name == "base":
         return Preset(
