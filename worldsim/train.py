@@ -80,6 +80,7 @@ class _EMA:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
+        self._trained_ids: tuple[torch.nn.Module | None, set[int]] = (None, set())
         for p in self.model.parameters():
             p.requires_grad_(False)
 
@@ -88,9 +89,10 @@ class _EMA:
         """Average the parameters of `trained` (the part of `model` this phase optimises) only: averaging the
         frozen rest would pull their averaged weights toward their last raw weights, undoing the earlier phase's EMA."""
         d = min(self.decay, (1 + step) / (10 + step))  # warm up the average early on
-        ids = {id(p) for p in trained.parameters()}
+        if self._trained_ids[0] is not trained:  # the parameter set changes once per phase, not per step
+            self._trained_ids = (trained, {id(p) for p in trained.parameters()})
         for e, p in zip(self.model.parameters(), model.parameters()):
-            if id(p) in ids:
+            if id(p) in self._trained_ids[1]:
                 e.lerp_(p.detach(), 1 - d)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
@@ -174,8 +176,9 @@ class Trainer:
         """Pixels per degree for the motion prior: the run's own figure when resuming, else measured on the
         training episodes (the same on every rank: fixed seed)."""
         if resuming:
-            latest = self.out / json.loads((self.out / "latest.json").read_text())["checkpoint"]
-            return tuple(json.loads((latest / "config.json").read_text())["model"]["camera_px_per_deg"])
+            from worldsim.checkpoint import read_config
+
+            return tuple(read_config(self.out)["model"]["camera_px_per_deg"])  # a run folder resolves to its latest
         from worldsim.motion import measure_camera
 
         if "camera" not in self.ds.action_space.spaces:
@@ -212,8 +215,7 @@ class Trainer:
             else:
                 raise ValueError(f"--init {path}: {k} has shape {tuple(v.shape)}, this model needs {tuple(own[k].shape)}")
         self.ema.model.load_state_dict(self.model.state_dict())
-        self.phase, self.step = "dit", 0
-        self.opt = self._make_opt()
+        self._enter("dit", 0)
         src_cache = src_dir.parent.parent / "latents"
         cache_dir = self.out / "latents"
         if self.rank == 0 and LatentCache.exists(src_cache) and not LatentCache.exists(cache_dir):
