@@ -158,6 +158,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     result = evaluate(model, ds, horizon=a.horizon, episodes=episodes, stride=a.stride, steps=a.sampling_steps,
                       progress=not a.quiet, idm=idm)
     examples = result.pop("_examples")
+    breaks = result["break_response"].pop("_examples") if "break_response" in result else []
     result["verdict"] = verdict(result)
     result["autoencoder_psnr_db"] = round(autoencoder_psnr(model, ds, episodes), 3)
     result["checkpoint"] = str(a.checkpoint)
@@ -171,6 +172,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     Image.fromarray(strip(rows, scale=2)).save(out / "real_vs_dream.png")
     grid = [np.concatenate([real[t], dream[t]], axis=1) for _, real, dream, _ in examples[:1] for t in range(len(real))]
     write_mp4(out / "real_vs_dream.mp4", grid, fps=10, scale=4)
+    if breaks:  # one row per block broken: frame before | real after | dream, attack pressed | dream, released
+        Image.fromarray(strip([np.stack(event) for event in breaks], scale=2)).save(out / "break_events.png")
     m = result["metrics"]
     print(f"{'h':>3} {'model':>8} {'blind':>8} {'copy':>8}   (PSNR dB, {result['clips']} clips)")
     for h in sorted({0, 3, 7, 15, a.horizon - 1} & set(range(a.horizon))):
@@ -230,6 +233,11 @@ def verdict(result: dict) -> list[str]:
             lines.append(f"{axis}: the real game moves {real:+.2f} px per degree, the dream {dream:+.2f} "
                          f"({100 * cr['dream_over_real'][axis]:.0f}% of the real motion when it {what}; action-blind "
                          + (f"{100 * blind:.0f}%)." if blind is not None else "n/a)."))
+    if "break_response" in result:
+        br = result["break_response"]
+        lines.append(f"breaking: on {br['events']} steps that broke a block, the dream with attack pressed is closer to the real "
+                     f"frame at the crosshair than with it released in {100 * br['share_closer_when_pressed']:.0f}% of them "
+                     f"({br['gain_db']:+.2f} dB there).")
     return lines
 
 

@@ -106,6 +106,27 @@ def test_rollout_feeds_the_network_what_training_does():
     torch.testing.assert_close(got, start - v, atol=1e-4, rtol=1e-4)
 
 
+def test_training_noise_levels_cover_where_the_few_step_sampler_evaluates():
+    """Logit-normal levels almost never reach s = 1, where every sampled frame starts: a share of rollout-regime
+    targets is put exactly on the 1-3 step samplers' levels; context levels and the Diffusion Forcing windows
+    are left as they were."""
+    from worldsim import diffusion
+
+    levels = diffusion.sampler_levels(1.0)
+    assert sorted(set(levels)) == pytest.approx([1 / 3, 0.5, 2 / 3, 1.0]) and levels.count(1.0) == 3
+    g = torch.Generator().manual_seed(0)
+    s, mask = diffusion.noise_levels(20000, 5, 0.5, 0.15, g, None, levels, 0.5)
+    rollout = mask[:, 0] == 0
+    on_grid = torch.isclose(s[:, -1:], torch.tensor(levels)[None]).any(dim=1)
+    assert 0.45 < rollout.float().mean() < 0.55
+    assert 0.45 < on_grid[rollout].float().mean() < 0.55  # half the rollout windows
+    assert on_grid[~rollout].float().mean() < 0.01  # DF windows: continuous levels
+    assert (s[rollout][:, -1] == 1.0).float().mean() > 0.1  # s = 1, once a rare tail, is now trained often
+    assert s[rollout][:, :-1].max() <= 0.15
+    plain, _ = diffusion.noise_levels(20000, 5, 0.5, 0.15, torch.Generator().manual_seed(0))
+    assert (plain[:, -1] > 0.95).float().mean() < 0.01
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     from data_collect.collect import CollectConfig, collect

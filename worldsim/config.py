@@ -91,6 +91,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ctx_aug_prob: float = 0.5  # fraction of windows trained in the rollout regime: clean-ish context, noisy target
     ctx_aug_max: float = 0.15  # max noise level given to context frames in that regime
+    sampler_level_prob: float = 0.5  # share of those windows whose target takes a level the 1-3 step samplers use
     checkpoint_every: int = 1000
     sample_every: int = 5000
     log_every: int = 50

@@ -8,16 +8,21 @@ doubles as the per-frame "how much do I trust this frame" label that Diffusion F
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
 def noise_levels(batch: int, frames: int, ctx_aug_prob: float, ctx_aug_max: float, generator: torch.Generator | None = None,
-                 device=None) -> tuple[torch.Tensor, torch.Tensor]:
+                 device=None, sampler_levels: Sequence[float] = (), sampler_level_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame noise levels (B, F) and the loss mask (B, F).
 
     Two regimes per window: (a) Diffusion Forcing: every frame its own logit-normal level, loss on every frame;
     (b) the rollout regime: context frames get a small level in [0, ctx_aug_max] (noise augmentation, as GameNGen
-    and DIAMOND do), the last frame a logit-normal level, loss on the last frame only.
+    and DIAMOND do), the last frame a logit-normal level, loss on the last frame only. In that regime a share
+    `sampler_level_prob` of the last frames instead takes one of `sampler_levels`, the levels a few-step sampler
+    evaluates the network at: a logit-normal level almost never comes near s = 1 (P(s > 0.95) = 0.2 %), yet
+    every sampled frame starts there, and a 1-step sampler uses nothing else.
     """
     s = torch.sigmoid(torch.randn(batch, frames, generator=generator, device=device))
     mask = torch.ones(batch, frames, device=device)
@@ -25,7 +30,18 @@ def noise_levels(batch: int, frames: int, ctx_aug_prob: float, ctx_aug_max: floa
     ctx = torch.rand(batch, frames - 1, generator=generator, device=device) * ctx_aug_max
     s[rollout, :-1] = ctx[rollout]
     mask[rollout, :-1] = 0.0
+    if sampler_levels and sampler_level_prob > 0:
+        table = torch.tensor(list(sampler_levels), device=device)
+        pick = table[torch.randint(len(table), (batch,), generator=generator, device=device)]
+        use = rollout & (torch.rand(batch, generator=generator, device=device) < sampler_level_prob)
+        s[:, -1] = torch.where(use, pick, s[:, -1])
     return s, mask
+
+
+def sampler_levels(shift: float, max_steps: int = 3) -> list[float]:
+    """The noise levels the network is evaluated at by 1..max_steps-step samplers, with repeats (s = 1 once per
+    sampler): training on these spends the few-step sampler's budget where it is used."""
+    return [s for n in range(1, max_steps + 1) for s in schedule(n, shift)[:-1]]
 
 
 def add_noise(z0: torch.Tensor, s: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -35,10 +51,11 @@ def add_noise(z0: torch.Tensor, s: torch.Tensor, eps: torch.Tensor) -> torch.Ten
 
 
 def loss(model, z0: torch.Tensor, actions: torch.Tensor, ctx_aug_prob: float, ctx_aug_max: float,
-         generator: torch.Generator | None = None, prior=None) -> torch.Tensor:
+         generator: torch.Generator | None = None, prior=None, sampler_levels: Sequence[float] = (),
+         sampler_level_prob: float = 0.0) -> torch.Tensor:
     """`prior(z_noisy) -> extra channels` (optional): what the network sees next to each noisy frame."""
     b, f = z0.shape[:2]
-    s, mask = noise_levels(b, f, ctx_aug_prob, ctx_aug_max, generator, z0.device)
+    s, mask = noise_levels(b, f, ctx_aug_prob, ctx_aug_max, generator, z0.device, sampler_levels, sampler_level_prob)
     eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
     zs = add_noise(z0, s, eps)
     v = model(zs if prior is None else torch.cat([zs, prior(zs)], dim=2), s, actions)

@@ -48,7 +48,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     """PSNR/SSIM per horizon step for the model, copy-last-frame and action-blind, mean and 95% interval; with an
     `idm`, its key F1 / camera error on the real consecutive pairs and on the dreamed ones (same clips, actions);
     with a camera in the action space, how many pixels per degree of turn real and dreamed frames move
-    (`worldsim.motion`)."""
+    (`worldsim.motion`); with an attack key, whether pressing it on the steps that broke a block shows the break
+    (`key_response`)."""
     from tqdm import tqdm
 
     k = model.context
@@ -101,6 +102,9 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         out["idm"] = {key: idm_scores(idm, np.concatenate([p[0] for p in idm_preds[key]]),
                                       np.concatenate([p[1] for p in idm_preds[key]]), flat_all) for key in ("real", "dream")}
         out["idm"]["dream_over_real_key_f1"] = round(out["idm"]["dream"]["key_f1"] / max(out["idm"]["real"]["key_f1"], 1e-9), 4)
+    brk = key_response(model, ds, episodes, "attack", steps=steps, seed=seed)
+    if brk is not None:
+        out["break_response"] = brk
     return out
 
 
@@ -134,3 +138,52 @@ def autoencoder_psnr(model: WorldModel, ds: Dataset, episodes: list[int], frames
         rec = model.decode(model.encode(x)).numpy()
         vals.append(frame_metrics(rec, f[idx])[0])
     return float(np.concatenate(vals).mean())
+
+
+@torch.no_grad()
+def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str = "attack", steps: int | None = None,
+                 seed: int = 0, batch: int = 32, crop: float = 0.25) -> dict[str, Any] | None:
+    """Does pressing `key` do in the dream what it did in the game? At every step where the key was pressed and the
+    episode paid a reward (the classic game pays one per block broken: the block under the crosshair vanished), the
+    model predicts the next frame twice from the real context, with the real action and with the key released,
+    on the same noise. Scored on the centre crop (`crop` of each side, where the crosshair's block is) against the
+    real next frame: a model that renders the break is closer there with the key pressed. None when the action
+    space has no such key or the episodes hold no such step. `_examples`: a few events as (frame before, real
+    frame after, dream pressed, dream released)."""
+    if key not in model.codec.slices:
+        return None
+    k = model.context
+    events = []
+    for e in episodes:
+        ep = ds.episode(e)
+        pressed = np.asarray(ep.actions[key]).reshape(len(ep.rewards), -1).any(axis=1)
+        events += [(e, t) for t in np.flatnonzero(pressed & (np.asarray(ep.rewards) > 0)) if t >= k - 1]
+    if not events:
+        return None
+    h, w = model.cfg.frame_hw
+    ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    sl = model.codec.slices[key]
+    psnr: dict[str, list[np.ndarray]] = {"pressed": [], "released": [], "copy_last": []}
+    examples = []
+    for i in range(0, len(events), batch):
+        group = events[i:i + batch]
+        eps = {e: ds.episode(e) for e, _ in group}
+        ctx = np.stack([eps[e].frames[t - k + 1:t + 1] for e, t in group])
+        real = np.stack([eps[e].frames[t + 1] for e, t in group])
+        flat = np.stack([model.codec.encode_batch({a: v[t - k + 1:t + 1] for a, v in eps[e].actions.items()}) for e, t in group])
+        released = flat[:, -1].copy()
+        released[:, sl] = 0.0
+        crop_of = lambda x: np.ascontiguousarray(x[:, y0:y0 + ch, x0:x0 + cw])  # noqa: E731
+        dreams = {}
+        for name, act in (("pressed", flat[:, -1]), ("released", released)):
+            d = Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i)
+            dreams[name] = d.step(act)
+            psnr[name].append(frame_metrics(crop_of(dreams[name]), crop_of(real))[0])
+        psnr["copy_last"].append(frame_metrics(crop_of(ctx[:, -1]), crop_of(real))[0])
+        examples += [(ctx[j, -1], real[j], dreams["pressed"][j], dreams["released"][j]) for j in range(len(group))][:max(0, 6 - len(examples))]
+    p = {n: np.concatenate(v) for n, v in psnr.items()}
+    return {"key": key, "events": len(events), "crop": [ch, cw],
+            "centre_psnr": {n: round(float(v.mean()), 3) for n, v in p.items()},
+            "gain_db": round(float((p["pressed"] - p["released"]).mean()), 3),
+            "share_closer_when_pressed": round(float((p["pressed"] > p["released"]).mean()), 3), "_examples": examples}

@@ -482,7 +482,8 @@ class Trainer:
         def compute():
             z, a, known = (t.to(self.device) for t in cache.batch(self.np_rng.choice(starts, tc.dit_batch), k1))
             with _autocast(self.device, self.bf16):
-                loss = self.model.dynamics_loss(z, a, known, tc.ctx_aug_prob, tc.ctx_aug_max, self.noise_gen, net=dit)
+                loss = self.model.dynamics_loss(z, a, known, tc.ctx_aug_prob, tc.ctx_aug_max, self.noise_gen, net=dit,
+                                                 sampler_level_prob=tc.sampler_level_prob)
             return loss, {"lr": self.opt.param_groups[0]["lr"]}
 
         def on_step():

@@ -147,13 +147,16 @@ class WorldModel(nn.Module):
 
     # ----- training -----
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
-                      ctx_aug_max: float, generator: torch.Generator | None = None, net: nn.Module | None = None) -> torch.Tensor:
+                      ctx_aug_max: float, generator: torch.Generator | None = None, net: nn.Module | None = None,
+                      sampler_level_prob: float = 0.0) -> torch.Tensor:
         """z0: (B, K+1, C, h, w) clean latents; flat_actions (B, K+1, A): action leading into each frame; `net`:
-        the dynamics transformer to call (default self.dit; the trainer passes its DDP / compiled wrapper).
+        the dynamics transformer to call (default self.dit; the trainer passes its DDP / compiled wrapper);
+        `sampler_level_prob`: share of rollout-regime targets noised to a level a 1-3 step sampler uses.
         The motion prior is taken from the noisy frames the network sees, as at rollout time."""
         prior = (lambda zs: self.motion_prior(zs, flat_actions)) if self.cfg.motion_prior else None
         return diffusion.loss(net or self.dit, z0, self.action_features(flat_actions, known), ctx_aug_prob, ctx_aug_max,
-                              generator, prior=prior)
+                              generator, prior=prior, sampler_levels=diffusion.sampler_levels(self.cfg.sampler.shift),
+                              sampler_level_prob=sampler_level_prob)
 
     @torch.no_grad()
     def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, flat_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
