@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,23 @@ def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
     assert split == straight
 
 
+def test_resume_keeps_the_settings_the_run_was_started_with(tiny_data, tmp_path):
+    """A run started with 12 dynamics steps and killed stays a 12-step run when resumed with no step options (the
+    tiny preset says 30); an option given on resume still wins."""
+    from worldsim.checkpoint import load_train_state
+    from worldsim.train import train
+
+    run = tmp_path / "run"
+    r = train(str(tiny_data), str(run), "tiny", ae_steps=5, dit_steps=12, heads_steps=5, decoder_steps=0,
+              checkpoint_every=4, sample_every=10**6, progress=False, stop_after=9)
+    assert r["stopped_early"] and r["phase"] == "dit"
+    assert train(str(tiny_data), str(run), "tiny", resume=True, progress=False)["phase"] == "done"
+    assert load_train_state(run)[1]["dit_done"] == 12
+    assert max(rec["step"] for rec in _log(run) if rec["phase"] == "dit") <= 12
+    train(str(tiny_data), str(run), "tiny", resume=True, progress=False, dit_steps=16)
+    assert load_train_state(run)[1]["dit_done"] == 16
+
+
 def test_decoder_fine_tuning_keeps_the_latents_and_sharpens_the_frames(tiny_data, tmp_path):
     """`--resume --decoder-steps N` on a finished run trains the decoder alone: encoder, dynamics model and heads
     (and so every latent the dynamics model was trained on) stay bit-identical, reconstructions improve."""
@@ -268,7 +286,10 @@ def test_config_round_trips_through_json():
 def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run (TIME_WAIT)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
            "-m", "data_collect.cli", "train", "--data", str(tiny_data), "--preset", "tiny", "--out", str(run),
            "--ae-steps", "6", "--steps", "6", "--threads", "1", "--quiet", "--sample-every", "1000"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

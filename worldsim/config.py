@@ -100,6 +100,10 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 0  # 0: torch's default
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, d)
+
 
 @dataclass
 class Preset:

@@ -631,10 +631,16 @@ def _py_unstate(s: list) -> tuple:
 def train(data: str, out: str, preset_name: str = "small", resume: bool = False, progress: bool = True,
           stop_after: int | None = None, time_limit_s: float | None = None, init: str | None = None,
           **overrides: Any) -> dict[str, Any]:
-    """Train a preset on a dataset; `overrides` replace TrainConfig fields (e.g. dit_steps=1000)."""
-    from worldsim.config import preset
+    """Train a preset on a dataset; `overrides` replace TrainConfig fields (e.g. dit_steps=1000). A resumed run
+    keeps the settings it was started with (a run begun with 3,000 dynamics steps does not become the preset's
+    6,000 on resume); only what `overrides` names changes."""
+    from worldsim.checkpoint import read_config
+    from worldsim.config import ModelConfig, Preset, TrainConfig, preset
 
     p = preset(preset_name)
+    if resume and (Path(out) / "latest.json").exists():
+        stored = read_config(out)
+        p = Preset(ModelConfig.from_dict(stored["model"]), TrainConfig.from_dict(stored["train"]))
     for k, v in overrides.items():
         if v is None:
             continue
