@@ -164,6 +164,10 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
     ch, cw = max(1, round(h * crop)), max(1, round(w * crop))
     y0, x0 = (h - ch) // 2, (w - cw) // 2
     sl = model.codec.slices[key]
+
+    def crop_of(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x[:, y0:y0 + ch, x0:x0 + cw])
+
     psnr: dict[str, list[np.ndarray]] = {"pressed": [], "released": [], "copy_last": []}
     examples = []
     for i in range(0, len(events), batch):
@@ -174,14 +178,14 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
         flat = np.stack([model.codec.encode_batch({a: v[t - k + 1:t + 1] for a, v in eps[e].actions.items()}) for e, t in group])
         released = flat[:, -1].copy()
         released[:, sl] = 0.0
-        crop_of = lambda x: np.ascontiguousarray(x[:, y0:y0 + ch, x0:x0 + cw])  # noqa: E731
         dreams = {}
         for name, act in (("pressed", flat[:, -1]), ("released", released)):
             d = Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i)
             dreams[name] = d.step(act)
             psnr[name].append(frame_metrics(crop_of(dreams[name]), crop_of(real))[0])
         psnr["copy_last"].append(frame_metrics(crop_of(ctx[:, -1]), crop_of(real))[0])
-        examples += [(ctx[j, -1], real[j], dreams["pressed"][j], dreams["released"][j]) for j in range(len(group))][:max(0, 6 - len(examples))]
+        examples += [(ctx[j, -1], real[j], dreams["pressed"][j], dreams["released"][j])
+                     for j in range(min(len(group), 6 - len(examples)))]
     p = {n: np.concatenate(v) for n, v in psnr.items()}
     return {"key": key, "events": len(events), "crop": [ch, cw],
             "centre_psnr": {n: round(float(v.mean()), 3) for n, v in p.items()},
