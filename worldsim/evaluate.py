@@ -153,9 +153,9 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
     if key not in model.codec.slices:
         return None
     k = model.context
-    events = []
+    events, opened = [], {}
     for e in episodes:
-        ep = ds.episode(e)
+        ep = opened[e] = ds.episode(e)
         pressed = np.asarray(ep.actions[key]).reshape(len(ep.rewards), -1).any(axis=1)
         events += [(e, t) for t in np.flatnonzero(pressed & (np.asarray(ep.rewards) > 0)) if t >= k - 1]
     if not events:
@@ -172,17 +172,17 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
     examples = []
     for i in range(0, len(events), batch):
         group = events[i:i + batch]
-        eps = {e: ds.episode(e) for e, _ in group}
-        ctx = np.stack([eps[e].frames[t - k + 1:t + 1] for e, t in group])
-        real = np.stack([eps[e].frames[t + 1] for e, t in group])
-        flat = np.stack([model.codec.encode_batch({a: v[t - k + 1:t + 1] for a, v in eps[e].actions.items()}) for e, t in group])
+        ctx = np.stack([opened[e].frames[t - k + 1:t + 1] for e, t in group])
+        real = np.stack([opened[e].frames[t + 1] for e, t in group])
+        flat = np.stack([model.codec.encode_batch({a: v[t - k + 1:t + 1] for a, v in opened[e].actions.items()}) for e, t in group])
         released = flat[:, -1].copy()
         released[:, sl] = 0.0
-        dreams = {}
-        for name, act in (("pressed", flat[:, -1]), ("released", released)):
-            d = Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i)
-            dreams[name] = d.step(act)
-            psnr[name].append(frame_metrics(crop_of(dreams[name]), crop_of(real))[0])
+        # both versions in one batched model call; each Dreamer draws the same noise from its own generator
+        pair = [Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i) for _ in range(2)]
+        both = Dreamer.step_many(pair, np.concatenate([flat[:, -1], released]))
+        dreams = {"pressed": both[:len(group)], "released": both[len(group):]}
+        for name, frames in dreams.items():
+            psnr[name].append(frame_metrics(crop_of(frames), crop_of(real))[0])
         psnr["copy_last"].append(frame_metrics(crop_of(ctx[:, -1]), crop_of(real))[0])
         examples += [(ctx[j, -1], real[j], dreams["pressed"][j], dreams["released"][j])
                      for j in range(min(len(group), 6 - len(examples)))]
