@@ -233,6 +233,10 @@ def verdict(result: dict) -> list[str]:
             lines.append(f"{axis}: the real game moves {real:+.2f} px per degree, the dream {dream:+.2f} "
                          f"({100 * cr['dream_over_real'][axis]:.0f}% of the real motion when it {what}; action-blind "
                          + (f"{100 * blind:.0f}%)." if blind is not None else "n/a)."))
+    if "sharpness" in result:
+        sh = result["sharpness"]
+        lines.append(f"detail: dreamed frames keep {100 * sh['dream_over_real']:.0f}% of the real frames' pixel-to-pixel "
+                     f"contrast ({sh['dream']:.1f} vs {sh['real']:.1f} grey levels; under 100%: smoothed).")
     if "break_response" in result:
         br = result["break_response"]
         lines.append(f"breaking: on {br['events']} steps that broke a block, the dream with attack pressed is closer to the real "

@@ -13,8 +13,9 @@ SCRIPTS = {
 }
 
 
-def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2) -> Path:
-    """Rows of (real, dream) per script; every `every`-th frame; saved as a PNG strip."""
+def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2, sampling_steps: int | None = None) -> Path:
+    """Rows of (real, dream) per script; every `every`-th frame; saved as a PNG strip. `sampling_steps`: network
+    evaluations per dreamed frame (default: the checkpoint's)."""
     import gymnasium as gym
     from PIL import Image
 
@@ -22,7 +23,7 @@ def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2
     from worldsim.report import strip
 
     real = gym.make("worldsim/MinecraftClassic-v0", zombies=0)
-    dream = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint)
+    dream = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, sampling_steps=sampling_steps)
     codec = dream.unwrapped.model.codec
     k = dream.unwrapped.context_length
     rows = []

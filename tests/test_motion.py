@@ -64,3 +64,15 @@ def test_the_real_game_moves_left_when_turning_right_and_up_when_looking_down():
     s = camera_slopes(frame_shift(frames[:-1], frames[1:]), np.array(cams), min_turn=1.0)
     assert -1.2 < s["yaw_px_per_deg"] < -0.3  # turning right (+yaw) moves the scene left
     assert -1.2 < s["pitch_px_per_deg"] < -0.3  # looking down (+pitch) moves the scene up
+
+
+def test_sharpness_counts_pixel_to_pixel_contrast_and_drops_under_blur():
+    from worldsim.evaluate import sharpness
+
+    rng = np.random.default_rng(0)
+    checker = (np.indices((8, 8)).sum(0) % 2 * 255).astype(np.uint8)
+    frames = np.stack([np.zeros((8, 8), np.uint8), checker])[None, :, :, :, None].repeat(3, axis=-1)  # (1, 2, 8, 8, 3)
+    assert np.allclose(sharpness(frames), [[0.0, 510.0]])  # flat: none; a checkerboard: full contrast on both axes
+    img = rng.integers(0, 256, (1, 1, 32, 32, 3)).astype(np.uint8)
+    blur = ((img[..., :-1, :, :].astype(np.float32) + img[..., 1:, :, :]) / 2).astype(np.uint8)
+    assert sharpness(blur)[0, 0] < 0.8 * sharpness(img)[0, 0]

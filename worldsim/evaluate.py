@@ -63,6 +63,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     idm_preds: dict[str, list] = {"real": [], "dream": [], "actions": []}
     cam = model.codec.slices.get("camera") if "camera" in model.codec.space.spaces else None
     shifts: dict[str, list] = {"real": [], "dream": [], "action_blind": [], "camera": []}
+    detail: dict[str, list[np.ndarray]] = {"real": [], "dream": []}
     for i in tqdm(range(0, len(todo), batch), desc="evaluate", disable=not progress):
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
@@ -78,6 +79,9 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
                 if name == "model":
                     shifts["real"].append(_shifts(ctx, real))
                     shifts["camera"].append(flat[:, k - 1:, cam].reshape(-1, 2))
+            if name == "model":
+                detail["real"].append(sharpness(real))
+                detail["dream"].append(sharpness(dream))
             if name == "model" and len(examples) < 4:
                 examples += [(ctx[j], real[j], dream[j], group[j]) for j in range(min(4 - len(examples), len(group)))]
             if name == "model" and idm is not None:
@@ -94,6 +98,10 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         table[key] = {"mean": mean.round(4).tolist(), "ci95": half.round(4).tolist()}
     out = {"clips": len(todo), "episodes": episodes, "horizon": horizon, "context": k,
            "sampling_steps": steps or model.cfg.sampler.steps, "metrics": table, "_examples": examples}
+    real_d, dream_d = (np.concatenate(detail[n]).mean(0) for n in ("real", "dream"))  # per horizon step
+    out["sharpness"] = {"real": round(float(real_d.mean()), 3), "dream": round(float(dream_d.mean()), 3),
+                        "dream_over_real": round(float(dream_d.mean() / max(real_d.mean(), 1e-9)), 4),
+                        "dream_over_real_per_step": (dream_d / np.maximum(real_d, 1e-9)).round(4).tolist()}
     if cam is not None:
         camera = np.concatenate(shifts.pop("camera"))
         out["camera_response"] = camera_response({n: np.concatenate(v) for n, v in shifts.items()}, camera)
@@ -106,6 +114,14 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     if brk is not None:
         out["break_response"] = brk
     return out
+
+
+def sharpness(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between neighbouring pixels (grey levels, both axes) of each frame of (B, H, h, w, 3)
+    uint8 frames -> (B, H). Why: PSNR rewards a blurred guess when the future is uncertain, so a model can gain dB
+    while its frames lose their texture; this says how much of the real frames' fine detail a dream keeps."""
+    g = frames.astype(np.float32).mean(-1)
+    return np.abs(np.diff(g, axis=-1)).mean((-2, -1)) + np.abs(np.diff(g, axis=-2)).mean((-2, -1))
 
 
 def _pairs(ctx: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
