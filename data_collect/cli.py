@@ -100,7 +100,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.what == "stability":
         from data_collect.stability import stability
 
-        result["stability"] = stability(a.checkpoint, steps=a.steps, out=str(Path(a.out).parent) if a.out else None)
+        result["stability"] = stability(a.checkpoint, steps=a.steps, out=str(Path(a.out).parent) if a.out else None,
+                                        real=not a.no_real)
     if a.what in ("neural", "all"):
         result["neural"] = bench.bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes),
                                               sampling_steps=tuple(a.sampling_steps))
@@ -383,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
     b.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 3])
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")
+    b.add_argument("--no-real", action="store_true", help="stability: skip playing the real game with the same actions")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--episodes", type=int, default=4)
     b.add_argument("--workers", type=int, default=2)

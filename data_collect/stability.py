@@ -1,4 +1,5 @@
-"""Long-rollout stability of the neural env: NaNs, memory growth and whether frames collapse to a flat image."""
+"""Long-rollout stability of the neural env: NaNs, memory growth, whether frames collapse to a flat image, and how
+far the dream's picture statistics drift from the real game's under the very same actions."""
 
 from __future__ import annotations
 
@@ -18,8 +19,47 @@ def _rss_mb() -> float:
         return float("nan")
 
 
+def _stats(obs: np.ndarray) -> tuple[float, float, float]:
+    """Frame mean, std (~0 for a flat image) and local detail (mean |horizontal gradient|: edges, texture)."""
+    f = obs.astype(np.float32)
+    return float(f.mean()), float(f.std()), float(np.abs(np.diff(f, axis=1)).mean())
+
+
+def _per_window(x: np.ndarray, windows: list[np.ndarray], digits: int = 2) -> list[float]:
+    return [round(float(x[w].mean()), digits) for w in windows]
+
+
+def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> tuple[np.ndarray, float]:
+    """(steps, 3) per-step (mean, std, detail) of the real classic game played by the same explore agent with the
+    same seed as the dream (the agent never reads the screen, so both get the same actions); a game over restarts
+    the game and the agent plays on. Also the game's steps/s."""
+    import gymnasium as gym
+    from tqdm import tqdm
+
+    import envs  # noqa: F401
+    from agents import make_policy
+
+    env = gym.make("worldsim/MinecraftClassic-v0", size=size)
+    pol = make_policy("explore", env.action_space, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    out = np.zeros((steps, 3), np.float64)
+    t0 = time.perf_counter()
+    for t in tqdm(range(steps), desc="real game, same actions", disable=not progress):
+        obs, _, terminated, truncated, _ = env.step(pol.act(obs))
+        out[t] = _stats(obs)
+        if terminated or truncated:
+            obs, _ = env.reset(seed=seed + t + 1)
+    rate = steps / (time.perf_counter() - t0)
+    env.close()
+    return out, rate
+
+
 def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: str | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, real: bool = True) -> dict[str, Any]:
+    """Dream `steps` frames under the explore agent and report NaN steps, memory, flat frames and per-window picture
+    statistics; with `real`, the same statistics of the real game under the same actions, and the dream's std and
+    detail as a share of the real game's per window (a dream that drifts into a view the game would not show, say
+    all sky while the player looks ahead, shows up there even when no frame is flat)."""
     import gymnasium as gym
     import torch
     from tqdm import tqdm
@@ -28,50 +68,65 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     from agents import make_policy
 
     env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint)
+    size = int(env.observation_space.shape[0])
     pol = make_policy("explore", env.action_space, seed=seed)
     obs, _ = env.reset(seed=seed)
-    means, stds, spatial, rss, nan_steps = [], [], [], [], 0
+    dream, rss, nan_steps = np.zeros((steps, 3), np.float64), [], 0
     t0 = time.perf_counter()
     for t in tqdm(range(steps), desc="stability", disable=not progress):
         obs, *_ = env.step(pol.act(obs))
         lat = env.unwrapped._dreamer.latents
         if not torch.isfinite(lat).all():
             nan_steps += 1
-        f = obs.astype(np.float32)
-        means.append(f.mean())
-        stds.append(f.std())  # ~0 for a flat image
-        spatial.append(np.abs(np.diff(f, axis=1)).mean())  # local detail (edges, texture)
+        dream[t] = _stats(obs)
         if t % 100 == 0:
             rss.append(_rss_mb())
     elapsed = time.perf_counter() - t0
     env.close()
-    means, stds, spatial = map(np.asarray, (means, stds, spatial))
     windows = np.array_split(np.arange(steps), min(10, steps))
     result = {
         "steps": steps, "seconds": round(elapsed, 1), "fps": round(steps / elapsed, 2), "nan_steps": nan_steps,
         "rss_mb_first_last": [round(rss[0], 1), round(rss[-1], 1)],
-        "frame_std_per_window": [round(float(stds[w].mean()), 2) for w in windows],
-        "frame_mean_per_window": [round(float(means[w].mean()), 2) for w in windows],
-        "edge_per_window": [round(float(spatial[w].mean()), 3) for w in windows],
-        "flat_frames": int((stds < 2.0).sum()),
+        "frame_std_per_window": _per_window(dream[:, 1], windows),
+        "frame_mean_per_window": _per_window(dream[:, 0], windows),
+        "edge_per_window": _per_window(dream[:, 2], windows, 3),
+        "flat_frames": int((dream[:, 1] < 2.0).sum()),
     }
+    game = None
+    if real:
+        game, rate = real_game_stats(steps, seed, size, progress)
+        result["real"] = {"frame_std_per_window": _per_window(game[:, 1], windows),
+                          "frame_mean_per_window": _per_window(game[:, 0], windows),
+                          "edge_per_window": _per_window(game[:, 2], windows, 3), "steps_per_s": round(rate, 1)}
+        result["dream_over_real"] = {
+            name: [round(float(dream[w, i].mean() / max(game[w, i].mean(), 1e-9)), 3) for w in windows]
+            for name, i in (("std_per_window", 1), ("edge_per_window", 2))}
     if out:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from worldsim.atomic import write_json_atomic
-
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(out) / "stability.json", result)
-        fig, ax = plt.subplots(3, 1, figsize=(7, 6), sharex=True, dpi=110)
-        for a, y, label in zip(ax, (means, stds, spatial), ("frame mean", "frame std (0 = flat)", "mean |horizontal gradient|")):
-            a.plot(y, lw=0.5)
-            a.set_ylabel(label, fontsize=8)
-        ax[-1].set_xlabel("step")
-        fig.suptitle(f"{steps}-step dream, explore agent")
-        fig.tight_layout()
-        fig.savefig(Path(out) / "stability.png")
-        plt.close(fig)
+        _plot(dream, game, steps, Path(out), result)
     return result
+
+
+def _plot(dream: np.ndarray, game: np.ndarray | None, steps: int, out: Path, result: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from worldsim.atomic import write_json_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "stability.json", result)
+    fig, ax = plt.subplots(3, 1, figsize=(7, 6), sharex=True, dpi=110)
+    labels = ("frame mean", "frame std (0 = flat)", "mean |horizontal gradient|")
+    for i, (a, label) in enumerate(zip(ax, labels)):
+        if game is not None:
+            a.plot(game[:, i], lw=0.5, color="0.6", label="real game, same actions")
+        a.plot(dream[:, i], lw=0.5, color="C0", label="dream")
+        a.set_ylabel(label, fontsize=8)
+    if game is not None:
+        ax[0].legend(fontsize=7, loc="upper right")
+    ax[-1].set_xlabel("step")
+    fig.suptitle(f"{steps}-step dream, explore agent")
+    fig.tight_layout()
+    fig.savefig(out / "stability.png")
+    plt.close(fig)

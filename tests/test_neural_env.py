@@ -164,3 +164,18 @@ def test_bench_neural_measures_single_and_vector_rates(tiny_ckpt):
     r = bench_neural(tiny_ckpt, batch_sizes=(1, 2), sampling_steps=(1, 2), frames=2, precisions=("fp32",), repeats=1)
     assert set(r["single"]["fp32"]) == {"1", "2"} and all(v > 0 for v in r["single"]["fp32"].values())
     assert set(r["vector"]["fp32"]["2"]) == {"1", "2"} and r["decode_ms"]["fp32"] > 0
+
+
+def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(tmp_path):
+    """The long-rollout bench plays the real game with the same agent and seed, and reports the dream's picture
+    statistics as a share of the game's, per window; the figure and the JSON land in the output folder."""
+    from data_collect.stability import real_game_stats, stability
+
+    r = stability(None, steps=24, out=str(tmp_path), progress=False)
+    assert r["nan_steps"] == 0 and r["flat_frames"] == 0 and r["fps"] > 0
+    assert len(r["frame_std_per_window"]) == len(r["real"]["frame_std_per_window"]) == 10
+    assert all(v > 0 for v in r["dream_over_real"]["std_per_window"] + r["dream_over_real"]["edge_per_window"])
+    again, _ = real_game_stats(24, seed=0, size=64, progress=False)  # same seed, same agent: the same game
+    assert np.allclose([round(float(again[w, 1].mean()), 2) for w in np.array_split(np.arange(24), 10)],
+                       r["real"]["frame_std_per_window"])
+    assert (tmp_path / "stability.png").stat().st_size > 0 and (tmp_path / "stability.json").exists()

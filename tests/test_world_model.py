@@ -332,3 +332,43 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
     other.model.context = 3
     with pytest.raises(ValueError, match="--init"):
         Trainer(str(tiny_data), str(tmp_path / "bad"), other.model, other.train, progress=False, init=str(tmp_path / "old"))
+
+
+def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
+    """tools/finetune_latents.py (what ran on the lent GPU): trains the dynamics model from a run's latent cache for
+    a time budget, writes EMA snapshots with held-out losses, and `merge` puts the weights into a loadable checkpoint
+    that keeps the base's autoencoder."""
+    import importlib.util
+
+    from safetensors.torch import load_file
+
+    from worldsim.train import train
+
+    train(str(tiny_data), str(tmp_path / "run"), "tiny", progress=False, ae_steps=5, dit_steps=5, sample_every=10**6)
+    spec = importlib.util.spec_from_file_location("finetune_latents", Path(__file__).parents[1] / "tools" / "finetune_latents.py")
+    ft = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ft)
+    out = tmp_path / "ft"
+    assert ft.main(["train", "--checkpoint", str(tmp_path / "run"), "--latents", str(tmp_path / "run" / "latents"),
+                    "--out", str(out), "--minutes", "0.1", "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "3",
+                    "--warmup", "2", "--val-episodes", "1", "--val-windows", "8", "--snapshots", "0.5", "1.0",
+                    "--log-every", "2", "--ema-warmup", "--device", "cpu"]) == 0
+    log = json.loads((out / "finetune_log.json").read_text())
+    assert [s["fraction"] for s in log["snapshots"]] == [0.5, 1.0] and log["steps"] == log["total_steps"] >= 3
+    assert np.isfinite([log["val_loss_start"]] + [s["val_loss"] for s in log["snapshots"]]).all()
+    parts = sorted(out.glob("dit_100_*.safetensors"))
+    snap = {k: v for p in parts for k, v in load_file(p).items()}
+    base = worldsim.load(tmp_path / "run")
+    assert max((snap[k].float() - v.half().float()).abs().max().item() for k, v in base.dit.state_dict().items()) > 0
+    from safetensors.torch import save_file
+
+    first = sorted(snap)[0]
+    save_file({first: snap[first]}, str(tmp_path / "part.safetensors"))
+    for bad, says in ((out / "finetune_log.json", "not a safetensors file"), (tmp_path / "part.safetensors", "missing")):
+        with pytest.raises(ValueError, match=says):
+            ft.main(["merge", "--checkpoint", str(tmp_path / "run"), "--dit", str(bad), "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()
+    assert ft.main(["merge", "--checkpoint", str(tmp_path / "run"), "--dit", *map(str, parts), "--out", str(tmp_path / "merged")]) == 0
+    merged = worldsim.load(tmp_path / "merged")
+    assert all(torch.equal(merged.dit.state_dict()[k], v.float()) for k, v in snap.items())
+    assert all(torch.equal(a, b) for a, b in zip(base.ae.state_dict().values(), merged.ae.state_dict().values()))

@@ -214,7 +214,10 @@ def merge(a: argparse.Namespace) -> int:
     model = worldsim.load(src)
     state: dict[str, torch.Tensor] = {}
     for f in a.dit:
-        state.update(load_file(f))
+        try:
+            state.update(load_file(f))
+        except Exception as e:  # safetensors raises its own error types for a bad header or a truncated file
+            raise ValueError(f"--dit {f}: not a safetensors file of weights ({e})") from None
     own = model.dit.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
