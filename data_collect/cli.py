@@ -51,6 +51,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
     model = worldsim.load(src)
     if a.sampling_steps:  # the default the exported model samples with (env/play/eval can still override it)
         model.cfg.sampler.steps = a.sampling_steps
+    if a.prior_fill:  # how its rollouts fill the strip a camera move reveals (see ModelConfig.prior_fill)
+        model.cfg.prior_fill = a.prior_fill
     meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
     out = save_checkpoint(a.out, model, extra=meta, half=a.fp16)
     bank = cut_openings(Dataset(a.data), model.codec, model.context, n=a.openings, seed=a.seed) if a.data else None
@@ -298,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     ex.add_argument("--sampling-steps", type=int, help="default network evaluations per frame of the exported model")
+    ex.add_argument("--prior-fill", choices=["mean", "edge"], help="what the motion prior puts in the strip a camera "
+                    "move reveals (default: as the model was trained)")
     ex.set_defaults(func=_cmd_export)
 
     pl = sub.add_parser("play", help="play the neural Minecraft in a window (or --real, or --side-by-side)")

@@ -19,10 +19,11 @@ def _rss_mb() -> float:
         return float("nan")
 
 
-def _stats(obs: np.ndarray) -> tuple[float, float, float]:
-    """Frame mean, std (~0 for a flat image) and local detail (mean |horizontal gradient|: edges, texture)."""
+def _stats(obs: np.ndarray, prev: np.ndarray) -> tuple[float, float, float, float]:
+    """Frame mean, std (~0 for a flat image), local detail (mean |horizontal gradient|: edges, texture) and change
+    from the frame before (mean |difference|: ~0 for a dream frozen on one picture while the game moves on)."""
     f = obs.astype(np.float32)
-    return float(f.mean()), float(f.std()), float(np.abs(np.diff(f, axis=1)).mean())
+    return float(f.mean()), float(f.std()), float(np.abs(np.diff(f, axis=1)).mean()), float(np.abs(f - prev).mean())
 
 
 def _per_window(x: np.ndarray, windows: list[np.ndarray], digits: int = 2) -> list[float]:
@@ -30,7 +31,7 @@ def _per_window(x: np.ndarray, windows: list[np.ndarray], digits: int = 2) -> li
 
 
 def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> tuple[np.ndarray, float]:
-    """(steps, 3) per-step (mean, std, detail) of the real classic game played by the same explore agent with the
+    """(steps, 4) per-step (mean, std, detail, change) of the real classic game played by the same explore agent with the
     same seed as the dream (the agent never reads the screen, so both get the same actions); a game over restarts
     the game and the agent plays on. Also the game's steps/s."""
     import gymnasium as gym
@@ -42,11 +43,12 @@ def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> 
     env = gym.make("worldsim/MinecraftClassic-v0", size=size)
     pol = make_policy("explore", env.action_space, seed=seed)
     obs, _ = env.reset(seed=seed)
-    out = np.zeros((steps, 3), np.float64)
+    out = np.zeros((steps, 4), np.float64)
     t0 = time.perf_counter()
     for t in tqdm(range(steps), desc="real game, same actions", disable=not progress):
+        prev = obs.astype(np.float32)
         obs, _, terminated, truncated, _ = env.step(pol.act(obs))
-        out[t] = _stats(obs)
+        out[t] = _stats(obs, prev)
         if terminated or truncated:
             obs, _ = env.reset(seed=seed + t + 1)
     rate = steps / (time.perf_counter() - t0)
@@ -57,9 +59,10 @@ def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> 
 def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: str | None = None,
               progress: bool = True, real: bool = True) -> dict[str, Any]:
     """Dream `steps` frames under the explore agent and report NaN steps, memory, flat frames and per-window picture
-    statistics; with `real`, the same statistics of the real game under the same actions, and the dream's std and
-    detail as a share of the real game's per window (a dream that drifts into a view the game would not show, say
-    all sky while the player looks ahead, shows up there even when no frame is flat)."""
+    statistics; with `real`, the same statistics of the real game under the same actions, and the dream's std,
+    detail and frame-to-frame change as a share of the real game's per window: a dream that drifts into a view the
+    game would not show (all sky while the player looks ahead) or freezes on one picture shows up there even when
+    no frame is flat."""
     import gymnasium as gym
     import torch
     from tqdm import tqdm
@@ -71,14 +74,15 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     size = int(env.observation_space.shape[0])
     pol = make_policy("explore", env.action_space, seed=seed)
     obs, _ = env.reset(seed=seed)
-    dream, rss, nan_steps = np.zeros((steps, 3), np.float64), [], 0
+    dream, rss, nan_steps = np.zeros((steps, 4), np.float64), [], 0
     t0 = time.perf_counter()
     for t in tqdm(range(steps), desc="stability", disable=not progress):
+        prev = obs.astype(np.float32)
         obs, *_ = env.step(pol.act(obs))
         lat = env.unwrapped._dreamer.latents
         if not torch.isfinite(lat).all():
             nan_steps += 1
-        dream[t] = _stats(obs)
+        dream[t] = _stats(obs, prev)
         if t % 100 == 0:
             rss.append(_rss_mb())
     elapsed = time.perf_counter() - t0
@@ -90,6 +94,7 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
         "frame_std_per_window": _per_window(dream[:, 1], windows),
         "frame_mean_per_window": _per_window(dream[:, 0], windows),
         "edge_per_window": _per_window(dream[:, 2], windows, 3),
+        "change_per_window": _per_window(dream[:, 3], windows, 3),
         "flat_frames": int((dream[:, 1] < 2.0).sum()),
     }
     game = None
@@ -97,10 +102,11 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
         game, rate = real_game_stats(steps, seed, size, progress)
         result["real"] = {"frame_std_per_window": _per_window(game[:, 1], windows),
                           "frame_mean_per_window": _per_window(game[:, 0], windows),
-                          "edge_per_window": _per_window(game[:, 2], windows, 3), "steps_per_s": round(rate, 1)}
+                          "edge_per_window": _per_window(game[:, 2], windows, 3),
+                          "change_per_window": _per_window(game[:, 3], windows, 3), "steps_per_s": round(rate, 1)}
         result["dream_over_real"] = {
             name: [round(float(dream[w, i].mean() / max(game[w, i].mean(), 1e-9)), 3) for w in windows]
-            for name, i in (("std_per_window", 1), ("edge_per_window", 2))}
+            for name, i in (("std_per_window", 1), ("edge_per_window", 2), ("change_per_window", 3))}
     if out:
         _plot(dream, game, steps, Path(out), result)
     return result
@@ -116,8 +122,8 @@ def _plot(dream: np.ndarray, game: np.ndarray | None, steps: int, out: Path, res
 
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "stability.json", result)
-    fig, ax = plt.subplots(3, 1, figsize=(7, 6), sharex=True, dpi=110)
-    labels = ("frame mean", "frame std (0 = flat)", "mean |horizontal gradient|")
+    fig, ax = plt.subplots(4, 1, figsize=(7, 7.5), sharex=True, dpi=110)
+    labels = ("frame mean", "frame std (0 = flat)", "mean |horizontal gradient|", "change from last frame")
     for i, (a, label) in enumerate(zip(ax, labels)):
         if game is not None:
             a.plot(game[:, i], lw=0.5, color="0.6", label="real game, same actions")

@@ -47,6 +47,25 @@ def test_shipped_dreams_look_up_and_down_as_asked(seed):
     assert sky["down"] < sky["still"] - 0.05  # looking down 40 degrees loses it
 
 
+def test_shipped_dreams_bring_the_sky_back_after_looking_down_and_up_again():
+    """Look down 60 degrees (the sky leaves the view), then back up 60 degrees: the game shows the start view again.
+    With the motion prior repeating the edge into the revealed strip, the dream stayed all ground (sky share 0.03);
+    with the strip left unknown (ModelConfig.prior_fill = "mean") the horizon comes back."""
+    env = gym.make("worldsim/NeuralMinecraft-v0")
+    start, low, back = [], [], []
+    for seed in range(8):
+        obs, _ = env.reset(seed=seed)
+        start.append(_sky(obs))
+        for _ in range(6):
+            obs = env.step(act(env.action_space, camera=[10.0, 0.0]))[0]
+        low.append(_sky(obs))
+        for _ in range(6):
+            obs = env.step(act(env.action_space, camera=[-10.0, 0.0]))[0]
+        back.append(_sky(obs))
+    assert np.mean(low) < 0.5 * np.mean(start)  # looking down lost most of the sky
+    assert np.mean(back) > 0.5 * np.mean(start), (np.mean(start), np.mean(low), np.mean(back))
+
+
 def test_shipped_dreams_turn_the_scene_the_right_way():
     """Turning right moves the dreamed scene left and turning left moves it right, as in the real game (which
     moves about 0.7 px per degree at 64x64): measured by phase correlation between consecutive dreamed frames."""

@@ -54,6 +54,8 @@ class WorldModel(nn.Module):
         self.precision = "fp32"  # inference numerics; see set_precision
         if not cfg.action_space_json:
             raise ValueError("ModelConfig.action_space_json is empty: the model must know its action space")
+        if cfg.prior_fill not in PRIOR_FILLS:
+            raise ValueError(f"ModelConfig.prior_fill must be one of {sorted(PRIOR_FILLS)}, got {cfg.prior_fill!r}")
         self.cfg = cfg
         self.codec = ActionCodec(space_from_json(cfg.action_space_json))
         box = torch.zeros(self.codec.dim, dtype=torch.bool)
@@ -139,7 +141,7 @@ class WorldModel(nn.Module):
         down = self.cfg.ae.downsample
         dy = cam[:, 0] * self.cfg.camera_px_per_deg[0] / down
         dx = cam[:, 1] * self.cfg.camera_px_per_deg[1] / down
-        moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx).to(z.dtype).reshape(b, f - 1, c, h, w)
+        moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx, self.cfg.prior_fill).to(z.dtype).reshape(b, f - 1, c, h, w)
         return torch.cat([torch.zeros_like(z[:, :1]), moved], dim=1)
 
     def _with_prior(self, z: torch.Tensor, flat_actions: torch.Tensor) -> torch.Tensor:
@@ -217,13 +219,18 @@ class WorldModel(nn.Module):
         return diffusion.sample(velocity, start, steps, sc.shift).float()
 
 
-def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+PRIOR_FILLS = {"edge": "border", "mean": "zeros"}  # ModelConfig.prior_fill -> grid_sample's padding mode
+
+
+def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: str = "edge") -> torch.Tensor:
     """Move each map of z (N, C, h, w) by (dy[i], dx[i]) pixels (down, right; fractions interpolate bilinearly);
-    what comes in at an edge repeats the edge."""
+    what comes in at an edge repeats the edge (`fill="edge"`) or is zero (`"mean"`: the mean of standardised latents)."""
+    if fill not in PRIOR_FILLS:
+        raise ValueError(f"prior_fill must be one of {PRIOR_FILLS}, got {fill!r}")
     n, _, h, w = z.shape
     theta = torch.zeros(n, 2, 3, dtype=z.dtype, device=z.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, 0, 2] = -2.0 * dx.to(z.dtype) / w  # output(x) = input(x - dx)
     theta[:, 1, 2] = -2.0 * dy.to(z.dtype) / h
     grid = F.affine_grid(theta, list(z.shape), align_corners=False)
-    return F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(z, grid, mode="bilinear", padding_mode=PRIOR_FILLS[fill], align_corners=False)
