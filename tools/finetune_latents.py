@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too (no `pip install`)
 
 import worldsim  # noqa: E402
 from worldsim.atomic import write_json_atomic  # noqa: E402
@@ -122,7 +122,7 @@ def train(a: argparse.Namespace) -> int:
     val_gen = torch.Generator(device=device)
     val_gen.manual_seed(12345)
     val_starts = val_w.starts[torch.randint(len(val_w.starts), (a.val_windows,), generator=val_gen, device=device)]
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() or device.type == "cpu" and a.bf16_cpu
+    bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (device.type == "cpu" and a.bf16_cpu)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
