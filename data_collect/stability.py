@@ -19,10 +19,9 @@ def _rss_mb() -> float:
         return float("nan")
 
 
-def _stats(obs: np.ndarray, prev: np.ndarray) -> tuple[float, float, float, float]:
-    """Frame mean, std (~0 for a flat image), local detail (mean |horizontal gradient|: edges, texture) and change
-    from the frame before (mean |difference|: ~0 for a dream frozen on one picture while the game moves on)."""
-    f = obs.astype(np.float32)
+def _stats(f: np.ndarray, prev: np.ndarray) -> tuple[float, float, float, float]:
+    """Of a float frame: mean, std (~0 for a flat image), local detail (mean |horizontal gradient|: edges, texture)
+    and change from the frame before (mean |difference|: ~0 for a dream frozen on one picture while the game moves)."""
     return float(f.mean()), float(f.std()), float(np.abs(np.diff(f, axis=1)).mean()), float(np.abs(f - prev).mean())
 
 
@@ -43,14 +42,17 @@ def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> 
     env = gym.make("worldsim/MinecraftClassic-v0", size=size)
     pol = make_policy("explore", env.action_space, seed=seed)
     obs, _ = env.reset(seed=seed)
+    prev = obs.astype(np.float32)
     out = np.zeros((steps, 4), np.float64)
     t0 = time.perf_counter()
     for t in tqdm(range(steps), desc="real game, same actions", disable=not progress):
-        prev = obs.astype(np.float32)
         obs, _, terminated, truncated, _ = env.step(pol.act(obs))
-        out[t] = _stats(obs, prev)
+        f = obs.astype(np.float32)
+        out[t] = _stats(f, prev)
         if terminated or truncated:
             obs, _ = env.reset(seed=seed + t + 1)
+            f = obs.astype(np.float32)
+        prev = f
     rate = steps / (time.perf_counter() - t0)
     env.close()
     return out, rate
@@ -74,15 +76,17 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     size = int(env.observation_space.shape[0])
     pol = make_policy("explore", env.action_space, seed=seed)
     obs, _ = env.reset(seed=seed)
+    prev = obs.astype(np.float32)
     dream, rss, nan_steps = np.zeros((steps, 4), np.float64), [], 0
     t0 = time.perf_counter()
     for t in tqdm(range(steps), desc="stability", disable=not progress):
-        prev = obs.astype(np.float32)
         obs, *_ = env.step(pol.act(obs))
         lat = env.unwrapped._dreamer.latents
         if not torch.isfinite(lat).all():
             nan_steps += 1
-        dream[t] = _stats(obs, prev)
+        f = obs.astype(np.float32)
+        dream[t] = _stats(f, prev)
+        prev = f
         if t % 100 == 0:
             rss.append(_rss_mb())
     elapsed = time.perf_counter() - t0

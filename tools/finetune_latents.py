@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -38,16 +37,10 @@ from worldsim.atomic import write_json_atomic  # noqa: E402
 from worldsim.checkpoint import read_config, resolve, save_checkpoint  # noqa: E402
 from worldsim.config import TrainConfig  # noqa: E402
 from worldsim.data import LatentCache  # noqa: E402
+from worldsim.openings import load_openings, save_openings  # noqa: E402
+from worldsim.train import _lr  # noqa: E402  (the trainer's schedule: warm-up, cosine to a tenth of the peak)
 
 PART_BYTES = 15 * 2**20
-
-
-def _lr(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warm-up, then cosine to a tenth of the peak at `total` (the trainer's schedule)."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def save_parts(state: dict[str, torch.Tensor], stem: Path) -> list[Path]:
@@ -72,28 +65,19 @@ def save_parts(state: dict[str, torch.Tensor], stem: Path) -> list[Path]:
     return out
 
 
-class GpuWindows:
-    """The whole latent cache on the device; windows of `frames` consecutive frames that stay inside one episode."""
+class DeviceCache:
+    """The whole latent cache on the device (one copy), read as windows of `frames` consecutive frames from their
+    start indices (`LatentCache.windows`: none crosses an episode boundary)."""
 
-    def __init__(self, cache: LatentCache, frames: int, episodes: list[int], device: torch.device):
-        self.frames = frames
+    def __init__(self, cache: LatentCache, frames: int, device: torch.device):
         self.latents = torch.from_numpy(np.array(cache.latents)).to(device)  # fp16, (N, C, h, w)
         self.actions = torch.from_numpy(np.array(cache.actions)).to(device)
         self.known = torch.from_numpy(np.array(cache.known)).to(device).float()
-        starts = [np.arange(cache.offsets[e], cache.offsets[e + 1] - frames + 1) for e in episodes
-                  if cache.offsets[e + 1] - cache.offsets[e] >= frames]
-        if not starts:
-            raise ValueError(f"no episode of {cache.root} has {frames} frames")
-        self.starts = torch.from_numpy(np.concatenate(starts)).to(device)
         self.offs = torch.arange(frames, device=device)
 
     def batch(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = starts[:, None] + self.offs[None]
         return self.latents[idx].float(), self.actions[idx], self.known[idx]
-
-    def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pick = torch.randint(len(self.starts), (n,), generator=gen, device=self.starts.device)
-        return self.batch(self.starts[pick])
 
 
 def train(a: argparse.Namespace) -> int:
@@ -115,13 +99,17 @@ def train(a: argparse.Namespace) -> int:
     n_eps = len(cache.offsets) - 1
     val_eps = list(range(n_eps - a.val_episodes, n_eps))
     k1 = model.context + 1
-    train_w = GpuWindows(cache, k1, list(range(n_eps - a.val_episodes)), device)
-    val_w = GpuWindows(cache, k1, val_eps, device)
+    starts = cache.windows(k1)
+    held_out = starts >= cache.offsets[val_eps[0]]  # the last episodes of the cache, as the trainer holds them out
+    if held_out.all() or not held_out.any():
+        raise ValueError(f"--val-episodes {a.val_episodes} leaves no training or no held-out windows in {cache.root}")
+    data = DeviceCache(cache, k1, device)
+    train_starts, val_all = (torch.from_numpy(x).to(device) for x in (starts[~held_out], starts[held_out]))
     gen = torch.Generator(device=device)
     gen.manual_seed(a.seed)
     val_gen = torch.Generator(device=device)
     val_gen.manual_seed(12345)
-    val_starts = val_w.starts[torch.randint(len(val_w.starts), (a.val_windows,), generator=val_gen, device=device)]
+    val_starts = val_all[torch.randint(len(val_all), (a.val_windows,), generator=val_gen, device=device)]
     bf16 = (device.type == "cuda" and torch.cuda.is_bf16_supported()) or (device.type == "cpu" and a.bf16_cpu)
 
     def autocast():
@@ -133,7 +121,7 @@ def train(a: argparse.Namespace) -> int:
         g.manual_seed(777)
         total, n = 0.0, 0
         for i in range(0, len(val_starts), a.batch):
-            z, act, known = val_w.batch(val_starts[i:i + a.batch])
+            z, act, known = data.batch(val_starts[i:i + a.batch])
             with autocast():
                 loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, g, net=dit,
                                            sampler_level_prob=tc.sampler_level_prob)
@@ -147,9 +135,9 @@ def train(a: argparse.Namespace) -> int:
     log: dict = {"checkpoint": str(src), "latents": str(a.latents), "device": str(device),
                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                  "batch": a.batch, "lr": a.lr, "warmup": a.warmup, "ema": a.ema, "bf16": bf16,
-                 "train_windows": len(train_w.starts), "val_episodes": val_eps, "snapshots": [], "curve": []}
+                 "train_windows": len(train_starts), "val_episodes": val_eps, "snapshots": [], "curve": []}
     log["val_loss_start"] = val_loss(model.dit)
-    print(f"[ft] {log['device_name']}: {len(train_w.starts)} training windows, val loss at start "
+    print(f"[ft] {log['device_name']}: {len(train_starts)} training windows, val loss at start "
           f"{log['val_loss_start']:.4f}, setup {time.time() - t_start:.1f} s", flush=True)
 
     budget = a.minutes * 60 - (time.time() - t_start) - a.reserve_s
@@ -170,7 +158,7 @@ def train(a: argparse.Namespace) -> int:
         lr = _lr(step, total or 10**9, a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        z, act, known = train_w.sample(a.batch, gen)
+        z, act, known = data.batch(train_starts[torch.randint(len(train_starts), (a.batch,), generator=gen, device=device)])
         with autocast():
             loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, gen,
                                        sampler_level_prob=tc.sampler_level_prob)
@@ -228,9 +216,9 @@ def merge(a: argparse.Namespace) -> int:
     if a.note:
         meta["finetune"] = json.loads(Path(a.note).read_text()) if Path(a.note).exists() else a.note
     out = save_checkpoint(a.out, model, extra=meta)
-    openings = src / "openings.safetensors"
-    if openings.exists():
-        (out / "openings.safetensors").write_bytes(openings.read_bytes())
+    bank = load_openings(src)
+    if bank is not None:
+        save_openings(out, bank)
     print(f"merged {len(state)} dynamics tensors into {out}")
     return 0
 

@@ -224,9 +224,8 @@ PRIOR_FILLS = {"edge": "border", "mean": "zeros"}  # ModelConfig.prior_fill -> g
 
 def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: str = "edge") -> torch.Tensor:
     """Move each map of z (N, C, h, w) by (dy[i], dx[i]) pixels (down, right; fractions interpolate bilinearly);
-    what comes in at an edge repeats the edge (`fill="edge"`) or is zero (`"mean"`: the mean of standardised latents)."""
-    if fill not in PRIOR_FILLS:
-        raise ValueError(f"prior_fill must be one of {PRIOR_FILLS}, got {fill!r}")
+    what comes in at an edge repeats the edge (`fill="edge"`) or is zero (`"mean"`: the mean of standardised latents;
+    WorldModel checks its config's fill once, at construction)."""
     n, _, h, w = z.shape
     theta = torch.zeros(n, 2, 3, dtype=z.dtype, device=z.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
