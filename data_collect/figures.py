@@ -29,9 +29,9 @@ def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2
     rows = []
     for script in SCRIPTS.values():
         noop = codec.noop()
-        obs, _ = real.reset(seed=seed)
+        obs, info = real.reset(seed=seed)
         ctx = [obs] + [real.step(noop)[0] for _ in range(k - 1)]
-        dream.reset(seed=seed, options={"frames": np.stack(ctx), "actions": [noop] * (k - 1)})
+        dream.reset(seed=seed, options={"frames": np.stack(ctx), "actions": [noop] * (k - 1), "pitch": info["pitch"]})
         r_frames, d_frames = [ctx[-1]], [ctx[-1]]
         for step in script:
             a = codec.noop()

@@ -49,8 +49,12 @@ def load_model(checkpoint: str | None, device: str, precision: str = "auto"):
     return model, resolve(path)
 
 
+Start = tuple[np.ndarray, np.ndarray, np.ndarray]  # frames (K, H, W, 3) uint8, flat actions (K-1, A), pitch (K,)
+
+
 class NeuralContext:
-    """Validates and prepares what a dream starts from: (K, H, W, 3) uint8 frames and (K-1, A) flat actions."""
+    """Validates and prepares what a dream starts from: (K, H, W, 3) uint8 frames, (K-1, A) flat actions and the
+    view's pitch at each frame (K,) in degrees, NaN where unknown."""
 
     def __init__(self, model, bank: dict[str, np.ndarray] | None):
         self.model = model
@@ -58,21 +62,47 @@ class NeuralContext:
         self.k = model.context
         self.hw = model.cfg.frame_hw
 
-    def from_options(self, options: dict | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def from_options(self, options: dict | None, rng: np.random.Generator) -> Start:
+        """options: 'frames' (+ 'actions') or 'image', each optionally with 'pitch' (the view's pitch at the last
+        frame, degrees, positive looks down); none: an opening from the checkpoint's bank."""
         options = options or {}
-        unknown = set(options) - {"frames", "actions", "image"}
+        unknown = set(options) - {"frames", "actions", "image", "pitch"}
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use 'frames' (+ 'actions') or 'image'")
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; use 'frames' (+ 'actions') or 'image', and 'pitch'")
+        if "pitch" in options and not ("frames" in options or "image" in options):
+            raise ValueError("options['pitch'] belongs to options['frames'] or options['image']: an opening from the "
+                             "bank carries its own")
         if "image" in options:
             if "frames" in options:
                 raise ValueError("give either options['frames'] or options['image'], not both")
-            return self._from_image(options["image"])
-        if "frames" in options:
-            return self._from_frames(options["frames"], options.get("actions"))
-        if self.bank is None:
-            raise ValueError("this checkpoint carries no opening clips: pass options={'frames': ...} or {'image': ...}")
-        i = int(rng.integers(len(self.bank["frames"])))
-        return self.bank["frames"][i], self.bank["actions"][i]
+            frames, flat = self._from_image(options["image"])
+        elif "frames" in options:
+            frames, flat = self._from_frames(options["frames"], options.get("actions"))
+        else:
+            if self.bank is None:
+                raise ValueError("this checkpoint carries no opening clips: pass options={'frames': ...} or {'image': ...}")
+            i = int(rng.integers(len(self.bank["frames"])))
+            pitch = self.bank["pitch"][i] if "pitch" in self.bank else np.full(self.k, np.nan, np.float32)
+            return self.bank["frames"][i], self.bank["actions"][i], pitch
+        return frames, flat, self._pitch(options.get("pitch"), flat)
+
+    def _pitch(self, last: Any, flat: np.ndarray) -> np.ndarray:
+        """Each context frame's pitch, walked back from the last frame's through the camera actions between them."""
+        out = np.full(self.k, np.nan, np.float32)
+        if last is None:
+            return out
+        try:
+            last = float(last)
+        except (TypeError, ValueError):
+            raise ValueError(f"options['pitch'] must be a number of degrees, got {last!r}") from None
+        limit = self.model.cfg.pitch_limit
+        if not -limit <= last <= limit:
+            raise ValueError(f"options['pitch'] must lie in [-{limit:g}, {limit:g}] degrees, got {last}")
+        out[-1] = last
+        cam = self.model.codec.slices.get("camera") if "camera" in self.model.codec.space.spaces else None
+        for i in range(self.k - 2, -1, -1):
+            out[i] = out[i + 1] - (flat[i, cam.start] if cam is not None else 0.0)
+        return np.clip(out, -limit, limit)
 
     def _from_frames(self, frames: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
         f = np.asarray(frames)
@@ -120,14 +150,19 @@ class NeuralMinecraftEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        frames, actions = self._starts.from_options(options, self.np_random)
+        frames, actions, pitch = self._starts.from_options(options, self.np_random)
         self._dreamer = Dreamer(self.model, frames[None], actions[None], steps=self.sampling_steps,
-                                seed=int(self.np_random.integers(0, 2**31 - 1)))
+                                seed=int(self.np_random.integers(0, 2**31 - 1)), pitch=pitch[None])
         self._frame = np.array(frames[-1])
         self._steps = 0
         if self.render_mode == "human":
             self.render()
-        return self._frame.copy(), {"context_length": self.context_length}
+        return self._frame.copy(), {"context_length": self.context_length, **self._pitch_info()}
+
+    def _pitch_info(self) -> dict[str, float]:
+        """The view's pitch the dream tracks (degrees; models with view_pitch are conditioned on it), when known."""
+        p = float(self._dreamer.pitch[0, -1])
+        return {"pitch": p} if np.isfinite(p) else {}
 
     def step(self, action: dict[str, Any]):
         if self._dreamer is None:
@@ -139,7 +174,7 @@ class NeuralMinecraftEnv(gym.Env):
         reward, terminated = self.model.outcome(z[:, -2], z[:, -1], torch.from_numpy(flat[None]).to(z.device))
         self._steps += 1
         info = {"step_time_s": StepTime(time.perf_counter() - t0), "step": self._steps,
-                "reward_model": bool(self.model.heads_trained)}
+                "reward_model": bool(self.model.heads_trained), **self._pitch_info()}
         if self.render_mode == "human":
             self.render()
         return self._frame.copy(), float(reward[0]), bool(terminated[0]), False, info
@@ -200,7 +235,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self._steps = np.zeros(num_envs, np.int64)
         self._frames: np.ndarray | None = None
 
-    def _start(self, i: int, options: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    def _start(self, i: int, options: dict | None) -> Start:
         return self._starts.from_options(options, self._rngs[i])
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -216,7 +251,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         starts = [self._start(i, options) for i in range(self.num_envs)]
         self._dreamer = _BatchDreamer(self.model, starts, [int(r.integers(0, 2**31 - 1)) for r in self._rngs],
                                       self.sampling_steps)
-        self._frames = np.stack([f[-1] for f, _ in starts])
+        self._frames = np.stack([f[-1] for f, _, _ in starts])
         self._needs_reset[:] = False
         self._steps[:] = 0
         return self._frames.copy(), {}
@@ -269,13 +304,17 @@ class _BatchDreamer:
     env with the same seed: the batch is an implementation detail, never a source of randomness.
     """
 
-    def __init__(self, model, starts: list[tuple[np.ndarray, np.ndarray]], seeds: list[int], steps: int | None):
+    def __init__(self, model, starts: list[Start], seeds: list[int], steps: int | None):
         self.model = model
         self.steps = steps
-        self.dreams = [Dreamer(model, f[None], a[None], steps=steps, seed=s) for (f, a), s in zip(starts, seeds)]
+        self.dreams = [self._dream(start, s) for start, s in zip(starts, seeds)]
 
-    def restart(self, i: int, start: tuple[np.ndarray, np.ndarray], seed: int) -> None:
-        self.dreams[i] = Dreamer(self.model, start[0][None], start[1][None], steps=self.steps, seed=seed)
+    def _dream(self, start: Start, seed: int) -> Dreamer:
+        frames, actions, pitch = start
+        return Dreamer(self.model, frames[None], actions[None], steps=self.steps, seed=seed, pitch=pitch[None])
+
+    def restart(self, i: int, start: Start, seed: int) -> None:
+        self.dreams[i] = self._dream(start, seed)
 
     def step(self, flat: np.ndarray) -> np.ndarray:
         return Dreamer.step_many(self.dreams, flat)

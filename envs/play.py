@@ -72,14 +72,17 @@ class PlaySession:
         self.step_count = 0
         s = self.cfg.seed
         if self.real is not None:
-            frame, _ = self.real.reset(seed=s)
+            frame, info = self.real.reset(seed=s)
             self.frames = [frame]
         if self.neural is not None:
             if self.real is not None:  # start the dream from the real game's first K frames
                 k = self.neural.unwrapped.context_length
                 noop = self.codec.noop()
                 real_frames = [self.frames[0]] + [self.real.step(noop)[0] for _ in range(k - 1)]
-                nf, _ = self.neural.reset(seed=s, options={"frames": np.stack(real_frames), "actions": [noop] * (k - 1)})
+                start = {"frames": np.stack(real_frames), "actions": [noop] * (k - 1)}
+                if "pitch" in info:  # no-op steps leave the view where it was
+                    start["pitch"] = info["pitch"]
+                nf, _ = self.neural.reset(seed=s, options=start)
                 self.frames = [real_frames[-1], nf]
             elif self.cfg.image:
                 from PIL import Image

@@ -38,11 +38,32 @@ def test_start_from_real_frames_and_from_an_image(tiny_ckpt):
     ({"frames": np.zeros((2, 32, 32, 3), np.uint8), "actions": []}, "1 action"),
     ({"image": np.zeros((10, 10), np.uint8)}, "image"),
     ({"video": 1}, "unknown"),
+    ({"pitch": 10.0}, "pitch"),
+    ({"image": np.zeros((8, 8, 3), np.uint8), "pitch": 91.0}, "pitch"),
+    ({"image": np.zeros((8, 8, 3), np.uint8), "pitch": "up"}, "pitch"),
 ])
 def test_bad_start_options_raise_value_error(tiny_ckpt, options, message):
     env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt)
     with pytest.raises(ValueError, match=message):
         env.reset(seed=0, options=options)
+
+
+def test_the_dream_carries_the_view_pitch(tiny_ckpt):
+    """The pitch a dream is conditioned on: from the opening clip (recorded poses), or given with real frames (the
+    last frame's, walked back through the actions), then moved by the camera and clamped at +-90 as the game does."""
+    from worldsim.openings import load_openings
+
+    env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt)
+    bank = load_openings(env.unwrapped.checkpoint_path)
+    _, info = env.reset(seed=0)
+    assert info["pitch"] in bank["pitch"][:, -1]
+    frames = np.zeros((2, 32, 32, 3), np.uint8)
+    _, info = env.reset(seed=0, options={"frames": frames, "actions": [act(env.action_space, camera=[5.0, 0.0])], "pitch": 80.0})
+    assert info["pitch"] == 80.0 and env.unwrapped._dreamer.pitch[0, 0].item() == 75.0
+    for dp, want in ((30.0, 90.0), (-100.0, -10.0)):
+        assert env.step(act(env.action_space, camera=[dp, 0.0]))[-1]["pitch"] == want
+    _, info = env.reset(seed=0, options={"image": frames[0]})
+    assert "pitch" not in info and "pitch" not in env.step(act(env.action_space, camera=[5.0, 0.0]))[-1]
 
 
 def _run(env, seed, n=5):

@@ -37,7 +37,7 @@ def test_context_cache_gives_exactly_the_full_forward_and_time_is_causal():
     h, w = m.cfg.latent_hw
     z = torch.randn(2, k1, c, h, w)
     s = torch.rand(2, k1)
-    a = m.action_features(torch.randn(2, k1, m.codec.dim))
+    a = m.frame_features(torch.randn(2, k1, m.codec.dim))
     with torch.no_grad():
         full = m.dit(z, s, a)
         cache = m.dit.context_cache(z[:, :-1], s[:, :-1], a[:, :-1])
@@ -107,13 +107,64 @@ def test_rollout_feeds_the_network_what_training_does():
     k, c, (h, w) = m.context, m.cfg.ae.latent_channels, m.cfg.latent_hw
     g = torch.Generator().manual_seed(3)
     ctx, acts = torch.randn(2, k, c, h, w, generator=g), torch.randn(2, k + 1, m.codec.dim, generator=g) * 3
+    pitch = torch.tensor([[10.0, 20.0], [float("nan")] * k])  # one dream knows its view's pitch, one does not
     eps, start = m.draw_noise(2, g)
     with torch.no_grad():
-        got = m.predict_next(ctx, acts[:, :k], torch.ones(2, k), acts[:, k], steps=1, noise=(eps, start))
+        got = m.predict_next(ctx, acts[:, :k], torch.ones(2, k), acts[:, k], steps=1, noise=(eps, start), context_pitch=pitch)
         s = torch.cat([torch.full((2, k), m.cfg.sampler.context_noise), torch.ones(2, 1)], dim=1)
         zs = torch.cat([diffusion.add_noise(ctx, s[:, :k], eps), start[:, None]], dim=1)
-        v = m.dit(torch.cat([zs, m.motion_prior(zs, acts)], dim=2), s, m.action_features(acts))[:, -1]
+        cam = m.codec.slices["camera"].start
+        pitch_all = torch.cat([pitch, (pitch[:, -1] + acts[:, k, cam]).clamp(-90, 90)[:, None]], dim=1)
+        v = m.dit(torch.cat([zs, m.motion_prior(zs, acts)], dim=2), s, m.frame_features(acts, None, pitch_all))[:, -1]
     torch.testing.assert_close(got, start - v, atol=1e-4, rtol=1e-4)
+
+
+def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():
+    """Each frame's pitch conditions it (sines/cosines + known flag; unknown: all zero); a dream sums the camera's
+    pitch changes and clamps at +-90 degrees as the game does; an unknown pitch stays unknown."""
+    from worldsim.rollout import Dreamer
+    from worldsim.world_model import pitch_features
+
+    f = pitch_features(torch.tensor([float("nan"), 0.0, 30.0, 120.0]))
+    assert f.shape == (4, 9) and torch.all(f[0] == 0) and torch.all(f[1:, -1] == 1)
+    torch.testing.assert_close(f[3], pitch_features(torch.tensor([90.0]))[0])  # clamped as the game clamps
+    assert not torch.allclose(f[1], f[2])
+    m = _tiny_model()
+    k, c, (h, w) = m.context, m.cfg.ae.latent_channels, m.cfg.latent_hw
+    g = torch.Generator().manual_seed(0)
+    ctx, acts = torch.randn(1, k, c, h, w, generator=g), torch.randn(1, k + 1, m.codec.dim, generator=g)
+    noise = m.draw_noise(1, g)
+    with torch.no_grad():
+        out = [m.predict_next(ctx, acts[:, :k], torch.ones(1, k), acts[:, k], noise=noise, context_pitch=p)
+               for p in (None, torch.full((1, k), float("nan")), torch.tensor([[0.0, 0.0]]), torch.tensor([[60.0, 60.0]]))]
+    torch.testing.assert_close(out[0], out[1])  # None = unknown
+    assert not torch.allclose(out[1], out[2]) and not torch.allclose(out[2], out[3])
+    frames = np.random.default_rng(0).integers(0, 255, (2, k, *m.cfg.frame_hw, 3), dtype=np.uint8)
+    d = Dreamer(m, frames, pitch=np.array([[10.0, 80.0], [np.nan, np.nan]]), seed=0)
+    cam = m.codec.slices["camera"].start
+    for dp, want in ((30.0, 90.0), (-100.0, -10.0), (-200.0, -90.0)):
+        a = np.zeros((2, m.codec.dim), np.float32)
+        a[:, cam] = dp
+        d.step(a)
+        assert d.pitch[0, -1].item() == want and torch.isnan(d.pitch[1]).all()
+    with pytest.raises(ValueError, match="pitch"):
+        Dreamer(m, frames, pitch=np.zeros((2, k + 1)))
+
+
+def test_training_can_hide_the_pitch():
+    """`pitch_drop` hides the pitch of a share of the windows, so a dream started without one still works."""
+    m = _tiny_model()
+    z = torch.randn(4, m.context + 1, m.cfg.ae.latent_channels, *m.cfg.latent_hw)
+    a = torch.randn(4, m.context + 1, m.codec.dim)
+    known = torch.ones(4, m.context + 1)
+    pitch = torch.full((4, m.context + 1), 30.0)
+
+    def loss(p, drop):
+        return m.dynamics_loss(z, a, known, 0.5, 0.1, torch.Generator().manual_seed(1), pitch=p, pitch_drop=drop).item()
+
+    unknown = torch.full_like(pitch, float("nan"))
+    assert loss(pitch, 0.0) != loss(unknown, 0.0)
+    assert loss(pitch, 1.0) == pytest.approx(loss(unknown, 1.0))
 
 
 def test_training_noise_levels_cover_where_the_few_step_sampler_evaluates():
@@ -162,6 +213,11 @@ def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
     assert ae[-1] < 0.7 * ae[0] and dit[-1] < dit[0]
     assert any(r["phase"] == "heads" for r in log)
     assert list((run / "samples").glob("*.mp4"))
+    from worldsim.data import LatentCache
+    from worldsim.dataset import Dataset
+
+    ds = Dataset(tiny_data)  # the cache carries each frame's view pitch from the recorded poses
+    assert np.array_equal(LatentCache(run / "latents").pitch, np.concatenate([ds.episode(e).infos["pose"][:, 3] for e in range(len(ds))]).astype(np.float32))
     model = worldsim.load(run)
     assert model.checkpoint_meta["dataset"]["episodes"] == 3
     assert bool(model.heads_trained)
@@ -316,6 +372,7 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
 
     old = preset("tiny")
     old.model.motion_prior = False
+    old.model.view_pitch = False
     opts = dict(ae_steps=10, dit_steps=10, heads_steps=5, decoder_steps=0, checkpoint_every=5, sample_every=10**6)
     for k, v in opts.items():
         setattr(old.train, k, v)
@@ -325,13 +382,18 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
     for k, v in opts.items():
         setattr(new.train, k, v)
     t = Trainer(str(tiny_data), str(tmp_path / "new"), new.model, new.train, progress=False, init=str(tmp_path / "old"))
-    assert t.phase == "dit" and t.model.cfg.motion_prior and any(t.model.cfg.camera_px_per_deg)
+    assert t.phase == "dit" and t.model.cfg.motion_prior and any(t.model.cfg.camera_px_per_deg) and t.model.cfg.view_pitch
     k, c, (h, w) = src.context, src.cfg.ae.latent_channels, src.cfg.latent_hw
     g = torch.Generator().manual_seed(0)
     ctx, acts = torch.randn(1, k, c, h, w, generator=g), torch.randn(1, k + 1, src.codec.dim, generator=g)
     noise = src.draw_noise(1, g)
-    same = [m.eval().predict_next(ctx, acts[:, :k], torch.ones(1, k), acts[:, k], noise=noise) for m in (src, t.ema.model)]
+    pitch = torch.tensor([[25.0, 30.0]])
+    grown = _finetune_tool().load_model(tmp_path / "old", view_pitch=True)  # what the latent fine-tuning tool does
+    same = [m.eval().predict_next(ctx, acts[:, :k], torch.ones(1, k), acts[:, k], noise=noise, context_pitch=pitch)
+            for m in (src, t.ema.model, grown)]
     torch.testing.assert_close(same[0], same[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(same[0], same[2], atol=1e-5, rtol=1e-5)
+    assert grown.cfg.view_pitch and not src.cfg.view_pitch
     assert (tmp_path / "new" / "latents" / "latents.f16").stat().st_size == (tmp_path / "old" / "latents" / "latents.f16").stat().st_size
     assert t.run()["phase"] == "done"
     after = worldsim.load(tmp_path / "new")
@@ -343,20 +405,25 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
         Trainer(str(tiny_data), str(tmp_path / "bad"), other.model, other.train, progress=False, init=str(tmp_path / "old"))
 
 
+def _finetune_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_latents", Path(__file__).parents[1] / "tools" / "finetune_latents.py")
+    ft = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ft)
+    return ft
+
+
 def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
     """tools/finetune_latents.py (what ran on the lent GPU): trains the dynamics model from a run's latent cache for
     a time budget, writes EMA snapshots with held-out losses, and `merge` puts the weights into a loadable checkpoint
     that keeps the base's autoencoder."""
-    import importlib.util
-
     from safetensors.torch import load_file
 
     from worldsim.train import train
 
     train(str(tiny_data), str(tmp_path / "run"), "tiny", progress=False, ae_steps=5, dit_steps=5, sample_every=10**6)
-    spec = importlib.util.spec_from_file_location("finetune_latents", Path(__file__).parents[1] / "tools" / "finetune_latents.py")
-    ft = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ft)
+    ft = _finetune_tool()
     out = tmp_path / "ft"
     assert ft.main(["train", "--checkpoint", str(tmp_path / "run"), "--latents", str(tmp_path / "run" / "latents"),
                     "--out", str(out), "--minutes", "0.1", "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "3",

@@ -11,6 +11,10 @@ the trainer makes; this script only keeps the whole cache on the device and size
     python tools/finetune_latents.py merge --checkpoint worldsim/assets/default --dit runs/gpu_ft/dit_100_*.safetensors \
         --out runs/gpu_ft/merged
 
+`--view-pitch` adds the view's pitch to a model trained without it (its input weights start at zero, so training
+starts from exactly the base model; the cache needs `pitch.f32`, which `worldsim train` writes), and `merge` then
+gives the merged checkpoint that input too.
+
 `train` measures its own speed over the warm-up, then fixes the number of steps that fit the budget, so the
 cosine learning-rate schedule ends where the clock does. It writes EMA snapshots of the dynamics weights (fp16,
 split into files under 16 MiB) at the fractions asked for, and the validation loss of each on the held-out
@@ -35,10 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare 
 import worldsim  # noqa: E402
 from worldsim.atomic import write_json_atomic  # noqa: E402
 from worldsim.checkpoint import read_config, resolve, save_checkpoint  # noqa: E402
-from worldsim.config import TrainConfig  # noqa: E402
+from worldsim.config import ModelConfig, TrainConfig  # noqa: E402
 from worldsim.data import LatentCache  # noqa: E402
 from worldsim.openings import load_openings, save_openings  # noqa: E402
 from worldsim.train import _lr  # noqa: E402  (the trainer's schedule: warm-up, cosine to a tenth of the peak)
+from worldsim.world_model import WorldModel, load_extending  # noqa: E402
 
 PART_BYTES = 15 * 2**20
 
@@ -73,11 +78,23 @@ class DeviceCache:
         self.latents = torch.from_numpy(np.array(cache.latents)).to(device)  # fp16, (N, C, h, w)
         self.actions = torch.from_numpy(np.array(cache.actions)).to(device)
         self.known = torch.from_numpy(np.array(cache.known)).to(device).float()
+        self.pitch = torch.from_numpy(np.array(cache.pitch, np.float32)).to(device)
         self.offs = torch.arange(frames, device=device)
 
-    def batch(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = starts[:, None] + self.offs[None]
-        return self.latents[idx].float(), self.actions[idx], self.known[idx]
+        return self.latents[idx].float(), self.actions[idx], self.known[idx], self.pitch[idx]
+
+
+def load_model(src: Path, view_pitch: bool, device: torch.device | str = "cpu") -> WorldModel:
+    """The checkpoint's model; with `view_pitch`, grown to also take the view's pitch (new weights zero)."""
+    model = worldsim.load(src, device=device)
+    if not view_pitch or model.cfg.view_pitch:
+        return model
+    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "view_pitch": True})
+    grown = WorldModel(cfg).to(device)
+    load_extending(grown, model.state_dict())
+    return grown
 
 
 def train(a: argparse.Namespace) -> int:
@@ -91,11 +108,14 @@ def train(a: argparse.Namespace) -> int:
     src = resolve(a.checkpoint)
     meta = read_config(src)
     tc = TrainConfig.from_dict(meta.get("train", {}))
-    model = worldsim.load(src, device=device)
+    model = load_model(src, a.view_pitch, device)
     model.train()
     model.ae.requires_grad_(False)
     model.heads.requires_grad_(False)
     cache = LatentCache(a.latents)
+    if model.cfg.view_pitch and not np.isfinite(cache.pitch).any():
+        raise ValueError(f"{cache.root} holds no pitch (pitch.f32 missing or all unknown): a model with view_pitch "
+                         "needs it; `worldsim train` writes it, or LatentCache.write_pitch(cache, dataset)")
     n_eps = len(cache.offsets) - 1
     val_eps = list(range(n_eps - a.val_episodes, n_eps))
     k1 = model.context + 1
@@ -121,10 +141,10 @@ def train(a: argparse.Namespace) -> int:
         g.manual_seed(777)
         total, n = 0.0, 0
         for i in range(0, len(val_starts), a.batch):
-            z, act, known = data.batch(val_starts[i:i + a.batch])
+            z, act, known, pitch = data.batch(val_starts[i:i + a.batch])
             with autocast():
                 loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, g, net=dit,
-                                           sampler_level_prob=tc.sampler_level_prob)
+                                           sampler_level_prob=tc.sampler_level_prob, pitch=pitch)
             total += loss.item() * len(z)
             n += len(z)
         return total / n
@@ -134,7 +154,7 @@ def train(a: argparse.Namespace) -> int:
                             fused=device.type == "cuda")
     log: dict = {"checkpoint": str(src), "latents": str(a.latents), "device": str(device),
                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                 "batch": a.batch, "lr": a.lr, "warmup": a.warmup, "ema": a.ema, "bf16": bf16,
+                 "batch": a.batch, "lr": a.lr, "warmup": a.warmup, "ema": a.ema, "bf16": bf16, "view_pitch": model.cfg.view_pitch, "pitch_drop": a.pitch_drop,
                  "train_windows": len(train_starts), "val_episodes": val_eps, "snapshots": [], "curve": []}
     log["val_loss_start"] = val_loss(model.dit)
     print(f"[ft] {log['device_name']}: {len(train_starts)} training windows, val loss at start "
@@ -158,10 +178,10 @@ def train(a: argparse.Namespace) -> int:
         lr = _lr(step, total or 10**9, a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        z, act, known = data.batch(train_starts[torch.randint(len(train_starts), (a.batch,), generator=gen, device=device)])
+        z, act, known, pitch = data.batch(train_starts[torch.randint(len(train_starts), (a.batch,), generator=gen, device=device)])
         with autocast():
             loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, gen,
-                                       sampler_level_prob=tc.sampler_level_prob)
+                                       sampler_level_prob=tc.sampler_level_prob, pitch=pitch, pitch_drop=a.pitch_drop)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.dit.parameters(), tc.grad_clip)
@@ -199,7 +219,7 @@ def train(a: argparse.Namespace) -> int:
 def merge(a: argparse.Namespace) -> int:
     """A checkpoint: the base's autoencoder, heads and config with the fine-tuned dynamics weights."""
     src = resolve(a.checkpoint)
-    model = worldsim.load(src)
+    model = load_model(src, a.view_pitch)
     state: dict[str, torch.Tensor] = {}
     for f in a.dit:
         try:
@@ -245,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device")
     t.add_argument("--bf16-cpu", action="store_true")
+    t.add_argument("--view-pitch", action="store_true", help="add the view's pitch to a model trained without it")
+    t.add_argument("--pitch-drop", type=float, default=TrainConfig.pitch_drop, help="share of windows trained with the pitch hidden")
     t.set_defaults(func=train)
     m = sub.add_parser("merge")
     m.add_argument("--checkpoint", required=True)
     m.add_argument("--dit", nargs="+", required=True)
     m.add_argument("--out", required=True)
+    m.add_argument("--view-pitch", action="store_true", help="the snapshots were trained with --view-pitch")
     m.add_argument("--note", help="a JSON file (e.g. finetune_log.json) or text stored in the checkpoint's config")
     m.set_defaults(func=merge)
     a = p.parse_args(argv)

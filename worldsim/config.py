@@ -57,6 +57,11 @@ class ModelConfig:
     # repeated, as models saved before this field did). Edge-filling makes an all-ground view stay all ground when
     # the camera looks back up: the dream forgets the horizon.
     prior_fill: str = "mean"
+    # Condition every frame on the camera's absolute pitch (degrees, positive looks down) where the data reports
+    # it: frames alone cannot tell "looking at the ground" from "standing on a plain", so a long dream forgets
+    # where the horizon is. The pitch is summed from the camera actions in a dream and clamped as the game does.
+    view_pitch: bool = False
+    pitch_limit: float = 90.0  # the game clamps pitch to +-pitch_limit degrees
 
     @property
     def frame_hw(self) -> tuple[int, int]:
@@ -98,6 +103,8 @@ class TrainConfig:
     ctx_aug_prob: float = 0.5  # fraction of windows trained in the rollout regime: clean-ish context, noisy target
     ctx_aug_max: float = 0.15  # max noise level given to context frames in that regime
     sampler_level_prob: float = 0.5  # share of those windows whose target takes a level the 1-3 step samplers use
+    pitch_drop: float = 0.1  # share of windows trained with the pitch hidden (models with view_pitch), so a dream
+    # started without a known pitch (a still image, imported footage) still works
     checkpoint_every: int = 1000
     sample_every: int = 5000
     log_every: int = 50
@@ -122,25 +129,25 @@ def preset(name: str) -> Preset:
     large (MineRL's 16:9 aspect at 176x320, multi-GPU)."""
     if name == "tiny":
         return Preset(
-            ModelConfig(frame_size=32, context=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4), motion_prior=True,
+            ModelConfig(frame_size=32, context=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4), motion_prior=True, view_pitch=True,
                         dit=DiTConfig(width=64, depth=2, heads=2, patch=2, action_hidden=64)),
             TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=4, heads_steps=20, heads_batch=16, decoder_steps=10, decoder_batch=8,
                         warmup=5, checkpoint_every=10,
                         sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
     if name == "small":  # sized by measurement on 2 CPU cores: ~45 dynamics samples/s (bf16), ~17 dreamed frames/s
         return Preset(
-            ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8), motion_prior=True,
+            ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8), motion_prior=True, view_pitch=True,
                         dit=DiTConfig(width=256, depth=8, heads=4, patch=4, action_hidden=256)),
             TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=6000, dit_batch=32, dit_lr=3e-4, warmup=300, decoder_steps=2000,
                         checkpoint_every=250, sample_every=1000, log_every=25))
     if name == "base":
         return Preset(
-            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8), motion_prior=True,
+            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8), motion_prior=True, view_pitch=True,
                         dit=DiTConfig(width=512, depth=12, heads=8, patch=2, action_hidden=512)),
             TrainConfig(ae_steps=50000, ae_batch=64, dit_steps=200000, dit_batch=64, checkpoint_every=2000))
     if name == "large":
         return Preset(
-            ModelConfig(frame_size=176, frame_width=320, context=16, motion_prior=True,
+            ModelConfig(frame_size=176, frame_width=320, context=16, motion_prior=True, view_pitch=True,
                         ae=AutoencoderConfig(channels=(64, 128, 256, 256), latent_channels=16),
                         dit=DiTConfig(width=1024, depth=24, heads=16, patch=2, action_hidden=1024)),
             TrainConfig(ae_steps=100000, ae_batch=128, dit_steps=500000, dit_batch=256, checkpoint_every=5000))

@@ -45,7 +45,8 @@ class FrameSource:
 class LatentCache:
     """Standardised latents of every frame plus, per frame, the flat action that led into it.
 
-    Files in `root`: latents.f16 (N, C, h, w), actions.f32 (N, A), known.u8 (N,), index.json (episode offsets).
+    Files in `root`: latents.f16 (N, C, h, w), actions.f32 (N, A), known.u8 (N,), index.json (episode offsets),
+    and pitch.f32 (N,): the view's pitch in degrees at each frame, NaN where the dataset does not report it.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -57,6 +58,8 @@ class LatentCache:
         self.latents = np.memmap(self.root / "latents.f16", np.float16, "r", shape=(n, *shape))
         self.actions = np.memmap(self.root / "actions.f32", np.float32, "r", shape=(n, meta["action_dim"]))
         self.known = np.memmap(self.root / "known.u8", np.uint8, "r", shape=(n,))
+        pitch = self.root / "pitch.f32"  # caches built before it existed: unknown everywhere
+        self.pitch = np.memmap(pitch, np.float32, "r", shape=(n,)) if pitch.exists() else np.full(n, np.nan, np.float32)
 
     @staticmethod
     def exists(root: str | os.PathLike) -> bool:
@@ -94,7 +97,28 @@ class LatentCache:
             os.replace(t, root / name)
         write_json_atomic(root / "index.json", {"offsets": offsets.tolist(), "latent_shape": [c, lh, lw],
                                                 "action_dim": codec.dim, "episodes": episodes})
+        LatentCache.write_pitch(root, ds)
         return LatentCache(root)
+
+    @staticmethod
+    def write_pitch(root: str | os.PathLike, ds: Dataset) -> Path:
+        """pitch.f32 for a cache of `ds`: each frame's view pitch from the episodes' recorded poses (column 3 of
+        infos["pose"], as the collector writes it), NaN for episodes without poses. Also adds the file to a cache
+        built before it existed."""
+        root = Path(root)
+        meta = json.loads((root / "index.json").read_text())
+        offsets = meta["offsets"]
+        pitch = np.full(offsets[-1], np.nan, np.float32)
+        for e, a, b in zip(meta["episodes"], offsets[:-1], offsets[1:]):
+            pose = ds.episode(e).infos.get("pose")
+            if pose is not None:
+                if len(pose) != b - a:
+                    raise ValueError(f"{ds.root}: episode {e} has {len(pose)} poses for {b - a} frames in cache {root}")
+                pitch[a:b] = pose[:, 3]
+        tmp = root / ".pitch.f32.tmp"
+        pitch.tofile(tmp)
+        os.replace(tmp, root / "pitch.f32")
+        return root / "pitch.f32"
 
     def windows(self, frames: int) -> np.ndarray:
         """Start indices of every window of `frames` consecutive frames inside one episode."""
@@ -103,9 +127,11 @@ class LatentCache:
             raise ValueError(f"no episode has {frames} frames: cannot train with context {frames - 1}")
         return np.concatenate(starts)
 
-    def batch(self, starts: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, starts: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows from `starts`: latents (B, F, C, h, w), actions (B, F, A), known (B, F), pitch (B, F)."""
         idx = starts[:, None] + np.arange(frames)[None]
         z = torch.from_numpy(self.latents[idx].astype(np.float32))
         a = torch.from_numpy(np.asarray(self.actions[idx]))
         k = torch.from_numpy(self.known[idx].astype(np.float32))
-        return z, a, k
+        p = torch.from_numpy(np.asarray(self.pitch[idx], np.float32))
+        return z, a, k, p

@@ -68,11 +68,12 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
         ctx = np.stack([eps[e].frames[s:s + k] for e, s in group])
+        pitch = np.stack([_pitch(eps[e], s, k) for e, s in group])
         real = np.stack([eps[e].frames[s + k:s + k + horizon] for e, s in group])
         flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
                          for e, s in group])
         for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
-            d = Dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i)
+            d = Dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i, pitch=pitch)
             dream = np.stack([d.step(acts[:, h]) for h in range(horizon)], axis=1)
             if cam is not None:  # how far each dreamed frame moved from the one before, to set against the turn
                 shifts["dream" if name == "model" else name].append(_shifts(ctx, dream))
@@ -194,7 +195,8 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
         released = flat[:, -1].copy()
         released[:, sl] = 0.0
         # both versions in one batched model call; each Dreamer draws the same noise from its own generator
-        pair = [Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i) for _ in range(2)]
+        pitch = np.stack([_pitch(opened[e], t - k + 1, k) for e, t in group])
+        pair = [Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i, pitch=pitch) for _ in range(2)]
         both = Dreamer.step_many(pair, np.concatenate([flat[:, -1], released]))
         dreams = {"pressed": both[:len(group)], "released": both[len(group):]}
         for name, frames in dreams.items():
@@ -207,3 +209,9 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
             "centre_psnr": {n: round(float(v.mean()), 3) for n, v in p.items()},
             "gain_db": round(float((p["pressed"] - p["released"]).mean()), 3),
             "share_closer_when_pressed": round(float((p["pressed"] > p["released"]).mean()), 3), "_examples": examples}
+
+
+def _pitch(ep, start: int, k: int) -> np.ndarray:
+    """The view's pitch at frames start..start+k-1 of an episode, from its recorded poses (NaN without them)."""
+    pose = ep.infos.get("pose")
+    return np.full(k, np.nan, np.float32) if pose is None else pose[start:start + k, 3].astype(np.float32)

@@ -1,7 +1,9 @@
 """A bank of real opening clips carried inside a checkpoint, so a dream can start from real footage offline.
 
 Each opening is K real frames plus the K-1 real actions between them, cut from episodes of the training data.
-Stored as `openings.safetensors` next to the weights: frames (N, K, H, W, 3) uint8, actions (N, K-1, A) float32.
+Stored as `openings.safetensors` next to the weights: frames (N, K, H, W, 3) uint8, actions (N, K-1, A) float32,
+and pitch (N, K) float32: the view's pitch at each frame in degrees (NaN where the data does not report it; banks
+written before it existed have no pitch entry).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ FILE = "openings.safetensors"
 def cut_openings(ds: Dataset, codec: ActionCodec, k: int, n: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
     """n clips of k frames from distinct places of the dataset (spread over episodes, random start)."""
     rng = np.random.default_rng(seed)
-    frames, actions = [], []
+    frames, actions, pitch = [], [], []
     episodes = rng.permutation(len(ds))
     for i in range(n):
         ep = ds.episode(int(episodes[i % len(episodes)]))
@@ -31,9 +33,12 @@ def cut_openings(ds: Dataset, codec: ActionCodec, k: int, n: int = 32, seed: int
         s = int(rng.integers(0, len(ep.frames) - k + 1))
         frames.append(np.array(ep.frames[s:s + k]))
         actions.append(codec.encode_batch({key: v[s:s + k - 1] for key, v in ep.actions.items()}))
+        pose = ep.infos.get("pose")
+        pitch.append(np.full(k, np.nan) if pose is None else pose[s:s + k, 3])
     if not frames:
         raise ValueError(f"no episode of {ds.root} has {k} frames")
-    return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32)}
+    return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32),
+            "pitch": np.stack(pitch).astype(np.float32)}
 
 
 def save_openings(checkpoint: str | os.PathLike, bank: dict[str, np.ndarray]) -> Path:

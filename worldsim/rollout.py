@@ -12,9 +12,11 @@ class Dreamer:
     """A batch of B dreams advancing in lockstep: one batched model call per denoising step for all of them."""
 
     def __init__(self, model: WorldModel, frames: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor | None = None,
-                 steps: int | None = None, seed: int | None = None):
+                 steps: int | None = None, seed: int | None = None, pitch: np.ndarray | torch.Tensor | None = None):
         """frames: (B, K, H, W, 3) uint8 real context; actions: (B, K-1, A) flat, actions[:, i] led frames[:, i] to
-        frames[:, i+1] (None: unknown). The first frame of a context has no known action leading into it."""
+        frames[:, i+1] (None: unknown). The first frame of a context has no known action leading into it.
+        pitch: (B, K) the view's pitch at each context frame in degrees (None or NaN: unknown); the dream carries it
+        on through the camera actions (`WorldModel.pitch_after`)."""
         self.model = model
         self.steps = steps
         dev = model.latent_mean.device
@@ -34,6 +36,12 @@ class Dreamer:
                 raise ValueError(f"context actions must be (B, {k - 1}, {model.codec.dim}), got {tuple(actions.shape)}")
             self.actions[:, 1:] = actions
             self.known[:, 1:] = 1.0
+        self.pitch = torch.full((b, k), float("nan"), device=dev)
+        if pitch is not None:
+            pitch = torch.as_tensor(np.asarray(pitch, np.float32), device=dev)
+            if pitch.shape != (b, k):
+                raise ValueError(f"context pitch must be (B, K) = ({b}, {k}) degrees, got {tuple(pitch.shape)}")
+            self.pitch[:] = pitch
 
     @torch.no_grad()
     def step(self, flat_actions: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -51,7 +59,8 @@ class Dreamer:
         noise = [m.draw_noise(len(d.latents), d.generator) for d in dreams]
         cat = lambda xs: torch.cat(xs, dim=0)  # noqa: E731
         z = m.predict_next(cat([d.latents for d in dreams]), cat([d.actions for d in dreams]), cat([d.known for d in dreams]),
-                           a, steps=dreams[0].steps, noise=(cat([n[0] for n in noise]), cat([n[1] for n in noise])))
+                           a, steps=dreams[0].steps, noise=(cat([n[0] for n in noise]), cat([n[1] for n in noise])),
+                           context_pitch=cat([d.pitch for d in dreams]))
         frames = m.decode(z)
         if m.cfg.sampler.reencode:
             z = m.encode(frames)
@@ -61,17 +70,19 @@ class Dreamer:
             d.latents = torch.cat([d.latents[:, 1:], z[i:i + b, None]], dim=1)
             d.actions = torch.cat([d.actions[:, 1:], a[i:i + b, None]], dim=1)
             d.known = torch.cat([d.known[:, 1:], torch.ones_like(d.known[:, :1])], dim=1)
+            d.pitch = torch.cat([d.pitch[:, 1:], m.pitch_after(d.pitch[:, -1], a[i:i + b])[:, None]], dim=1)
             i += b
         return frames.cpu().numpy()
 
 
 def dream_episode(model: WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int | None = None,
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, pitch: np.ndarray | None = None) -> np.ndarray:
     """Open-loop dream of one real clip: context = frames[:K] (with actions[:K-1]), then actions[K-1:] replayed.
 
-    frames (T+1, H, W, 3) and flat actions (T, A) as in a dataset episode; returns (T+1-K, H, W, 3) dreamed frames
-    aligned with frames[K:].
+    frames (T+1, H, W, 3) and flat actions (T, A) as in a dataset episode (pitch: the frames' view pitch, when
+    known); returns (T+1-K, H, W, 3) dreamed frames aligned with frames[K:].
     """
     k = model.context
-    d = Dreamer(model, frames[None, :k], actions[None, :k - 1], steps=steps, seed=seed)
+    d = Dreamer(model, frames[None, :k], actions[None, :k - 1], steps=steps, seed=seed,
+                pitch=None if pitch is None else np.asarray(pitch)[None, :k])
     return np.stack([d.step(actions[None, t])[0] for t in range(k - 1, len(actions))])

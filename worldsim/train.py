@@ -31,7 +31,7 @@ from worldsim.config import ModelConfig, TrainConfig
 from worldsim.data import FrameSource, LatentCache
 from worldsim.dataset import Dataset
 from worldsim.heads import outcome_loss
-from worldsim.world_model import WorldModel
+from worldsim.world_model import WorldModel, load_extending
 
 
 # ----- distributed helpers -----
@@ -203,17 +203,10 @@ class Trainer:
         if src.cfg.ae != self.model.cfg.ae or src.cfg.frame_hw != self.model.cfg.frame_hw or \
                 src.cfg.action_space_json != self.model.cfg.action_space_json or src.cfg.context != self.model.cfg.context:
             raise ValueError(f"--init {path}: its autoencoder, frame size, context or action space differ from this run's")
-        own = self.model.state_dict()
-        for k, v in src.state_dict().items():
-            if k not in own:
-                continue
-            if own[k].shape == v.shape:
-                own[k].copy_(v)
-            elif k == "dit.patch_in.weight" and own[k].shape[0] == v.shape[0] and own[k].shape[1] > v.shape[1]:
-                own[k].zero_()
-                own[k][:, : v.shape[1]] = v  # (c, py, px) feature order: the latent's channels come first
-            else:
-                raise ValueError(f"--init {path}: {k} has shape {tuple(v.shape)}, this model needs {tuple(own[k].shape)}")
+        try:
+            load_extending(self.model, src.state_dict())
+        except ValueError as e:
+            raise ValueError(f"--init {path}: {e}") from None
         self.ema.model.load_state_dict(self.model.state_dict())
         self._enter("dit", 0)
         src_cache = src_dir.parent.parent / "latents"
@@ -222,7 +215,9 @@ class Trainer:
             index = json.loads((src_cache / "index.json").read_text())
             if index["episodes"] == list(range(len(self.ds))) and index["offsets"][-1] == self.ds.total_steps + len(self.ds):
                 cache_dir.mkdir(parents=True, exist_ok=True)
-                for name in ("latents.f16", "actions.f32", "known.u8", "index.json"):  # same AE, same data: same latents
+                for name in ("latents.f16", "actions.f32", "known.u8", "pitch.f32", "index.json"):  # same AE, same data: same latents
+                    if not (src_cache / name).exists():  # pitch.f32: caches built before it existed
+                        continue
                     try:
                         os.link(src_cache / name, cache_dir / name)
                     except OSError:
@@ -480,10 +475,11 @@ class Trainer:
             dit = torch.compile(dit)
 
         def compute():
-            z, a, known = (t.to(self.device) for t in cache.batch(self.np_rng.choice(starts, tc.dit_batch), k1))
+            z, a, known, pitch = (t.to(self.device) for t in cache.batch(self.np_rng.choice(starts, tc.dit_batch), k1))
             with _autocast(self.device, self.bf16):
                 loss = self.model.dynamics_loss(z, a, known, tc.ctx_aug_prob, tc.ctx_aug_max, self.noise_gen, net=dit,
-                                                 sampler_level_prob=tc.sampler_level_prob)
+                                                 sampler_level_prob=tc.sampler_level_prob, pitch=pitch,
+                                                 pitch_drop=tc.pitch_drop)
             return loss, {"lr": self.opt.param_groups[0]["lr"]}
 
         def on_step():
@@ -562,6 +558,10 @@ class Trainer:
             if self.rank == 0:
                 LatentCache.build(cache_dir, self.ds, self.model.eval(), list(range(len(self.ds))), progress=self.progress)
             _barrier()
+        elif not (cache_dir / "pitch.f32").exists():  # a cache built before the pitch was cached
+            if self.rank == 0:
+                LatentCache.write_pitch(cache_dir, self.ds)
+            _barrier()
         return LatentCache(cache_dir)
 
     @torch.no_grad()
@@ -575,7 +575,9 @@ class Trainer:
         if n < self.model.context + 1:
             return None
         flat = self.model.codec.encode_batch({k: v[:n] for k, v in ep.actions.items()})
-        dream = dream_episode(self.ema.model.eval(), ep.frames[: n + 1], flat, seed=0)
+        pose = ep.infos.get("pose")
+        dream = dream_episode(self.ema.model.eval(), ep.frames[: n + 1], flat, seed=0,
+                              pitch=None if pose is None else pose[: n + 1, 3])
         real = ep.frames[self.model.context: n + 1]
         strip = np.concatenate([real, dream], axis=2)
         return write_mp4(self.out / "samples" / f"dream_{self.step:07d}.mp4", strip, fps=20, scale=4)

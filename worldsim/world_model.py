@@ -11,6 +11,12 @@ slowly (a 2 degree turn is a 1.4 pixel shift). So next to every noisy frame the 
 before it shifted by that frame's camera action (bilinear, edges repeated); it predicts what the shift does not
 explain: parallax, the strip the turn reveals, walking, breaking. The pixels per degree are measured from the
 training data (`worldsim.motion`), so the prior knows no more than the recorded frames and actions.
+
+The view's pitch (`ModelConfig.view_pitch`): where the data reports the camera's absolute pitch, every frame is
+also conditioned on it (sines and cosines of the angle, and a flag saying whether it is known). Frames cannot tell
+"looking at the ground" from "standing on a plain"; without the pitch a long dream that has looked down for a
+while forgets where the horizon is. In a dream the pitch is summed from the camera actions and clamped at
++-`pitch_limit`, as the game does (`pitch_after`).
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ class WorldModel(nn.Module):
         self.ae = Autoencoder(cfg.ae)
         lh, lw = cfg.latent_hw
         c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
-        self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, self.codec.dim + 1, in_channels=c_in)
+        cond_dim = self.codec.dim + 1 + (PITCH_FEATURES if cfg.view_pitch else 0)
+        self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, cond_dim, in_channels=c_in)
         c = cfg.ae.latent_channels
         self.heads = OutcomeHeads(c, self.codec.dim + 1)
         self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
@@ -126,6 +133,25 @@ class WorldModel(nn.Module):
             known = torch.ones(flat.shape[:-1], device=flat.device)
         return torch.cat([flat * known[..., None], known[..., None].float()], dim=-1)
 
+    def frame_features(self, flat: torch.Tensor, known: torch.Tensor | None = None,
+                       pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """What conditions each frame besides its noise level: the action that led into it and, for models with
+        `view_pitch`, the view's pitch in degrees (NaN or None: unknown)."""
+        a = self.action_features(flat, known)
+        if not self.cfg.view_pitch:
+            return a
+        if pitch is None:
+            pitch = torch.full(flat.shape[:-1], float("nan"), device=flat.device)
+        return torch.cat([a, pitch_features(pitch, self.cfg.pitch_limit)], dim=-1)
+
+    def pitch_after(self, pitch: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """The view's pitch (B,) after the flat actions (B, A) are taken: the camera's pitch change added, clamped
+        at +-pitch_limit as the game clamps it (unknown stays unknown; no camera in the space: unchanged)."""
+        cam = self.codec.slices.get("camera") if "camera" in self.codec.space.spaces else None
+        if cam is None:
+            return pitch
+        return (pitch + flat[:, cam.start].float()).clamp(-self.cfg.pitch_limit, self.cfg.pitch_limit)
+
     def flat_actions(self, actions: list[dict]) -> torch.Tensor:
         """A list of action dicts -> (N, A) float tensor (validated)."""
         vecs = np.stack([self.codec.encode(self.codec.validate(a)) for a in actions]) if actions else np.zeros((0, self.codec.dim), np.float32)
@@ -150,13 +176,19 @@ class WorldModel(nn.Module):
     # ----- training -----
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
                       ctx_aug_max: float, generator: torch.Generator | None = None, net: nn.Module | None = None,
-                      sampler_level_prob: float = 0.0) -> torch.Tensor:
+                      sampler_level_prob: float = 0.0, pitch: torch.Tensor | None = None,
+                      pitch_drop: float = 0.0) -> torch.Tensor:
         """z0: (B, K+1, C, h, w) clean latents; flat_actions (B, K+1, A): action leading into each frame; `net`:
         the dynamics transformer to call (default self.dit; the trainer passes its DDP / compiled wrapper);
-        `sampler_level_prob`: share of rollout-regime targets noised to a level a 1-3 step sampler uses.
-        The motion prior is taken from the noisy frames the network sees, as at rollout time."""
+        `sampler_level_prob`: share of rollout-regime targets noised to a level a 1-3 step sampler uses;
+        `pitch` (B, K+1): each frame's view pitch in degrees (NaN: unknown), hidden for a share `pitch_drop` of
+        the windows. The motion prior is taken from the noisy frames the network sees, as at rollout time."""
         prior = (lambda zs: self.motion_prior(zs, flat_actions)) if self.cfg.motion_prior else None
-        return diffusion.loss(net or self.dit, z0, self.action_features(flat_actions, known), ctx_aug_prob, ctx_aug_max,
+        if pitch is not None and pitch_drop > 0:
+            hide = torch.rand(pitch.shape[0], generator=generator, device=pitch.device) < pitch_drop
+            pitch = torch.where(hide[:, None], torch.full_like(pitch, float("nan")), pitch)
+        cond = self.frame_features(flat_actions, known, pitch)
+        return diffusion.loss(net or self.dit, z0, cond, ctx_aug_prob, ctx_aug_max,
                               generator, prior=prior, sampler_levels=diffusion.sampler_levels(self.cfg.sampler.shift),
                               sampler_level_prob=sampler_level_prob)
 
@@ -182,12 +214,14 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def predict_next(self, context: torch.Tensor, context_actions: torch.Tensor, context_known: torch.Tensor,
                      action: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
-                     noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     context_pitch: torch.Tensor | None = None) -> torch.Tensor:
         """The next latent frame for a batch of dreams.
 
         context: (B, K, C, h, w) standardised latents of the last K frames; context_actions (B, K, A) the action
         that led into each of them (context_known (B, K) marks which are known); action (B, A) the action taken at
-        the last context frame. Costs K + 1 frames for the first sampling step (the context's keys/values are kept) and
+        the last context frame; context_pitch (B, K): the view's pitch at each context frame in degrees (NaN or
+        None: unknown; the new frame's follows from the action, `pitch_after`). Costs K + 1 frames for the first sampling step (the context's keys/values are kept) and
         one frame for each further step.
         """
         sc = self.cfg.sampler
@@ -203,8 +237,12 @@ class WorldModel(nn.Module):
                                       torch.cat([context_actions, action[:, None]], dim=1))
             noisy_ctx, prior_new = torch.cat([noisy_ctx, prior[:, :k]], dim=2), prior[:, k]
         noisy_ctx = noisy_ctx.to(dtype)
-        a_ctx = self.action_features(context_actions, context_known).to(dtype)
-        a_new = self.action_features(action).to(dtype)
+        p_ctx = p_new = None
+        if self.cfg.view_pitch and context_pitch is not None:
+            p_ctx = context_pitch.float()
+            p_new = self.pitch_after(p_ctx[:, -1], action)
+        a_ctx = self.frame_features(context_actions, context_known, p_ctx).to(dtype)
+        a_new = self.frame_features(action, None, p_new).to(dtype)
         cache: list = []
 
         def velocity(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -217,6 +255,44 @@ class WorldModel(nn.Module):
                 return self.dit.forward_new(z, s, a_new, cache).float()
 
         return diffusion.sample(velocity, start, steps, sc.shift).float()
+
+
+# Input layers that grow when a model gains input features; the new features are appended after the old ones
+# (the motion prior's channels after the latent's, in patch_in's (c, py, px) order; the pitch after the action).
+GROWING_INPUTS = ("dit.patch_in.weight", "dit.action_mlp.0.weight")
+
+
+@torch.no_grad()
+def load_extending(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load another model's weights into `model`, which may have more input features (the motion prior, the
+    view's pitch): their weights start at zero, so the result computes exactly the other model's function until
+    it is trained. Any other shape mismatch is an error naming the tensor."""
+    own = model.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if own[k].shape == v.shape:
+            own[k].copy_(v)
+        elif k in GROWING_INPUTS and own[k].shape[0] == v.shape[0] and own[k].shape[1] > v.shape[1]:
+            own[k].zero_()
+            own[k][:, : v.shape[1]] = v
+        else:
+            raise ValueError(f"{k} has shape {tuple(v.shape)}, this model needs {tuple(own[k].shape)}")
+
+
+PITCH_FEATURES = 9  # sin and cos of 1..4 times the angle, and the known flag
+
+
+def pitch_features(pitch: torch.Tensor, limit: float = 90.0) -> torch.Tensor:
+    """Pitch in degrees (...) -> (..., 9): sin(k a), cos(k a) for k = 1..4 of the clamped angle a, and a flag that
+    is 1 where the pitch is known (NaN: unknown, all features 0). Several harmonics so a small MLP can place the
+    horizon, whose row moves with tan(a), from a few numbers."""
+    known = torch.isfinite(pitch)
+    a = torch.deg2rad(torch.nan_to_num(pitch.float(), nan=0.0).clamp(-limit, limit))
+    k = torch.arange(1, 5, device=pitch.device, dtype=torch.float32)
+    ang = a[..., None] * k
+    f = torch.cat([ang.sin(), ang.cos()], dim=-1) * known[..., None]
+    return torch.cat([f, known[..., None].float()], dim=-1)
 
 
 PRIOR_FILLS = {"edge": "border", "mean": "zeros"}  # ModelConfig.prior_fill -> grid_sample's padding mode
