@@ -52,7 +52,14 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if a.sampling_steps:  # the default the exported model samples with (env/play/eval can still override it)
         model.cfg.sampler.steps = a.sampling_steps
     if a.prior_fill:  # how its rollouts fill the strip a camera move reveals (see ModelConfig.prior_fill)
-        model.cfg.prior_fill = a.prior_fill
+        atlas = None
+        if a.prior_fill == "view":
+            from worldsim import view_atlas
+
+            if not a.data:
+                raise SystemExit("export --prior-fill view needs --data: the view atlas is measured on its frames")
+            atlas = view_atlas.from_dataset(model, Dataset(a.data))
+        model.set_prior_fill(a.prior_fill, atlas)
     meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
     out = save_checkpoint(a.out, model, extra=meta, half=a.fp16)
     bank = cut_openings(Dataset(a.data), model.codec, model.context, n=a.openings, seed=a.seed) if a.data else None
@@ -159,7 +166,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     idm = None if a.no_idm else _idm_for(a, model, out)
     result = evaluate(model, ds, horizon=a.horizon, episodes=episodes, stride=a.stride, steps=a.sampling_steps,
-                      progress=not a.quiet, idm=idm)
+                      progress=not a.quiet, idm=idm, pitch=not a.hide_pitch)
     examples = result.pop("_examples")
     breaks = result["break_response"].pop("_examples") if "break_response" in result else []
     result["verdict"] = verdict(result)
@@ -300,8 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     ex.add_argument("--sampling-steps", type=int, help="default network evaluations per frame of the exported model")
-    ex.add_argument("--prior-fill", choices=["mean", "edge"], help="what the motion prior puts in the strip a camera "
-                    "move reveals (default: as the model was trained)")
+    ex.add_argument("--prior-fill", choices=["mean", "edge", "view"], help="what the motion prior puts in the strip a "
+                    "camera move reveals (default: as the model was trained; view: the view atlas measured on --data)")
     ex.set_defaults(func=_cmd_export)
 
     pl = sub.add_parser("play", help="play the neural Minecraft in a window (or --real, or --side-by-side)")
@@ -374,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--idm-steps", type=int, default=2000)
     e.add_argument("--no-idm", action="store_true", help="skip the controllability measure")
     e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    e.add_argument("--hide-pitch", action="store_true", help="do not tell the model the recorded view pitch "
+                                                             "(measures what knowing it adds)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
 

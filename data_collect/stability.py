@@ -29,10 +29,22 @@ def _per_window(x: np.ndarray, windows: list[np.ndarray], digits: int = 2) -> li
     return [round(float(x[w].mean()), digits) for w in windows]
 
 
-def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> tuple[np.ndarray, float]:
+def game_start(env, seed: int, k: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reset the real game and stand still for k-1 steps: the K frames a dream of the same game starts from, as
+    `reset(options=...)` takes them (frames, no-op actions, the view's pitch)."""
+    from worldsim.actions import ActionCodec
+
+    noop = ActionCodec(env.action_space).noop()
+    obs, info = env.reset(seed=seed)
+    frames = [obs] + [env.step(noop)[0] for _ in range(k - 1)]
+    return frames[-1], {"frames": np.stack(frames), "actions": [noop] * (k - 1), "pitch": info["pitch"]}
+
+
+def real_game_stats(steps: int, seed: int, size: int, progress: bool = True, context: int = 4) -> tuple[np.ndarray, float]:
     """(steps, 4) per-step (mean, std, detail, change) of the real classic game played by the same explore agent with the
-    same seed as the dream (the agent never reads the screen, so both get the same actions); a game over restarts
-    the game and the agent plays on. Also the game's steps/s."""
+    same seed as the dream (the agent never reads the screen, so both get the same actions), from the same start
+    (`game_start`: reset, then `context`-1 steps standing still); a game over restarts the game and the agent plays
+    on. Also the game's steps/s."""
     import gymnasium as gym
     from tqdm import tqdm
 
@@ -41,7 +53,7 @@ def real_game_stats(steps: int, seed: int, size: int, progress: bool = True) -> 
 
     env = gym.make("worldsim/MinecraftClassic-v0", size=size)
     pol = make_policy("explore", env.action_space, seed=seed)
-    obs, _ = env.reset(seed=seed)
+    obs, _ = game_start(env, seed, context)
     prev = obs.astype(np.float32)
     out = np.zeros((steps, 4), np.float64)
     t0 = time.perf_counter()
@@ -64,7 +76,8 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     statistics; with `real`, the same statistics of the real game under the same actions, and the dream's std,
     detail and frame-to-frame change as a share of the real game's per window: a dream that drifts into a view the
     game would not show (all sky while the player looks ahead) or freezes on one picture shows up there even when
-    no frame is flat."""
+    no frame is flat. With `real`, the dream starts from the game's own first frames and view pitch (what
+    `play --side-by-side` does), so both start in the same place; without, from an opening of the checkpoint."""
     import gymnasium as gym
     import torch
     from tqdm import tqdm
@@ -75,7 +88,13 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint)
     size = int(env.observation_space.shape[0])
     pol = make_policy("explore", env.action_space, seed=seed)
-    obs, _ = env.reset(seed=seed)
+    k = env.unwrapped.context_length
+    options = None
+    if real:
+        game = gym.make("worldsim/MinecraftClassic-v0", size=size)
+        options = game_start(game, seed, k)[1]
+        game.close()
+    obs, _ = env.reset(seed=seed, options=options)
     prev = obs.astype(np.float32)
     dream, rss, nan_steps = np.zeros((steps, 4), np.float64), [], 0
     t0 = time.perf_counter()
@@ -103,7 +122,7 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     }
     game = None
     if real:
-        game, rate = real_game_stats(steps, seed, size, progress)
+        game, rate = real_game_stats(steps, seed, size, progress, context=k)
         result["real"] = {"frame_std_per_window": _per_window(game[:, 1], windows),
                           "frame_mean_per_window": _per_window(game[:, 0], windows),
                           "edge_per_window": _per_window(game[:, 2], windows, 3),

@@ -197,7 +197,7 @@ def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(t
     assert len(r["frame_std_per_window"]) == len(r["real"]["frame_std_per_window"]) == 10
     assert all(v > 0 for v in r["dream_over_real"]["std_per_window"] + r["dream_over_real"]["edge_per_window"]
                + r["real"]["change_per_window"])
-    again, _ = real_game_stats(24, seed=0, size=64, progress=False)  # same seed, same agent: the same game
+    again, _ = real_game_stats(24, seed=0, size=64, progress=False, context=4)  # same seed, same agent: the same game
     assert np.allclose([round(float(again[w, 1].mean()), 2) for w in np.array_split(np.arange(24), 10)],
                        r["real"]["frame_std_per_window"])
     assert (tmp_path / "stability.png").stat().st_size > 0 and (tmp_path / "stability.json").exists()

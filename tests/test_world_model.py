@@ -97,15 +97,62 @@ def test_motion_prior_is_the_frame_before_moved_by_the_camera():
         WorldModel(cfg)
 
 
-def test_rollout_feeds_the_network_what_training_does():
+def test_view_fill_puts_what_the_pitch_shows_into_the_revealed_strip(tmp_path):
+    """prior_fill = "view": the strip a move reveals takes the view atlas's rows at the new frame's pitch (the mean
+    where the pitch is unknown); the atlas is the per-row mean latent of the training frames per 5-degree pitch
+    bin, nearest bin where the data never looked, and it is saved with the weights."""
+    from worldsim import view_atlas
+
+    h = 4
+    pitch = np.array([0.0, 0.0, 5.0, 6.0, np.nan], np.float32)
+    lat = np.zeros((5, 2, h, 3), np.float32)
+    lat[:2, :, 0] = 1.0  # at level view the top row is "sky" (1)
+    lat[2:4, :, 3] = -1.0  # at 5 degrees down the bottom row is "ground" (-1)
+    lat[4] = 9.0  # unknown pitch: left out
+    atlas = view_atlas.build(lat, pitch)
+    assert atlas.shape == (view_atlas.BINS, 2, h)
+    level, down = view_atlas.BINS // 2, view_atlas.BINS // 2 + 1
+    assert torch.equal(atlas[level, :, 0], torch.ones(2)) and torch.equal(atlas[down, :, 3], -torch.ones(2))
+    assert torch.equal(atlas[0], atlas[level]) and torch.equal(atlas[-1], atlas[down])  # nearest bin the data saw
+    torch.testing.assert_close(view_atlas.rows(atlas, torch.tensor([2.5]))[0], (atlas[level] + atlas[down]) / 2)
+    assert torch.equal(view_atlas.rows(atlas, torch.tensor([float("nan")])), torch.zeros(1, 2, h))
+    with pytest.raises(ValueError, match="pitch"):
+        view_atlas.build(lat, np.full(5, np.nan, np.float32))
+
+    m = _tiny_model()
+    m.cfg.camera_px_per_deg = (1.0, -2.0)
+    c, (lh, lw) = m.cfg.ae.latent_channels, m.cfg.latent_hw
+    full = torch.randn(view_atlas.BINS, c, lh)
+    with pytest.raises(ValueError, match="atlas"):
+        m.set_prior_fill("view")
+    m.set_prior_fill("view", full)
+    cam = m.codec.slices["camera"].start
+    z = torch.randn(2, 2, c, lh, lw)
+    flat = torch.zeros(2, 2, m.codec.dim)
+    flat[:, 1, cam] = 4.0  # at this test's 1 px per degree the picture moves 2 latent px down: 2 new rows on top
+    prior = m.motion_prior(z, flat, torch.tensor([[6.0, 10.0], [float("nan")] * 2]))
+    torch.testing.assert_close(prior[0, 1, :, 2:], z[0, 0, :, :-2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior[0, 1, :, :2], view_atlas.rows(full, torch.tensor([10.0]))[0, :, :2, None].expand(-1, -1, lw),
+                               atol=1e-5, rtol=0)
+    assert torch.equal(prior[1, 1, :, :2], torch.zeros(c, 2, lw))  # unknown pitch: the mean
+    save_checkpoint(tmp_path / "view", m)
+    back = worldsim.load(tmp_path / "view")
+    assert back.cfg.prior_fill == "view" and torch.equal(back.view_atlas, full)
+    assert "view_atlas" not in back.set_prior_fill("mean").state_dict()
+
+
+@pytest.mark.parametrize("fill", ["mean", "view"])
+def test_rollout_feeds_the_network_what_training_does(fill):
     """predict_next (cached context, fused first step) = one Euler step of the plain forward on the same input the
     training loss builds: noisy frames with their motion prior."""
-    from worldsim import diffusion
+    from worldsim import diffusion, view_atlas
 
     m = _tiny_model()
     m.cfg.camera_px_per_deg = (0.8, -0.7)
     k, c, (h, w) = m.context, m.cfg.ae.latent_channels, m.cfg.latent_hw
     g = torch.Generator().manual_seed(3)
+    if fill == "view":
+        m.set_prior_fill("view", torch.randn(view_atlas.BINS, c, h, generator=g))
     ctx, acts = torch.randn(2, k, c, h, w, generator=g), torch.randn(2, k + 1, m.codec.dim, generator=g) * 3
     pitch = torch.tensor([[10.0, 20.0], [float("nan")] * k])  # one dream knows its view's pitch, one does not
     eps, start = m.draw_noise(2, g)
@@ -115,7 +162,7 @@ def test_rollout_feeds_the_network_what_training_does():
         zs = torch.cat([diffusion.add_noise(ctx, s[:, :k], eps), start[:, None]], dim=1)
         cam = m.codec.slices["camera"].start
         pitch_all = torch.cat([pitch, (pitch[:, -1] + acts[:, k, cam]).clamp(-90, 90)[:, None]], dim=1)
-        v = m.dit(torch.cat([zs, m.motion_prior(zs, acts)], dim=2), s, m.frame_features(acts, None, pitch_all))[:, -1]
+        v = m.dit(torch.cat([zs, m.motion_prior(zs, acts, pitch_all)], dim=2), s, m.frame_features(acts, None, pitch_all))[:, -1]
     torch.testing.assert_close(got, start - v, atol=1e-4, rtol=1e-4)
 
 

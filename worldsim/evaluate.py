@@ -44,12 +44,12 @@ def clips(ds: Dataset, episodes: list[int], k: int, horizon: int, stride: int) -
 @torch.no_grad()
 def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[int] | None = None, stride: int = 100,
              steps: int | None = None, seed: int = 0, batch: int = 16, progress: bool = True,
-             idm: InverseDynamics | None = None) -> dict[str, Any]:
+             idm: InverseDynamics | None = None, pitch: bool = True) -> dict[str, Any]:
     """PSNR/SSIM per horizon step for the model, copy-last-frame and action-blind, mean and 95% interval; with an
     `idm`, its key F1 / camera error on the real consecutive pairs and on the dreamed ones (same clips, actions);
     with a camera in the action space, how many pixels per degree of turn real and dreamed frames move
     (`worldsim.motion`); with an attack key, whether pressing it on the steps that broke a block shows the break
-    (`key_response`)."""
+    (`key_response`). `pitch=False` hides the recorded view pitch from the model (what does knowing it add?)."""
     from tqdm import tqdm
 
     k = model.context
@@ -68,12 +68,12 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
         ctx = np.stack([eps[e].frames[s:s + k] for e, s in group])
-        pitch = np.stack([_pitch(eps[e], s, k) for e, s in group])
+        ctx_pitch = np.stack([_pitch(eps[e], s, k, pitch) for e, s in group])
         real = np.stack([eps[e].frames[s + k:s + k + horizon] for e, s in group])
         flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
                          for e, s in group])
         for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
-            d = Dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i, pitch=pitch)
+            d = Dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i, pitch=ctx_pitch)
             dream = np.stack([d.step(acts[:, h]) for h in range(horizon)], axis=1)
             if cam is not None:  # how far each dreamed frame moved from the one before, to set against the turn
                 shifts["dream" if name == "model" else name].append(_shifts(ctx, dream))
@@ -98,7 +98,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         half = 1.96 * a.std(0, ddof=1) / math.sqrt(len(a)) if len(a) > 1 else np.zeros_like(mean)
         table[key] = {"mean": mean.round(4).tolist(), "ci95": half.round(4).tolist()}
     out = {"clips": len(todo), "episodes": episodes, "horizon": horizon, "context": k,
-           "sampling_steps": steps or model.cfg.sampler.steps, "metrics": table, "_examples": examples}
+           "sampling_steps": steps or model.cfg.sampler.steps, "pitch_given": pitch and model.cfg.view_pitch,
+           "metrics": table, "_examples": examples}
     real_d, dream_d = (np.concatenate(detail[n]).mean(0) for n in ("real", "dream"))  # per horizon step
     out["sharpness"] = {"real": round(float(real_d.mean()), 3), "dream": round(float(dream_d.mean()), 3),
                         "dream_over_real": round(float(dream_d.mean() / max(real_d.mean(), 1e-9)), 4),
@@ -111,7 +112,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         out["idm"] = {key: idm_scores(idm, np.concatenate([p[0] for p in idm_preds[key]]),
                                       np.concatenate([p[1] for p in idm_preds[key]]), flat_all) for key in ("real", "dream")}
         out["idm"]["dream_over_real_key_f1"] = round(out["idm"]["dream"]["key_f1"] / max(out["idm"]["real"]["key_f1"], 1e-9), 4)
-    brk = key_response(model, ds, episodes, "attack", steps=steps, seed=seed)
+    brk = key_response(model, ds, episodes, "attack", steps=steps, seed=seed, pitch=pitch)
     if brk is not None:
         out["break_response"] = brk
     return out
@@ -159,7 +160,7 @@ def autoencoder_psnr(model: WorldModel, ds: Dataset, episodes: list[int], frames
 
 @torch.no_grad()
 def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str = "attack", steps: int | None = None,
-                 seed: int = 0, batch: int = 32, crop: float = 0.25) -> dict[str, Any] | None:
+                 seed: int = 0, batch: int = 32, crop: float = 0.25, pitch: bool = True) -> dict[str, Any] | None:
     """Does pressing `key` do in the dream what it did in the game? At every step where the key was pressed and the
     episode paid a reward (the classic game pays one per block broken: the block under the crosshair vanished), the
     model predicts the next frame twice from the real context, with the real action and with the key released,
@@ -195,8 +196,8 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
         released = flat[:, -1].copy()
         released[:, sl] = 0.0
         # both versions in one batched model call; each Dreamer draws the same noise from its own generator
-        pitch = np.stack([_pitch(opened[e], t - k + 1, k) for e, t in group])
-        pair = [Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i, pitch=pitch) for _ in range(2)]
+        ctx_pitch = np.stack([_pitch(opened[e], t - k + 1, k, pitch) for e, t in group])
+        pair = [Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i, pitch=ctx_pitch) for _ in range(2)]
         both = Dreamer.step_many(pair, np.concatenate([flat[:, -1], released]))
         dreams = {"pressed": both[:len(group)], "released": both[len(group):]}
         for name, frames in dreams.items():
@@ -211,7 +212,8 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
             "share_closer_when_pressed": round(float((p["pressed"] > p["released"]).mean()), 3), "_examples": examples}
 
 
-def _pitch(ep, start: int, k: int) -> np.ndarray:
-    """The view's pitch at frames start..start+k-1 of an episode, from its recorded poses (NaN without them)."""
+def _pitch(ep, start: int, k: int, use: bool = True) -> np.ndarray:
+    """The view's pitch at frames start..start+k-1 of an episode, from its recorded poses (NaN without them, or
+    when not to be used)."""
     pose = ep.infos.get("pose")
-    return np.full(k, np.nan, np.float32) if pose is None else pose[start:start + k, 3].astype(np.float32)
+    return np.full(k, np.nan, np.float32) if pose is None or not use else pose[start:start + k, 3].astype(np.float32)

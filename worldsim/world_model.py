@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from gymnasium.spaces import Box
 from torch import nn
 
-from worldsim import diffusion
+from worldsim import diffusion, view_atlas
 from worldsim.actions import ActionCodec, space_from_json
 from worldsim.autoencoder import Autoencoder, to_pixels, to_uint8
 from worldsim.config import ModelConfig
@@ -82,6 +82,22 @@ class WorldModel(nn.Module):
         self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
         self.register_buffer("latent_mean", torch.zeros(c))
         self.register_buffer("latent_std", torch.ones(c))
+        if cfg.prior_fill == "view":  # measured from the training data (worldsim.view_atlas), saved with the weights
+            self.register_buffer("view_atlas", torch.zeros(view_atlas.BINS, c, lh))
+
+    def set_prior_fill(self, fill: str, atlas: torch.Tensor | None = None) -> WorldModel:
+        """Change how the motion prior fills the strip a camera move reveals; "view" needs the view atlas
+        (`worldsim.view_atlas`), which is then saved with the weights."""
+        if fill not in PRIOR_FILLS:
+            raise ValueError(f"prior fill must be one of {sorted(PRIOR_FILLS)}, got {fill!r}")
+        if fill == "view":
+            if atlas is None:
+                raise ValueError('prior fill "view" needs the view atlas (worldsim.view_atlas.build / from_dataset)')
+            self.register_buffer("view_atlas", atlas.to(self.latent_mean.device, torch.float32))
+        elif "view_atlas" in self._buffers:
+            del self._buffers["view_atlas"]
+        self.cfg.prior_fill = fill
+        return self
 
     @property
     def context(self) -> int:
@@ -158,20 +174,23 @@ class WorldModel(nn.Module):
         return torch.from_numpy(vecs).to(self.latent_mean.device)
 
     # ----- the motion prior -----
-    def motion_prior(self, z: torch.Tensor, flat_actions: torch.Tensor) -> torch.Tensor:
+    def motion_prior(self, z: torch.Tensor, flat_actions: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
         """(B, F, C, h, w) latents and the flat actions leading into each frame (B, F, A) -> (B, F, C, h, w): for
         every frame, the frame before it moved as that frame's camera action moves the picture (zeros for the
-        first frame, which has no frame before it; an unknown action is all zeros: no move)."""
+        first frame, which has no frame before it; an unknown action is all zeros: no move). With
+        `prior_fill="view"`, the revealed strip takes the view atlas's rows at that frame's pitch (B, F) (unknown
+        pitch: the mean)."""
         b, f, c, h, w = z.shape
         cam = flat_actions[:, 1:, self.camera].float().reshape(-1, 2)  # [pitch, yaw] degrees
         down = self.cfg.ae.downsample
         dy = cam[:, 0] * self.cfg.camera_px_per_deg[0] / down
         dx = cam[:, 1] * self.cfg.camera_px_per_deg[1] / down
-        moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx, self.cfg.prior_fill).to(z.dtype).reshape(b, f - 1, c, h, w)
-        return torch.cat([torch.zeros_like(z[:, :1]), moved], dim=1)
-
-    def _with_prior(self, z: torch.Tensor, flat_actions: torch.Tensor) -> torch.Tensor:
-        return torch.cat([z, self.motion_prior(z, flat_actions)], dim=2) if self.cfg.motion_prior else z
+        fill_rows = None
+        if self.cfg.prior_fill == "view":
+            p = torch.full((b, f - 1), float("nan"), device=z.device) if pitch is None else pitch[:, 1:].float()
+            fill_rows = view_atlas.rows(self.view_atlas.float(), p.reshape(-1))
+        moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx, self.cfg.prior_fill, fill_rows)
+        return torch.cat([torch.zeros_like(z[:, :1]), moved.to(z.dtype).reshape(b, f - 1, c, h, w)], dim=1)
 
     # ----- training -----
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
@@ -183,10 +202,10 @@ class WorldModel(nn.Module):
         `sampler_level_prob`: share of rollout-regime targets noised to a level a 1-3 step sampler uses;
         `pitch` (B, K+1): each frame's view pitch in degrees (NaN: unknown), hidden for a share `pitch_drop` of
         the windows. The motion prior is taken from the noisy frames the network sees, as at rollout time."""
-        prior = (lambda zs: self.motion_prior(zs, flat_actions)) if self.cfg.motion_prior else None
         if pitch is not None and pitch_drop > 0:
             hide = torch.rand(pitch.shape[0], generator=generator, device=pitch.device) < pitch_drop
             pitch = torch.where(hide[:, None], torch.full_like(pitch, float("nan")), pitch)
+        prior = (lambda zs: self.motion_prior(zs, flat_actions, pitch)) if self.cfg.motion_prior else None
         cond = self.frame_features(flat_actions, known, pitch)
         return diffusion.loss(net or self.dit, z0, cond, ctx_aug_prob, ctx_aug_max,
                               generator, prior=prior, sampler_levels=diffusion.sampler_levels(self.cfg.sampler.shift),
@@ -231,16 +250,15 @@ class WorldModel(nn.Module):
         eps, start = noise if noise is not None else self.draw_noise(b, generator)
         s_ctx = torch.full((b, k), sc.context_noise, device=context.device)
         noisy_ctx = diffusion.add_noise(context.float(), s_ctx, eps)
+        p_ctx = context_pitch.float() if context_pitch is not None else torch.full((b, k), float("nan"), device=context.device)
+        p_new = self.pitch_after(p_ctx[:, -1], action)
         prior_new = None
         if self.cfg.motion_prior:  # the new frame's prior is the last context frame moved by the new camera action
             prior = self.motion_prior(torch.cat([noisy_ctx, noisy_ctx[:, -1:]], dim=1),
-                                      torch.cat([context_actions, action[:, None]], dim=1))
+                                      torch.cat([context_actions, action[:, None]], dim=1),
+                                      torch.cat([p_ctx, p_new[:, None]], dim=1))
             noisy_ctx, prior_new = torch.cat([noisy_ctx, prior[:, :k]], dim=2), prior[:, k]
         noisy_ctx = noisy_ctx.to(dtype)
-        p_ctx = p_new = None
-        if self.cfg.view_pitch and context_pitch is not None:
-            p_ctx = context_pitch.float()
-            p_new = self.pitch_after(p_ctx[:, -1], action)
         a_ctx = self.frame_features(context_actions, context_known, p_ctx).to(dtype)
         a_new = self.frame_features(action, None, p_new).to(dtype)
         cache: list = []
@@ -295,17 +313,23 @@ def pitch_features(pitch: torch.Tensor, limit: float = 90.0) -> torch.Tensor:
     return torch.cat([f, known[..., None].float()], dim=-1)
 
 
-PRIOR_FILLS = {"edge": "border", "mean": "zeros"}  # ModelConfig.prior_fill -> grid_sample's padding mode
+PRIOR_FILLS = {"edge": "border", "mean": "zeros", "view": "zeros"}  # ModelConfig.prior_fill -> grid_sample's padding
 
 
-def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: str = "edge") -> torch.Tensor:
+def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: str = "edge",
+          fill_rows: torch.Tensor | None = None) -> torch.Tensor:
     """Move each map of z (N, C, h, w) by (dy[i], dx[i]) pixels (down, right; fractions interpolate bilinearly);
-    what comes in at an edge repeats the edge (`fill="edge"`) or is zero (`"mean"`: the mean of standardised latents;
-    WorldModel checks its config's fill once, at construction)."""
+    what comes in at an edge repeats the edge (`fill="edge"`), is zero (`"mean"`: the mean of standardised latents)
+    or, given `fill_rows` (N, C, h), takes those rows' values (`"view"`: the view atlas at the new pitch; the
+    partly revealed boundary column blends). WorldModel checks its config's fill once, at construction."""
     n, _, h, w = z.shape
     theta = torch.zeros(n, 2, 3, dtype=z.dtype, device=z.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, 0, 2] = -2.0 * dx.to(z.dtype) / w  # output(x) = input(x - dx)
     theta[:, 1, 2] = -2.0 * dy.to(z.dtype) / h
     grid = F.affine_grid(theta, list(z.shape), align_corners=False)
-    return F.grid_sample(z, grid, mode="bilinear", padding_mode=PRIOR_FILLS[fill], align_corners=False)
+    out = F.grid_sample(z, grid, mode="bilinear", padding_mode=PRIOR_FILLS[fill], align_corners=False)
+    if fill_rows is None:
+        return out
+    inside = F.grid_sample(torch.ones_like(z[:, :1]), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + (1 - inside) * fill_rows.to(z.dtype)[..., None]
