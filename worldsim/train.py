@@ -33,13 +33,17 @@ from worldsim.dataset import Dataset
 from worldsim.heads import outcome_loss
 from worldsim.world_model import WorldModel, load_extending
 
-
 # ----- distributed helpers -----
+_OWN_GROUP = False  # True once _dist_setup created the process group (then `train` destroys it when done)
+
+
 def _dist_setup() -> tuple[int, int, torch.device]:
+    global _OWN_GROUP
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
+        _OWN_GROUP = True
     rank = dist.get_rank() if dist.is_initialized() else 0
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -649,5 +653,11 @@ def train(data: str, out: str, preset_name: str = "small", resume: bool = False,
         if not hasattr(p.train, k):
             raise ValueError(f"unknown training option {k!r}")
         setattr(p.train, k, v)
-    return Trainer(data, out, p.model, p.train, resume=resume, progress=progress, stop_after=stop_after,
-                   time_limit_s=time_limit_s, init=init).run()
+    global _OWN_GROUP
+    try:
+        return Trainer(data, out, p.model, p.train, resume=resume, progress=progress, stop_after=stop_after,
+                       time_limit_s=time_limit_s, init=init).run()
+    finally:
+        if _OWN_GROUP and dist.is_initialized():  # left to interpreter exit, gloo's threads can abort the process
+            dist.destroy_process_group()
+            _OWN_GROUP = False
