@@ -20,6 +20,7 @@ def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2
     from PIL import Image
 
     import envs  # noqa: F401
+    from envs.neural import start_from_env
     from worldsim.report import strip
 
     real = gym.make("worldsim/MinecraftClassic-v0", zombies=0)
@@ -28,11 +29,9 @@ def side_by_side(checkpoint: str | None, out: str, seed: int = 3, every: int = 2
     k = dream.unwrapped.context_length
     rows = []
     for script in SCRIPTS.values():
-        noop = codec.noop()
-        obs, info = real.reset(seed=seed)
-        ctx = [obs] + [real.step(noop)[0] for _ in range(k - 1)]
-        dream.reset(seed=seed, options={"frames": np.stack(ctx), "actions": [noop] * (k - 1), "pitch": info["pitch"]})
-        r_frames, d_frames = [ctx[-1]], [ctx[-1]]
+        last, start = start_from_env(real, seed, k)
+        dream.reset(seed=seed, options=start)
+        r_frames, d_frames = [last], [last]
         for step in script:
             a = codec.noop()
             for key, v in step.items():

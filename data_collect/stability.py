@@ -29,31 +29,21 @@ def _per_window(x: np.ndarray, windows: list[np.ndarray], digits: int = 2) -> li
     return [round(float(x[w].mean()), digits) for w in windows]
 
 
-def game_start(env, seed: int, k: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Reset the real game and stand still for k-1 steps: the K frames a dream of the same game starts from, as
-    `reset(options=...)` takes them (frames, no-op actions, the view's pitch)."""
-    from worldsim.actions import ActionCodec
-
-    noop = ActionCodec(env.action_space).noop()
-    obs, info = env.reset(seed=seed)
-    frames = [obs] + [env.step(noop)[0] for _ in range(k - 1)]
-    return frames[-1], {"frames": np.stack(frames), "actions": [noop] * (k - 1), "pitch": info["pitch"]}
-
-
 def real_game_stats(steps: int, seed: int, size: int, progress: bool = True, context: int = 4) -> tuple[np.ndarray, float]:
     """(steps, 4) per-step (mean, std, detail, change) of the real classic game played by the same explore agent with the
     same seed as the dream (the agent never reads the screen, so both get the same actions), from the same start
-    (`game_start`: reset, then `context`-1 steps standing still); a game over restarts the game and the agent plays
-    on. Also the game's steps/s."""
+    (`envs.neural.start_from_env`: reset, then `context`-1 steps standing still); a game over restarts the game and
+    the agent plays on. Also the game's steps/s."""
     import gymnasium as gym
     from tqdm import tqdm
 
     import envs  # noqa: F401
     from agents import make_policy
+    from envs.neural import start_from_env
 
     env = gym.make("worldsim/MinecraftClassic-v0", size=size)
     pol = make_policy("explore", env.action_space, seed=seed)
-    obs, _ = game_start(env, seed, context)
+    obs, _ = start_from_env(env, seed, context)
     prev = obs.astype(np.float32)
     out = np.zeros((steps, 4), np.float64)
     t0 = time.perf_counter()
@@ -84,6 +74,7 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
 
     import envs  # noqa: F401
     from agents import make_policy
+    from envs.neural import start_from_env
 
     env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint)
     size = int(env.observation_space.shape[0])
@@ -92,7 +83,7 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     options = None
     if real:
         game = gym.make("worldsim/MinecraftClassic-v0", size=size)
-        options = game_start(game, seed, k)[1]
+        options = start_from_env(game, seed, k)[1]
         game.close()
     obs, _ = env.reset(seed=seed, options=options)
     prev = obs.astype(np.float32)

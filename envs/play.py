@@ -71,19 +71,15 @@ class PlaySession:
     def reset(self) -> None:
         self.step_count = 0
         s = self.cfg.seed
-        if self.real is not None:
-            frame, info = self.real.reset(seed=s)
-            self.frames = [frame]
+        if self.real is not None and self.neural is None:
+            self.frames = [self.real.reset(seed=s)[0]]
         if self.neural is not None:
             if self.real is not None:  # start the dream from the real game's first K frames
-                k = self.neural.unwrapped.context_length
-                noop = self.codec.noop()
-                real_frames = [self.frames[0]] + [self.real.step(noop)[0] for _ in range(k - 1)]
-                start = {"frames": np.stack(real_frames), "actions": [noop] * (k - 1)}
-                if "pitch" in info:  # no-op steps leave the view where it was
-                    start["pitch"] = info["pitch"]
+                from envs.neural import start_from_env
+
+                last, start = start_from_env(self.real, s, self.neural.unwrapped.context_length)
                 nf, _ = self.neural.reset(seed=s, options=start)
-                self.frames = [real_frames[-1], nf]
+                self.frames = [last, nf]
             elif self.cfg.image:
                 from PIL import Image
 
