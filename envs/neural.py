@@ -114,7 +114,7 @@ class NeuralContext:
         if not -limit <= last <= limit:
             raise ValueError(f"options['pitch'] must lie in [-{limit:g}, {limit:g}] degrees, got {last}")
         out[-1] = last
-        cam = self.model.codec.slices.get("camera") if "camera" in self.model.codec.space.spaces else None
+        cam = self.model.codec.slices.get("camera")
         for i in range(self.k - 2, -1, -1):
             out[i] = out[i + 1] - (flat[i, cam.start] if cam is not None else 0.0)
         return np.clip(out, -limit, limit)

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
@@ -201,3 +202,26 @@ def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(t
     assert np.allclose([round(float(again[w, 1].mean()), 2) for w in np.array_split(np.arange(24), 10)],
                        r["real"]["frame_std_per_window"])
     assert (tmp_path / "stability.png").stat().st_size > 0 and (tmp_path / "stability.json").exists()
+
+
+def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp_path):
+    """`worldsim export --prior-fill view --data DS`: the atlas is measured on the dataset's frames (those with
+    recorded poses) and travels in the checkpoint; the exported model dreams in the env."""
+    from pathlib import Path
+
+    import worldsim
+    from data_collect.cli import main
+    from worldsim import view_atlas
+
+    out = tmp_path / "view"
+    data = Path(tiny_ckpt).parent / "ds"
+    assert main(["export", "--checkpoint", tiny_ckpt, "--data", str(data), "--out", str(out), "--prior-fill", "view"]) == 0
+    m = worldsim.load(out)
+    assert m.cfg.prior_fill == "view" and m.view_atlas.shape == (view_atlas.BINS, m.cfg.ae.latent_channels, m.cfg.latent_hw[0])
+    assert torch.isfinite(m.view_atlas).all() and m.view_atlas.abs().sum() > 0
+    env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=str(out))
+    env.reset(seed=0)
+    obs, *_ = env.step(act(env.action_space, camera=[-10.0, 0.0]))
+    assert obs.shape == (32, 32, 3)
+    with pytest.raises(SystemExit, match="--data"):
+        main(["export", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "bad"), "--prior-fill", "view"])

@@ -102,19 +102,17 @@ class LatentCache:
 
     @staticmethod
     def write_pitch(root: str | os.PathLike, ds: Dataset) -> Path:
-        """pitch.f32 for a cache of `ds`: each frame's view pitch from the episodes' recorded poses (column 3 of
-        infos["pose"], as the collector writes it), NaN for episodes without poses. Also adds the file to a cache
-        built before it existed."""
+        """pitch.f32 for a cache of `ds`: each frame's view pitch from the episodes' recorded poses
+        (`Episode.view_pitch`; NaN without them). Also adds the file to a cache built before it existed."""
         root = Path(root)
         meta = json.loads((root / "index.json").read_text())
         offsets = meta["offsets"]
         pitch = np.full(offsets[-1], np.nan, np.float32)
         for e, a, b in zip(meta["episodes"], offsets[:-1], offsets[1:]):
-            pose = ds.episode(e).infos.get("pose")
-            if pose is not None:
-                if len(pose) != b - a:
-                    raise ValueError(f"{ds.root}: episode {e} has {len(pose)} poses for {b - a} frames in cache {root}")
-                pitch[a:b] = pose[:, 3]
+            p = ds.episode(e).view_pitch()
+            if len(p) != b - a:
+                raise ValueError(f"{ds.root}: episode {e} has {len(p)} frames, {b - a} in cache {root}")
+            pitch[a:b] = p
         tmp = root / ".pitch.f32.tmp"
         pitch.tofile(tmp)
         os.replace(tmp, root / "pitch.f32")

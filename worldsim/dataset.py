@@ -40,6 +40,9 @@ class DatasetError(ValueError):
     """A dataset folder is missing, corrupt or does not match what is being written into it."""
 
 
+POSE_PITCH = 3  # column of infos["pose"] ([x, y, z, pitch, yaw], as the collector writes it) holding the pitch
+
+
 @dataclass
 class Episode:
     """One episode: `frames` (T+1, H, W, 3) uint8, `actions` dict of (T, ...) arrays, per-step arrays of T."""
@@ -55,6 +58,13 @@ class Episode:
 
     def __len__(self) -> int:
         return len(self.rewards)
+
+    def view_pitch(self) -> np.ndarray:
+        """(T+1,) float32: the view's pitch in degrees at each frame, from the recorded poses; NaN without them."""
+        pose = self.infos.get("pose")
+        if pose is None:
+            return np.full(len(self.frames), np.nan, np.float32)
+        return np.asarray(pose[:, POSE_PITCH], np.float32)
 
     def validate(self) -> None:
         t = len(self.rewards)

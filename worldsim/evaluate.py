@@ -215,5 +215,4 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
 def _pitch(ep, start: int, k: int, use: bool = True) -> np.ndarray:
     """The view's pitch at frames start..start+k-1 of an episode, from its recorded poses (NaN without them, or
     when not to be used)."""
-    pose = ep.infos.get("pose")
-    return np.full(k, np.nan, np.float32) if pose is None or not use else pose[start:start + k, 3].astype(np.float32)
+    return ep.view_pitch()[start:start + k] if use else np.full(k, np.nan, np.float32)

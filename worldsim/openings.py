@@ -33,8 +33,7 @@ def cut_openings(ds: Dataset, codec: ActionCodec, k: int, n: int = 32, seed: int
         s = int(rng.integers(0, len(ep.frames) - k + 1))
         frames.append(np.array(ep.frames[s:s + k]))
         actions.append(codec.encode_batch({key: v[s:s + k - 1] for key, v in ep.actions.items()}))
-        pose = ep.infos.get("pose")
-        pitch.append(np.full(k, np.nan) if pose is None else pose[s:s + k, 3])
+        pitch.append(ep.view_pitch()[s:s + k])
     if not frames:
         raise ValueError(f"no episode of {ds.root} has {k} frames")
     return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32),

@@ -579,9 +579,7 @@ class Trainer:
         if n < self.model.context + 1:
             return None
         flat = self.model.codec.encode_batch({k: v[:n] for k, v in ep.actions.items()})
-        pose = ep.infos.get("pose")
-        dream = dream_episode(self.ema.model.eval(), ep.frames[: n + 1], flat, seed=0,
-                              pitch=None if pose is None else pose[: n + 1, 3])
+        dream = dream_episode(self.ema.model.eval(), ep.frames[: n + 1], flat, seed=0, pitch=ep.view_pitch()[: n + 1])
         real = ep.frames[self.model.context: n + 1]
         strip = np.concatenate([real, dream], axis=2)
         return write_mp4(self.out / "samples" / f"dream_{self.step:07d}.mp4", strip, fps=20, scale=4)

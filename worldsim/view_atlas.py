@@ -57,15 +57,18 @@ def rows(atlas: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
 def from_dataset(model, ds, max_frames: int = 20000, seed: int = 0, batch: int = 256) -> torch.Tensor:
     """The atlas of a model's latent space over a dataset's frames that have recorded poses (evenly spread over
     the episodes; each frame encoded by the model's autoencoder)."""
-    eps = [e for e in range(len(ds)) if "pose" in ds.episode(e).infos]
-    if not eps:
-        raise ValueError(f"dataset {ds.root} records no poses: the view atlas needs each frame's view pitch")
-    per = max(1, max_frames // len(eps))
+    per = max(1, max_frames // max(1, len(ds)))
     lat, pitch = [], []
-    for e in eps:
+    for e in range(len(ds)):
         ep = ds.episode(e)
+        p = ep.view_pitch()
+        if not np.isfinite(p).any():
+            continue
         idx = np.linspace(0, len(ep.frames) - 1, min(per, len(ep.frames))).astype(int)
         for i in range(0, len(idx), batch):
             lat.append(model.encode(torch.from_numpy(np.array(ep.frames[idx[i:i + batch]]))).cpu().numpy())
-        pitch.append(ep.infos["pose"][idx, 3])
-    return build(np.concatenate(lat), np.concatenate(pitch), max_frames=len(idx) * len(eps) + 1, seed=seed)
+        pitch.append(p[idx])
+    if not lat:
+        raise ValueError(f"dataset {ds.root} records no poses: the view atlas needs each frame's view pitch")
+    pitch_all = np.concatenate(pitch)
+    return build(np.concatenate(lat), pitch_all, max_frames=len(pitch_all), seed=seed)

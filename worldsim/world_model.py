@@ -163,7 +163,7 @@ class WorldModel(nn.Module):
     def pitch_after(self, pitch: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """The view's pitch (B,) after the flat actions (B, A) are taken: the camera's pitch change added, clamped
         at +-pitch_limit as the game clamps it (unknown stays unknown; no camera in the space: unchanged)."""
-        cam = self.codec.slices.get("camera") if "camera" in self.codec.space.spaces else None
+        cam = self.codec.slices.get("camera")
         if cam is None:
             return pitch
         return (pitch + flat[:, cam.start].float()).clamp(-self.cfg.pitch_limit, self.cfg.pitch_limit)
