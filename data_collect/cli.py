@@ -25,11 +25,15 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     return 0
 
 
+KEY_GUIDANCE_HELP = ("g: draw what pressed keys do (a broken block, a step) g times more strongly than the model's "
+                     "mean guess, at one more single-frame pass per frame (default: the checkpoint's; 0: off)")
+
+
 def _neural_kwargs(a: argparse.Namespace) -> dict:
     """The world-model options of a command, passed on only when its --env is the neural env."""
     if "Neural" not in a.env:
         return {}
-    return {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
+    return {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps, "key_guidance": a.key_guidance}
 
 
 def _cmd_rollout(a: argparse.Namespace) -> int:
@@ -51,6 +55,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
     model = worldsim.load(src)
     if a.sampling_steps:  # the default the exported model samples with (env/play/eval can still override it)
         model.cfg.sampler.steps = a.sampling_steps
+    if a.key_guidance is not None:
+        model.cfg.sampler.key_guidance = a.key_guidance
     if a.prior_fill:  # how its rollouts fill the strip a camera move reveals (see ModelConfig.prior_fill)
         atlas = None
         if a.prior_fill == "view":
@@ -79,7 +85,7 @@ def _cmd_play(a: argparse.Namespace) -> int:
 
     mode = "real" if a.real else "side-by-side" if a.side_by_side else "neural"
     play(PlayConfig(mode=mode, checkpoint=a.checkpoint, image=a.image, scale=a.scale, fps=a.fps, seed=a.seed,
-                    sampling_steps=a.sampling_steps, out_dir=a.out_dir))
+                    sampling_steps=a.sampling_steps, key_guidance=a.key_guidance, out_dir=a.out_dir))
     return 0
 
 
@@ -160,6 +166,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     from worldsim.video import write_mp4
 
     model = worldsim.load(a.checkpoint).set_precision(a.precision)
+    if a.key_guidance is not None:
+        model.cfg.sampler.key_guidance = a.key_guidance
     ds = Dataset(a.data)
     episodes = list(range(min(a.episodes, len(ds)))) if a.episodes else list(range(len(ds)))
     out = Path(a.out)
@@ -307,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     ex.add_argument("--sampling-steps", type=int, help="default network evaluations per frame of the exported model")
+    ex.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     ex.add_argument("--prior-fill", choices=["mean", "edge", "view"], help="what the motion prior puts in the strip a "
                     "camera move reveals (default: as the model was trained; view: the view atlas measured on --data)")
     ex.set_defaults(func=_cmd_export)
@@ -321,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--fps", type=int, default=20)
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--sampling-steps", type=int)
+    pl.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     pl.add_argument("--out-dir", default="worldsim_captures", help="where F12 screenshots and F9 recordings go")
     pl.set_defaults(func=_cmd_play)
 
@@ -328,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--env", default="worldsim/NeuralMinecraft-v0")
     r.add_argument("--checkpoint", help="world-model checkpoint for the neural env (default: the shipped one)")
     r.add_argument("--sampling-steps", type=int)
+    r.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     r.add_argument("--agent", default="explore", help="explore, random, or module:factory")
     r.add_argument("--episodes", type=int, default=1)
     r.add_argument("--steps", type=int, default=200)
@@ -381,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--idm-steps", type=int, default=2000)
     e.add_argument("--no-idm", action="store_true", help="skip the controllability measure")
     e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    e.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     e.add_argument("--hide-pitch", action="store_true", help="do not tell the model the recorded view pitch "
                                                              "(measures what knowing it adds)")
     e.add_argument("--quiet", action="store_true")
@@ -421,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--checkpoint", help="world model (default: the shipped one)")
     at.add_argument("--sampling-steps", type=int)
+    at.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     at.add_argument("--quiet", action="store_true")
     at.set_defaults(func=_cmd_agent_train)
     ae = agsub.add_parser("eval", help="mean return and 95%% interval of policies over fixed seeds")
@@ -431,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--seed", type=int, default=0)
     ae.add_argument("--checkpoint", help="world model, for the neural env")
     ae.add_argument("--sampling-steps", type=int)
+    ae.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     ae.add_argument("--deterministic", action="store_true", help="trained policies take their most likely action")
     ae.add_argument("--out", help="write the results as JSON here")
     ae.add_argument("--quiet", action="store_true")

@@ -40,12 +40,17 @@ def _device(device: str) -> str:
     return device
 
 
-def load_model(checkpoint: str | None, device: str, precision: str = "auto"):
+def load_model(checkpoint: str | None, device: str, precision: str = "auto", key_guidance: float | None = None):
+    """The env's own copy of the world model; `key_guidance` (None: the checkpoint's) is set on that copy."""
+    if key_guidance is not None and not (isinstance(key_guidance, (int, float)) and 0 <= key_guidance < float("inf")):
+        raise ValueError(f"key_guidance must be a number >= 0 (0: off), got {key_guidance!r}")
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if checkpoint is None and not (path / "config.json").exists():
         raise FileNotFoundError(f"no default checkpoint is shipped in {path} yet: pass checkpoint=PATH "
                                 "(a folder written by `worldsim train`)")
     model = worldsim.load(path, device=_device(device)).set_precision(precision)
+    if key_guidance is not None:
+        model.cfg.sampler.key_guidance = float(key_guidance)
     return model, resolve(path)
 
 
@@ -148,10 +153,10 @@ class NeuralMinecraftEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", sampling_steps: int | None = None,
-                 render_mode: str | None = None, precision: str = "auto"):
+                 render_mode: str | None = None, precision: str = "auto", key_guidance: float | None = None):
         if render_mode not in (None, "rgb_array", "human"):
             raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
-        self.model, self.checkpoint_path = load_model(checkpoint, device, precision)
+        self.model, self.checkpoint_path = load_model(checkpoint, device, precision, key_guidance)
         self.render_mode = render_mode
         self.sampling_steps = sampling_steps
         h, w = self.model.cfg.frame_hw
@@ -226,13 +231,14 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, device: str = "auto",
                  sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None,
-                 precision: str = "auto", autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP):
+                 precision: str = "auto", autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP,
+                 key_guidance: float | None = None):
         mode = gym.vector.AutoresetMode(autoreset_mode)
         if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
         self.autoreset_mode = mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.model, self.checkpoint_path = load_model(checkpoint, device, precision)
+        self.model, self.checkpoint_path = load_model(checkpoint, device, precision, key_guidance)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.sampling_steps = sampling_steps

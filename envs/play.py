@@ -27,6 +27,7 @@ class PlayConfig:
     fps: int = 20
     seed: int = 0
     sampling_steps: int | None = None
+    key_guidance: float | None = None  # None: the checkpoint's
     out_dir: str = "worldsim_captures"
     grab_mouse: bool = True
 
@@ -44,7 +45,8 @@ class PlaySession:
             raise ValueError(f"mode must be neural, real or side-by-side, got {cfg.mode!r}")
         self.cfg, self.pg = cfg, pygame
         self.real = gym.make("worldsim/MinecraftClassic-v0") if cfg.mode != "neural" else None
-        self.neural = (gym.make("worldsim/NeuralMinecraft-v0", checkpoint=cfg.checkpoint, sampling_steps=cfg.sampling_steps)
+        self.neural = (gym.make("worldsim/NeuralMinecraft-v0", checkpoint=cfg.checkpoint, sampling_steps=cfg.sampling_steps,
+                                 key_guidance=cfg.key_guidance)
                        if cfg.mode != "real" else None)
         env = self.neural or self.real
         self.space = env.action_space

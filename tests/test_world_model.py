@@ -166,6 +166,40 @@ def test_rollout_feeds_the_network_what_training_does(fill):
     torch.testing.assert_close(got, start - v, atol=1e-4, rtol=1e-4)
 
 
+def test_key_guidance_moves_the_first_step_away_from_the_keys_released():
+    """v + g (v - v_released) on the first step, for the dreams that press a key (camera kept in the reference);
+    a dream that presses none samples exactly as without guidance, whatever its batch neighbours do."""
+    from envs.neural import load_model
+
+    m = _tiny_model()
+    k, c, (h, w) = m.context, m.cfg.ae.latent_channels, m.cfg.latent_hw
+    cam, sl = m.codec.slices["camera"].start, m.codec.slices
+    g = torch.Generator().manual_seed(5)
+    ctx, ctx_acts = torch.randn(3, k, c, h, w, generator=g), torch.randn(3, k, m.codec.dim, generator=g)
+    act = torch.zeros(3, m.codec.dim)
+    act[:, cam:cam + 2] = torch.tensor([[2.0, -5.0], [0.0, 3.0], [-1.0, 0.0]])  # every dream turns
+    act[1, sl["attack"]] = 1.0
+    act[2, sl["forward"]] = 1.0
+    released = act.clone()
+    released[1:, sl["attack"]] = 0.0
+    released[2, sl["forward"]] = 0.0
+    noise = m.draw_noise(3, g)
+
+    def run(a, guide, steps=1):
+        return m.predict_next(ctx, ctx_acts, torch.ones(3, k), a, steps=steps, noise=noise, key_guidance=guide)
+
+    plain, rel, guided = run(act, 0.0), run(released, 0.0), run(act, 1.5)
+    torch.testing.assert_close(guided, plain + 1.5 * (plain - rel), atol=1e-4, rtol=1e-4)  # one step: z = start - v
+    torch.testing.assert_close(guided[0], plain[0], atol=0, rtol=0)  # presses no key: not guided
+    two = run(act, 1.5, steps=2)
+    torch.testing.assert_close(two[0], run(act, 0.0, steps=2)[0], atol=0, rtol=0)
+    assert not torch.allclose(two[1:], run(act, 0.0, steps=2)[1:])
+    m.cfg.sampler.key_guidance = 1.5  # the config's value is the default
+    torch.testing.assert_close(run(act, None), guided, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="key_guidance"):
+        load_model(None, "cpu", key_guidance=-1.0)
+
+
 def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():
     """Each frame's pitch conditions it (sines/cosines + known flag; unknown: all zero); a dream sums the camera's
     pitch changes and clamps at +-90 degrees as the game does; an unknown pitch stays unknown."""

@@ -38,6 +38,7 @@ class SamplerConfig:
     shift: float = 1.0  # >1 spends more of the steps at high noise
     context_noise: float = 0.02  # noise level the (clean) context is given and labelled with at rollout time
     reencode: bool = True  # decode the new frame to uint8 pixels and re-encode it as context (keeps latents on the data manifold)
+    key_guidance: float = 0.0  # g > 0: the first step moves g times further from what releasing every key gives (WorldModel._released_velocity)
 
 
 @dataclass
