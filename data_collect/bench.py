@@ -64,9 +64,10 @@ def bench_collector(episodes: int = 4, steps: int = 500, workers: int = 2, size:
 
 
 def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_steps=(1, 3), frames: int = 20,
-                 device: str = "auto", precisions=("fp32", "auto"), repeats: int = 3) -> dict[str, Any]:
+                 device: str = "auto", precisions=("fp32", "auto"), repeats: int = 3,
+                 key_guidance: float | None = None) -> dict[str, Any]:
     """Dreamed frames/s: the single env and the vector env for each N, per sampling-step setting and precision
-    (medians of `repeats` timed runs after a warm-up)."""
+    (medians of `repeats` timed runs after a warm-up); `key_guidance` None: the checkpoint's."""
     import gymnasium as gym
     import torch
 
@@ -85,8 +86,10 @@ def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_s
 
     out: dict[str, Any] = {"checkpoint": checkpoint or "default", "single": {}, "vector": {}, "decode_ms": {}}
     for precision in precisions:
-        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, precision=precision)
+        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, precision=precision,
+                       key_guidance=key_guidance)
         model = env.unwrapped.model
+        out["key_guidance"] = model.cfg.sampler.key_guidance
         prec = model.precision  # "auto" resolved
         if prec in out["single"]:
             env.close()
@@ -104,7 +107,8 @@ def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_s
             out["vector"][prec][str(steps)] = {}
             for n in batch_sizes:
                 vec = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                                   checkpoint=checkpoint, device=device, sampling_steps=steps, precision=precision)
+                                   checkpoint=checkpoint, device=device, sampling_steps=steps, precision=precision,
+                                   key_guidance=key_guidance)
                 vec.reset(seed=0)
                 space = vec.unwrapped.single_action_space
                 acts = {k: np.stack([v] * n) for k, v in make_policy("explore", space, seed=0).act(None).items()}

@@ -119,7 +119,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
                                         real=not a.no_real)
     if a.what in ("neural", "all"):
         result["neural"] = bench.bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes),
-                                              sampling_steps=tuple(a.sampling_steps))
+                                              sampling_steps=tuple(a.sampling_steps), key_guidance=a.key_guidance)
         result["train"] = bench.bench_train()
         n = result["neural"]
         for prec, by_steps in n["single"].items():
@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--checkpoint", help="world-model checkpoint for `bench neural` (default: the shipped one)")
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
     b.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 3])
+    b.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")
     b.add_argument("--no-real", action="store_true", help="stability: skip playing the real game with the same actions")
     b.add_argument("--repeats", type=int, default=3)
