@@ -81,6 +81,24 @@ def test_same_seed_same_frames(tiny_ckpt):
     assert np.array_equal(a, b)
 
 
+def test_key_guidance_reaches_the_env_and_guides_only_pressed_keys(tiny_ckpt):
+    """key_guidance= is set on the env's own model; camera-only steps dream the same frames with or without it,
+    a step that presses a key does not; a bad value is refused by name."""
+    plain = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt, key_guidance=0.0)
+    guided = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt, key_guidance=2.0)
+    assert guided.unwrapped.model.cfg.sampler.key_guidance == 2.0 and plain.unwrapped.model.cfg.sampler.key_guidance == 0.0
+    frames = {}
+    for name, env in (("plain", plain), ("guided", guided)):
+        env.reset(seed=1)
+        turn = env.step(act(env.action_space, camera=[0.0, 4.0]))[0]
+        dig = env.step(act(env.action_space, attack=1))[0]
+        frames[name] = (turn, dig)
+    assert np.array_equal(frames["plain"][0], frames["guided"][0])
+    assert not np.array_equal(frames["plain"][1], frames["guided"][1])
+    with pytest.raises(ValueError, match="key_guidance"):
+        gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt, key_guidance=float("nan"))
+
+
 def test_vector_env_matches_single_envs(tiny_ckpt):
     n = 3
     vec = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=n, vectorization_mode="vector_entry_point",
