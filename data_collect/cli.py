@@ -56,7 +56,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     if a.sampling_steps:  # the default the exported model samples with (env/play/eval can still override it)
         model.cfg.sampler.steps = a.sampling_steps
     if a.key_guidance is not None:
-        model.cfg.sampler.key_guidance = a.key_guidance
+        model.set_key_guidance(a.key_guidance)
     if a.prior_fill:  # how its rollouts fill the strip a camera move reveals (see ModelConfig.prior_fill)
         atlas = None
         if a.prior_fill == "view":
@@ -167,7 +167,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
     model = worldsim.load(a.checkpoint).set_precision(a.precision)
     if a.key_guidance is not None:
-        model.cfg.sampler.key_guidance = a.key_guidance
+        model.set_key_guidance(a.key_guidance)
     ds = Dataset(a.data)
     episodes = list(range(min(a.episodes, len(ds)))) if a.episodes else list(range(len(ds)))
     out = Path(a.out)

@@ -42,15 +42,13 @@ def _device(device: str) -> str:
 
 def load_model(checkpoint: str | None, device: str, precision: str = "auto", key_guidance: float | None = None):
     """The env's own copy of the world model; `key_guidance` (None: the checkpoint's) is set on that copy."""
-    if key_guidance is not None and not (isinstance(key_guidance, (int, float)) and 0 <= key_guidance < float("inf")):
-        raise ValueError(f"key_guidance must be a number >= 0 (0: off), got {key_guidance!r}")
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     if checkpoint is None and not (path / "config.json").exists():
         raise FileNotFoundError(f"no default checkpoint is shipped in {path} yet: pass checkpoint=PATH "
                                 "(a folder written by `worldsim train`)")
     model = worldsim.load(path, device=_device(device)).set_precision(precision)
     if key_guidance is not None:
-        model.cfg.sampler.key_guidance = float(key_guidance)
+        model.set_key_guidance(key_guidance)
     return model, resolve(path)
 
 

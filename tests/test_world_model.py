@@ -169,8 +169,6 @@ def test_rollout_feeds_the_network_what_training_does(fill):
 def test_key_guidance_moves_the_first_step_away_from_the_keys_released():
     """v + g (v - v_released) on the first step, for the dreams that press a key (camera kept in the reference);
     a dream that presses none samples exactly as without guidance, whatever its batch neighbours do."""
-    from envs.neural import load_model
-
     m = _tiny_model()
     k, c, (h, w) = m.context, m.cfg.ae.latent_channels, m.cfg.latent_hw
     cam, sl = m.codec.slices["camera"].start, m.codec.slices
@@ -194,10 +192,11 @@ def test_key_guidance_moves_the_first_step_away_from_the_keys_released():
     two = run(act, 1.5, steps=2)
     torch.testing.assert_close(two[0], run(act, 0.0, steps=2)[0], atol=0, rtol=0)
     assert not torch.allclose(two[1:], run(act, 0.0, steps=2)[1:])
-    m.cfg.sampler.key_guidance = 1.5  # the config's value is the default
+    m.set_key_guidance(1.5)  # the config's value is the default
     torch.testing.assert_close(run(act, None), guided, atol=0, rtol=0)
-    with pytest.raises(ValueError, match="key_guidance"):
-        load_model(None, "cpu", key_guidance=-1.0)
+    for bad in (-1.0, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="key_guidance"):
+            m.set_key_guidance(bad)
 
 
 def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():

@@ -102,6 +102,13 @@ class WorldModel(nn.Module):
         self.cfg.prior_fill = fill
         return self
 
+    def set_key_guidance(self, g: float) -> WorldModel:
+        """The key guidance this model samples with by default (0: off; see `_released_velocity`)."""
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < float("inf"):
+            raise ValueError(f"key_guidance must be a number >= 0 (0: off), got {g!r}")
+        self.cfg.sampler.key_guidance = float(g)
+        return self
+
     @property
     def context(self) -> int:
         return self.cfg.context
