@@ -168,8 +168,9 @@ class PlaySession:
         self.screen.blit(pg.transform.scale(surf, (img.shape[1] * s, img.shape[0] * s)), (0, 0))
         if self.hud:
             model = Path(self.neural.unwrapped.checkpoint_path).name if self.neural is not None else "real game"
-            steps = self.neural.unwrapped.model.cfg.sampler.steps if self.neural is not None else "-"
-            lines = [f"{self.fps_measured:5.1f} FPS  step {self.step_count}", f"sampling steps {self.cfg.sampling_steps or steps}",
+            sampler = self.neural.unwrapped.model.cfg.sampler if self.neural is not None else None
+            steps = f"{self.cfg.sampling_steps or sampler.steps}, key guidance {sampler.key_guidance:g}" if sampler else "-"
+            lines = [f"{self.fps_measured:5.1f} FPS  step {self.step_count}", f"sampling steps {steps}",
                      f"model {model}", "REC" if self.recording is not None else ""]
             for i, line in enumerate(lines):
                 self.screen.blit(self.font.render(line, True, (255, 255, 0)), (6, 6 + 18 * i))
