@@ -273,8 +273,10 @@ class WorldModel(nn.Module):
         noisy_ctx = noisy_ctx.to(dtype)
         a_ctx = self.frame_features(context_actions, context_known, p_ctx).to(dtype)
         a_new = self.frame_features(action, None, p_new).to(dtype)
-        released = torch.where(self.key_mask, self.key_noop, action.float())  # same camera: same prior and pitch
-        guided = (released != action.float()).any(dim=-1).nonzero()[:, 0] if g else None
+        released = guided = None
+        if g:  # the reference action keeps the camera: same prior and pitch
+            released = torch.where(self.key_mask, self.key_noop, action.float())
+            guided = (released != action.float()).any(dim=-1).nonzero()[:, 0]
         cache: list = []
 
         def velocity(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
