@@ -430,7 +430,7 @@ def test_config_round_trips_through_json():
 
 def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash shows where it happened
     with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run (TIME_WAIT)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
