@@ -468,7 +468,7 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
     ctx, acts = torch.randn(1, k, c, h, w, generator=g), torch.randn(1, k + 1, src.codec.dim, generator=g)
     noise = src.draw_noise(1, g)
     pitch = torch.tensor([[25.0, 30.0]])
-    grown = _finetune_tool().load_model(tmp_path / "old", view_pitch=True)  # what the latent fine-tuning tool does
+    grown = _tool("finetune_latents").load_model(tmp_path / "old", view_pitch=True)  # what the latent fine-tuning tool does
     same = [m.eval().predict_next(ctx, acts[:, :k], torch.ones(1, k), acts[:, k], noise=noise, context_pitch=pitch)
             for m in (src, t.ema.model, grown)]
     torch.testing.assert_close(same[0], same[1], atol=1e-5, rtol=1e-5)
@@ -485,13 +485,14 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
         Trainer(str(tiny_data), str(tmp_path / "bad"), other.model, other.train, progress=False, init=str(tmp_path / "old"))
 
 
-def _finetune_tool():
+def _tool(name: str):
+    """A script under tools/, loaded as a module (the tools are not part of the installed packages)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("finetune_latents", Path(__file__).parents[1] / "tools" / "finetune_latents.py")
-    ft = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ft)
-    return ft
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
@@ -503,7 +504,7 @@ def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
     from worldsim.train import train
 
     train(str(tiny_data), str(tmp_path / "run"), "tiny", progress=False, ae_steps=5, dit_steps=5, sample_every=10**6)
-    ft = _finetune_tool()
+    ft = _tool("finetune_latents")
     out = tmp_path / "ft"
     assert ft.main(["train", "--checkpoint", str(tmp_path / "run"), "--latents", str(tmp_path / "run" / "latents"),
                     "--out", str(out), "--minutes", "0.1", "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "3",
@@ -528,3 +529,36 @@ def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
     merged = worldsim.load(tmp_path / "merged")
     assert all(torch.equal(merged.dit.state_dict()[k], v.float()) for k, v in snap.items())
     assert all(torch.equal(a, b) for a, b in zip(base.ae.state_dict().values(), merged.ae.state_dict().values()))
+
+
+def test_finetune_autoencoder_anchors_the_latents_and_keeps_the_dynamics(tiny_data, tmp_path):
+    """tools/finetune_autoencoder.py: more autoencoder training, the latents held near the ones the dynamics model
+    was trained on. The anchor is what holds them: the same run without it moves them further. The written
+    checkpoint has the new autoencoder and the old dynamics weights, and its log's figures are the model's."""
+    from worldsim.autoencoder import to_pixels
+    from worldsim.dataset import Dataset
+    from worldsim.train import train
+
+    train(str(tiny_data), str(tmp_path / "run"), "tiny", progress=False, ae_steps=5, dit_steps=5, sample_every=10**6)
+    tool = _tool("finetune_autoencoder")
+    common = ["--checkpoint", str(tmp_path / "run"), "--data", str(tiny_data), "--steps", "12", "--batch", "4",
+              "--lr", "3e-3", "--warmup", "1", "--ema", "0", "--val-episodes", "1", "--psnr-frames", "8", "--log-every", "4"]
+    logs = {}
+    for anchor in ("0", "30"):
+        assert tool.main([*common, "--anchor", anchor, "--out", str(tmp_path / f"a{anchor}")]) == 0
+        logs[anchor] = json.loads((tmp_path / f"a{anchor}" / "finetune_log.json").read_text())
+    assert logs["0"]["steps"] == logs["30"]["steps"] == 12 and [h["step"] for h in logs["30"]["history"]] == [4, 8, 12]
+    assert logs["30"]["latent_drift"] < 0.5 * logs["0"]["latent_drift"]
+    base, new = worldsim.load(tmp_path / "run"), worldsim.load(tmp_path / "a30" / "model")
+    assert all(torch.equal(a, b) for a, b in zip(base.dit.state_dict().values(), new.dit.state_dict().values()))
+    assert not torch.equal(base.ae.encoder.net[0].weight, new.ae.encoder.net[0].weight)
+    ds = Dataset(tiny_data)
+    probe = to_pixels(torch.from_numpy(np.array(ds.episode(len(ds) - 1).frames[:256])))
+    with torch.no_grad():
+        drift = ((new.ae.encode(probe) - base.ae.encode(probe)) / new.latent_std[:, None, None]).pow(2).mean().sqrt()
+    assert drift.item() == pytest.approx(logs["30"]["latent_drift"], abs=2e-4)
+    cfg = json.loads((tmp_path / "a30" / "model" / "config.json").read_text())
+    assert cfg["autoencoder_finetune"]["anchor"] == 30.0 and cfg["autoencoder_finetune"]["steps"] == 12
+    with pytest.raises(SystemExit):
+        tool.main([*common, "--anchor", "-1", "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()
