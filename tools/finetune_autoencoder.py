@@ -42,6 +42,7 @@ from worldsim.data import FrameSource  # noqa: E402
 from worldsim.dataset import Dataset  # noqa: E402
 from worldsim.evaluate import autoencoder_psnr  # noqa: E402
 from worldsim.openings import load_openings, save_openings  # noqa: E402
+from worldsim.train import split_episodes  # noqa: E402  (the trainer's split: the last episodes held out)
 
 
 def latent_drift(ae: torch.nn.Module, ref: torch.Tensor, x: torch.Tensor, std: torch.Tensor) -> float:
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give --minutes or --steps")
     if a.anchor < 0 or not math.isfinite(a.anchor):
         p.error(f"--anchor must be a finite number >= 0, got {a.anchor}")
+    if a.val_episodes < 1 and not a.heldout:
+        p.error("--val-episodes 0 leaves nothing to measure on: give --heldout")
 
     torch.manual_seed(a.seed)
     src = resolve(a.checkpoint)
@@ -87,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     ds = Dataset(a.data)
     if len(ds) <= a.val_episodes:
         raise ValueError(f"--data {a.data}: {len(ds)} episodes, none left to train on after --val-episodes {a.val_episodes}")
+    train_eps, val_eps = split_episodes(len(ds), a.val_episodes)
     held = Dataset(a.heldout) if a.heldout else ds
-    held_eps = list(range(len(held))) if a.heldout else list(range(len(ds) - a.val_episodes, len(ds)))
+    held_eps = list(range(len(held))) if a.heldout else val_eps
     probe = to_pixels(torch.from_numpy(np.array(held.episode(held_eps[0]).frames[:256])))
     std = model.latent_std.float()[:, None, None]
     start = copy.deepcopy(model.ae).eval().requires_grad_(False)
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ae = model.ae.train()
     ema = copy.deepcopy(ae).eval().requires_grad_(False)
-    frames = FrameSource(ds, list(range(len(ds) - a.val_episodes)))
+    frames = FrameSource(ds, train_eps)
     rng = np.random.default_rng(a.seed)
     opt = torch.optim.AdamW(ae.parameters(), lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
     budget_s = a.minutes * 60 if a.minutes is not None else math.inf
