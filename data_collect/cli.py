@@ -48,9 +48,9 @@ def _cmd_rollout(a: argparse.Namespace) -> int:
 
 def _cmd_export(a: argparse.Namespace) -> int:
     import worldsim
-    from worldsim.checkpoint import read_config, resolve, save_checkpoint
+    from worldsim.checkpoint import resolve, save_derived
     from worldsim.dataset import Dataset
-    from worldsim.openings import cut_openings, save_openings
+    from worldsim.openings import cut_openings, load_openings
 
     src = resolve(a.checkpoint)
     model = worldsim.load(src)
@@ -67,15 +67,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
                 raise SystemExit("export --prior-fill view needs --data: the view atlas is measured on its frames")
             atlas = view_atlas.from_dataset(model, Dataset(a.data))
         model.set_prior_fill(a.prior_fill, atlas)
-    meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
-    out = save_checkpoint(a.out, model, extra=meta, half=a.fp16)
-    bank = cut_openings(Dataset(a.data), model.codec, model.context, n=a.openings, seed=a.seed) if a.data else None
-    if bank is None:
-        from worldsim.openings import load_openings
-
-        bank = load_openings(src)
-    if bank is not None:
-        save_openings(out, bank)
+    bank = cut_openings(Dataset(a.data), model.codec, model.context, n=a.openings, seed=a.seed) if a.data else load_openings(src)
+    out = save_derived(src, a.out, model, half=a.fp16, openings=bank)
     size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
     print(f"exported {src} -> {out} ({size:.1f} MB, {0 if bank is None else len(bank['frames'])} openings)")
     return 0

@@ -37,11 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare 
 import worldsim  # noqa: E402
 from worldsim.atomic import write_json_atomic  # noqa: E402
 from worldsim.autoencoder import reconstruction_loss, to_pixels  # noqa: E402
-from worldsim.checkpoint import read_config, resolve, save_checkpoint  # noqa: E402
+from worldsim.checkpoint import resolve, save_derived  # noqa: E402
 from worldsim.data import FrameSource  # noqa: E402
 from worldsim.dataset import Dataset  # noqa: E402
 from worldsim.evaluate import autoencoder_psnr  # noqa: E402
-from worldsim.openings import load_openings, save_openings  # noqa: E402
 from worldsim.train import split_episodes  # noqa: E402  (the trainer's split: the last episodes held out)
 
 
@@ -152,12 +151,8 @@ def main(argv: list[str] | None = None) -> int:
            "heldout_psnr_before": round(psnr_before, 3),
            "heldout_psnr_after": round(autoencoder_psnr(model, held, held_eps, a.psnr_frames), 3),
            "latent_drift": round(latent_drift(model.ae, ref, probe, std), 4), "history": history}
-    meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
-    meta["autoencoder_finetune"] = {k: v for k, v in log.items() if k != "history"}
-    ckpt = save_checkpoint(out / "model", model, extra=meta, half=_is_half(src))
-    bank = load_openings(src)
-    if bank is not None:
-        save_openings(ckpt, bank)
+    note = {"autoencoder_finetune": {k: v for k, v in log.items() if k != "history"}}
+    ckpt = save_derived(src, out / "model", model, extra=note, half=_is_half(src))
     write_json_atomic(out / "finetune_log.json", log)
     print(f"[ae] {step} steps in {train_s:.0f} s: held-out PSNR {log['heldout_psnr_before']} -> "
           f"{log['heldout_psnr_after']} dB, latent drift {log['latent_drift']} std -> {ckpt}", flush=True)

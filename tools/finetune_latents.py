@@ -38,10 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare 
 
 import worldsim  # noqa: E402
 from worldsim.atomic import write_json_atomic  # noqa: E402
-from worldsim.checkpoint import read_config, resolve, save_checkpoint  # noqa: E402
+from worldsim.checkpoint import read_config, resolve, save_derived  # noqa: E402
 from worldsim.config import ModelConfig, TrainConfig  # noqa: E402
 from worldsim.data import LatentCache  # noqa: E402
-from worldsim.openings import load_openings, save_openings  # noqa: E402
 from worldsim.train import _lr  # noqa: E402  (the trainer's schedule: warm-up, cosine to a tenth of the peak)
 from worldsim.world_model import WorldModel, load_extending  # noqa: E402
 
@@ -232,13 +231,10 @@ def merge(a: argparse.Namespace) -> int:
     if missing or extra:
         raise ValueError(f"--dit files do not hold this model's dynamics weights: missing {missing[:3]}, unexpected {extra[:3]}")
     model.dit.load_state_dict({k: v.float() for k, v in state.items()})
-    meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
+    note = None
     if a.note:
-        meta["finetune"] = json.loads(Path(a.note).read_text()) if Path(a.note).exists() else a.note
-    out = save_checkpoint(a.out, model, extra=meta)
-    bank = load_openings(src)
-    if bank is not None:
-        save_openings(out, bank)
+        note = {"finetune": json.loads(Path(a.note).read_text()) if Path(a.note).exists() else a.note}
+    out = save_derived(src, a.out, model, extra=note)
     print(f"merged {len(state)} dynamics tensors into {out}")
     return 0
 

@@ -61,6 +61,22 @@ def save_checkpoint(path: str | os.PathLike, model: WorldModel, extra: dict[str,
     return path
 
 
+def save_derived(src: str | os.PathLike, path: str | os.PathLike, model: WorldModel, extra: dict[str, Any] | None = None,
+                 half: bool = False, openings: dict | None = None) -> Path:
+    """A checkpoint of `model` made from the one at `src` (fine-tuned or exported): it carries over what `src`
+    records besides the model config (dataset, training, earlier notes; `extra` adds to them) and the opening
+    clips (`openings` replaces them)."""
+    from worldsim.openings import load_openings, save_openings
+
+    src = resolve(src)
+    meta = {k: v for k, v in read_config(src).items() if k not in ("format", "model")}
+    out = save_checkpoint(path, model, extra={**meta, **(extra or {})}, half=half)
+    bank = openings if openings is not None else load_openings(src)
+    if bank is not None:
+        save_openings(out, bank)
+    return out
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     path = resolve(path)
     cfg_file = path / "config.json"
