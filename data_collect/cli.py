@@ -30,6 +30,21 @@ KEY_GUIDANCE_HELP = ("g: draw what pressed keys do (a broken block, a step) g ti
                      "mean guess, at one more single-frame pass per frame (default: the checkpoint's; 0: off)")
 
 
+PIXEL_PRIOR_HELP = ("on: make each new frame's motion prior by moving the last frame's pixels (exact small turns), off: by "
+                    "moving its latents (default: the checkpoint's)")
+PRIOR_START_HELP = ("s0 in [0, 1): start sampling a turning frame at noise level s0 from its motion prior instead of from "
+                    "pure noise (0: off; default: the checkpoint's)")
+
+
+def _prior_sampling(model, a: argparse.Namespace) -> None:
+    """--pixel-prior / --prior-start onto a loaded model (each only when given)."""
+    pixel = None if a.pixel_prior is None else a.pixel_prior == "on"
+    try:
+        model.set_prior_sampling(pixel_prior=pixel, prior_start=a.prior_start)
+    except ValueError as e:
+        raise SystemExit(f"--prior-start: {e}") from None
+
+
 def _neural_kwargs(a: argparse.Namespace) -> dict:
     """The world-model options of a command, passed on only when its --env is the neural env."""
     if "Neural" not in a.env:
@@ -58,6 +73,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
         model.cfg.sampler.steps = a.sampling_steps
     if a.key_guidance is not None:
         model.set_key_guidance(a.key_guidance)
+    _prior_sampling(model, a)
     if a.prior_fill:  # how its rollouts fill the strip a camera move reveals (see ModelConfig.prior_fill)
         atlas = None
         if a.prior_fill == "view":
@@ -170,6 +186,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     model = worldsim.load(a.checkpoint).set_precision(a.precision)
     if a.key_guidance is not None:
         model.set_key_guidance(a.key_guidance)
+    _prior_sampling(model, a)
     ds = Dataset(a.data)
     episodes = list(range(min(a.episodes, len(ds)))) if a.episodes else list(range(len(ds)))
     out = Path(a.out)
@@ -318,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     ex.add_argument("--sampling-steps", type=int, help="default network evaluations per frame of the exported model")
     ex.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
+    ex.add_argument("--pixel-prior", choices=["on", "off"], help=PIXEL_PRIOR_HELP)
+    ex.add_argument("--prior-start", type=float, help=PRIOR_START_HELP)
     ex.add_argument("--prior-fill", choices=["mean", "edge", "view"], help="what the motion prior puts in the strip a "
                     "camera move reveals (default: as the model was trained; view: the view atlas measured on --data)")
     ex.set_defaults(func=_cmd_export)
@@ -395,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-idm", action="store_true", help="skip the controllability measure")
     e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     e.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
+    e.add_argument("--pixel-prior", choices=["on", "off"], help=PIXEL_PRIOR_HELP)
+    e.add_argument("--prior-start", type=float, help=PRIOR_START_HELP)
     e.add_argument("--hide-pitch", action="store_true", help="do not tell the model the recorded view pitch "
                                                              "(measures what knowing it adds)")
     e.add_argument("--quiet", action="store_true")

@@ -101,3 +101,30 @@ def test_shipped_dreams_break_the_block_when_attack_breaks_it(tmp_path):
     assert r["events"] == broke >= 10
     assert r["share_closer_when_pressed"] > 0.6 and r["gain_db"] > 0, r
     assert len(r["_examples"]) == 6 and r["_examples"][0][2].shape == (64, 64, 3)
+
+
+def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
+    """A 2 degree turn moves the game's picture by ~1.4 px, a third of a latent cell (4 px): moving the latents
+    cross-fades neighbouring cells, and the decoded prior does not move (it snaps to whole cells: 0 px here, 4 px
+    from 3 degrees on); the pixel-space prior moves by the real shift. The shipped model samples with it."""
+    import torch
+
+    import worldsim
+    from worldsim.motion import frame_shift
+    from worldsim.openings import load_openings
+
+    m = worldsim.load(DEFAULT_CHECKPOINT)
+    frames = torch.from_numpy(load_openings(DEFAULT_CHECKPOINT)["frames"][:16, -1])
+    cam = m.codec.slices["camera"]
+    for yaw, pitch in ((2.0, 0.0), (-2.0, 0.0), (0.0, 2.0), (0.0, -2.0)):
+        a = torch.zeros(len(frames), m.codec.dim)
+        a[:, cam] = torch.tensor([pitch, yaw])
+        want = np.array([pitch * m.cfg.camera_px_per_deg[0], yaw * m.cfg.camera_px_per_deg[1]])
+        pixel = frame_shift(frames.numpy(), m.decode(m.pixel_prior(frames, a)).numpy())
+        latent = frame_shift(frames.numpy(), m.decode(m.motion_prior(torch.stack([m.encode(frames)] * 2, 1), torch.stack([a] * 2, 1))[:, 1]).numpy())
+        axis = 1 if yaw else 0
+        got_pixel, got_latent = np.nanmedian(pixel[:, axis]), np.nanmedian(latent[:, axis])
+        assert abs(got_pixel - want[axis]) < 0.25 * abs(want[axis]), (yaw, pitch, got_pixel, want)
+        assert abs(got_latent) < 0.5 * abs(want[axis]), (yaw, pitch, got_latent, want)
+    still = torch.zeros(len(frames), m.codec.dim)
+    torch.testing.assert_close(m.pixel_prior(frames, still), m.encode(frames), atol=1e-4, rtol=0)  # no turn: the frame itself

@@ -17,6 +17,7 @@ from envs.classic.env import CLASSIC_KEYS
 from worldsim.actions import space_to_json
 from worldsim.checkpoint import CheckpointError, save_checkpoint
 from worldsim.config import ModelConfig, preset
+from worldsim.rollout import Dreamer
 from worldsim.world_model import WorldModel
 
 
@@ -197,6 +198,39 @@ def test_key_guidance_moves_the_first_step_away_from_the_keys_released():
     for bad in (-1.0, float("nan"), float("inf"), "1"):
         with pytest.raises(ValueError, match="key_guidance"):
             m.set_key_guidance(bad)
+
+
+def test_prior_sampling_pixel_prior_and_warm_start():
+    """The pixel-space prior is made from the last frame's pixels, which a dream passes on; the warm start begins a
+    turning frame at level s0 from its prior, and leaves a frame whose camera stays still exactly as it was."""
+    m = _tiny_model()
+    m.cfg.camera_px_per_deg = (-0.7, -0.7)
+    k, (hh, ww) = m.context, m.cfg.frame_hw
+    cam = m.codec.slices["camera"].start
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randint(0, 256, (3, k, hh, ww, 3), generator=g, dtype=torch.uint8)
+    ctx, ctx_acts = m.encode(frames), torch.zeros(3, k, m.codec.dim)
+    act = torch.zeros(3, m.codec.dim)
+    act[:, cam:cam + 2] = torch.tensor([[0.0, 6.0], [0.0, 0.0], [-4.0, 0.0]])  # dream 1 keeps its camera still
+    noise = m.draw_noise(3, g)
+
+    def run(**kw):
+        return m.predict_next(ctx, ctx_acts, torch.ones(3, k), act, steps=2, noise=noise, **kw)
+
+    latent = run()
+    m.set_prior_sampling(pixel_prior=True)
+    from_pixels = run(last_frame=frames[:, -1])
+    assert not torch.allclose(from_pixels[[0, 2]], latent[[0, 2]])
+    d = Dreamer(m, frames.numpy(), seed=0)
+    d_noise = m.draw_noise(3, torch.Generator().manual_seed(0))
+    want = m.decode(m.predict_next(ctx, ctx_acts, torch.zeros(3, k), act, noise=d_noise, last_frame=frames[:, -1]))
+    assert np.array_equal(d.step(act.numpy()), want.numpy())  # the dream moves the real last frame's pixels
+    m.set_prior_sampling(prior_start=0.8)
+    warm = run(last_frame=frames[:, -1])
+    assert torch.equal(warm[1], from_pixels[1]) and not torch.allclose(warm[[0, 2]], from_pixels[[0, 2]])
+    for bad in ({"prior_start": 1.0}, {"prior_start": -0.1}, {"prior_start": True}, {"pixel_prior": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            m.set_prior_sampling(**bad)
 
 
 def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():

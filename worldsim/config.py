@@ -39,6 +39,8 @@ class SamplerConfig:
     context_noise: float = 0.02  # noise level the (clean) context is given and labelled with at rollout time
     reencode: bool = True  # decode the new frame to uint8 pixels and re-encode it as context (keeps latents on the data manifold)
     key_guidance: float = 0.0  # g > 0: the first step moves g times further from what releasing every key gives (WorldModel._released_velocity)
+    pixel_prior: bool = False  # the new frame's motion prior is the last frame moved in pixels, then encoded (WorldModel.pixel_prior)
+    prior_start: float = 0.0  # s0 in [0, 1): a frame whose camera moves starts at noise level s0 from its motion prior (0: off)
 
 
 @dataclass
@@ -137,18 +139,18 @@ def preset(name: str) -> Preset:
                         sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
     if name == "small":  # sized by measurement on 2 CPU cores: ~45 dynamics samples/s (bf16), ~17 dreamed frames/s
         return Preset(
-            ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8), motion_prior=True, view_pitch=True,
+            ModelConfig(frame_size=64, context=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8), motion_prior=True, view_pitch=True, sampler=SamplerConfig(pixel_prior=True),
                         dit=DiTConfig(width=256, depth=8, heads=4, patch=4, action_hidden=256)),
             TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=6000, dit_batch=32, dit_lr=3e-4, warmup=300, decoder_steps=2000,
                         checkpoint_every=250, sample_every=1000, log_every=25))
     if name == "base":
         return Preset(
-            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8), motion_prior=True, view_pitch=True,
+            ModelConfig(frame_size=128, context=8, ae=AutoencoderConfig(channels=(64, 128, 256), latent_channels=8), motion_prior=True, view_pitch=True, sampler=SamplerConfig(pixel_prior=True),
                         dit=DiTConfig(width=512, depth=12, heads=8, patch=2, action_hidden=512)),
             TrainConfig(ae_steps=50000, ae_batch=64, dit_steps=200000, dit_batch=64, checkpoint_every=2000))
     if name == "large":
         return Preset(
-            ModelConfig(frame_size=176, frame_width=320, context=16, motion_prior=True, view_pitch=True,
+            ModelConfig(frame_size=176, frame_width=320, context=16, motion_prior=True, view_pitch=True, sampler=SamplerConfig(pixel_prior=True),
                         ae=AutoencoderConfig(channels=(64, 128, 256, 256), latent_channels=16),
                         dit=DiTConfig(width=1024, depth=24, heads=16, patch=2, action_hidden=1024)),
             TrainConfig(ae_steps=100000, ae_batch=128, dit_steps=500000, dit_batch=256, checkpoint_every=5000))

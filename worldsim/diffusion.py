@@ -75,11 +75,14 @@ def schedule(steps: int, shift: float = 1.0) -> list[float]:
 
 
 @torch.no_grad()
-def sample(velocity_fn, start: torch.Tensor, steps: int, shift: float) -> torch.Tensor:
-    """Euler integration of dz/ds = v from pure noise `start` (s = 1) to a clean latent (s = 0): `steps` calls."""
+def sample(velocity_fn, start: torch.Tensor, steps: int, shift: float, start_level: torch.Tensor | None = None) -> torch.Tensor:
+    """Euler integration of dz/ds = v from `start` at s = 1 (pure noise) to a clean latent (s = 0): `steps` calls.
+    `start_level` (B,): rows whose `start` is already part signal (a warm start) begin at that level instead; each
+    row's schedule is the usual one scaled to end its first step where its own level says."""
     z = start.float()
-    levels = schedule(steps, shift)
-    for s_now, s_next in zip(levels[:-1], levels[1:]):
-        s = torch.full((z.shape[0],), s_now, device=z.device)
-        z = z + (s_next - s_now) * velocity_fn(z, s).float()
+    levels = torch.tensor(schedule(steps, shift), device=z.device)
+    top = torch.ones(z.shape[0], device=z.device) if start_level is None else start_level.float().to(z.device)
+    for i in range(steps):
+        s_now, s_next = top * levels[i], top * levels[i + 1]
+        z = z + (s_next - s_now).view(-1, *[1] * (z.dim() - 1)) * velocity_fn(z, s_now).float()
     return z

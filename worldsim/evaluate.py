@@ -98,7 +98,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         half = 1.96 * a.std(0, ddof=1) / math.sqrt(len(a)) if len(a) > 1 else np.zeros_like(mean)
         table[key] = {"mean": mean.round(4).tolist(), "ci95": half.round(4).tolist()}
     out = {"clips": len(todo), "episodes": episodes, "horizon": horizon, "context": k,
-           "sampling_steps": steps or model.cfg.sampler.steps, "key_guidance": model.cfg.sampler.key_guidance, "pitch_given": pitch and model.cfg.view_pitch,
+           "sampling_steps": steps or model.cfg.sampler.steps, "key_guidance": model.cfg.sampler.key_guidance,
+           "pixel_prior": model.cfg.sampler.pixel_prior, "prior_start": model.cfg.sampler.prior_start, "pitch_given": pitch and model.cfg.view_pitch,
            "metrics": table, "_examples": examples}
     real_d, dream_d = (np.concatenate(detail[n]).mean(0) for n in ("real", "dream"))  # per horizon step
     out["sharpness"] = {"real": round(float(real_d.mean()), 3), "dream": round(float(dream_d.mean()), 3),

@@ -28,6 +28,7 @@ class Dreamer:
         self.generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()))
         with torch.no_grad():
             self.latents = model.encode(frames)
+        self.last_frame = frames[:, -1]  # the pixel-space motion prior moves these (SamplerConfig.pixel_prior)
         self.actions = torch.zeros(b, k, model.codec.dim, device=dev)
         self.known = torch.zeros(b, k, device=dev)
         if actions is not None:
@@ -60,7 +61,7 @@ class Dreamer:
         cat = lambda xs: torch.cat(xs, dim=0)  # noqa: E731
         z = m.predict_next(cat([d.latents for d in dreams]), cat([d.actions for d in dreams]), cat([d.known for d in dreams]),
                            a, steps=dreams[0].steps, noise=(cat([n[0] for n in noise]), cat([n[1] for n in noise])),
-                           context_pitch=cat([d.pitch for d in dreams]))
+                           context_pitch=cat([d.pitch for d in dreams]), last_frame=cat([d.last_frame for d in dreams]))
         frames = m.decode(z)
         if m.cfg.sampler.reencode:
             z = m.encode(frames)
@@ -68,6 +69,7 @@ class Dreamer:
         for d in dreams:
             b = len(d.latents)
             d.latents = torch.cat([d.latents[:, 1:], z[i:i + b, None]], dim=1)
+            d.last_frame = frames[i:i + b]
             d.actions = torch.cat([d.actions[:, 1:], a[i:i + b, None]], dim=1)
             d.known = torch.cat([d.known[:, 1:], torch.ones_like(d.known[:, :1])], dim=1)
             d.pitch = torch.cat([d.pitch[:, 1:], m.pitch_after(d.pitch[:, -1], a[i:i + b])[:, None]], dim=1)

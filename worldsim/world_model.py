@@ -109,6 +109,20 @@ class WorldModel(nn.Module):
         self.cfg.sampler.key_guidance = float(g)
         return self
 
+    def set_prior_sampling(self, pixel_prior: bool | None = None, prior_start: float | None = None) -> WorldModel:
+        """How rollouts use the motion prior (None: keep): `pixel_prior` makes the new frame's prior in pixel
+        space (`pixel_prior`); `prior_start` s0 in [0, 1) starts a turning frame's sampling at noise level s0 from
+        that prior instead of from pure noise (0: off; see `predict_next`)."""
+        if pixel_prior is not None:
+            if not isinstance(pixel_prior, bool):
+                raise ValueError(f"pixel_prior must be True or False, got {pixel_prior!r}")
+            self.cfg.sampler.pixel_prior = pixel_prior
+        if prior_start is not None:
+            if isinstance(prior_start, bool) or not isinstance(prior_start, (int, float)) or not 0 <= prior_start < 1:
+                raise ValueError(f"prior_start must be a noise level in [0, 1) (0: off), got {prior_start!r}")
+            self.cfg.sampler.prior_start = float(prior_start)
+        return self
+
     @property
     def context(self) -> int:
         return self.cfg.context
@@ -202,6 +216,28 @@ class WorldModel(nn.Module):
         moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx, self.cfg.prior_fill, fill_rows)
         return torch.cat([torch.zeros_like(z[:, :1]), moved.to(z.dtype).reshape(b, f - 1, c, h, w)], dim=1)
 
+    def pixel_prior(self, frame: torch.Tensor, action: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """The new frame's motion prior made in pixel space: the last frame (B, H, W, 3) uint8 moved by the camera
+        action (B, A) by its exact pixel shift and encoded -> standardised latents (B, C, h, w); the revealed strip
+        is filled as `motion_prior` fills it (pitch (B,): the new frame's, for the "view" fill). Why: moving the
+        latents by a fraction of a cell (a 2 degree turn is a third of a cell) cross-fades neighbouring cells
+        instead of moving the picture. Decoded, that prior moves a tenth (yaw) to a fifth (pitch) of the real
+        shift; this one moves 98 %."""
+        cam = action[:, self.camera].float()
+        dy = cam[:, 0] * self.cfg.camera_px_per_deg[0]
+        dx = cam[:, 1] * self.cfg.camera_px_per_deg[1]
+        px = frame.permute(0, 3, 1, 2).float()
+        moved = shift(px, dy, dx, "edge").round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        z = self.encode(moved).float()
+        if self.cfg.prior_fill == "edge":
+            return z
+        down = self.cfg.ae.downsample
+        inside = shift(torch.ones_like(z[:, :1]), dy / down, dx / down, "mean")
+        if self.cfg.prior_fill == "mean":
+            return inside * z
+        p = torch.full((len(z),), float("nan"), device=z.device) if pitch is None else pitch.float()
+        return inside * z + (1 - inside) * view_atlas.rows(self.view_atlas.float(), p)[..., None]
+
     # ----- training -----
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
                       ctx_aug_max: float, generator: torch.Generator | None = None, net: nn.Module | None = None,
@@ -244,13 +280,15 @@ class WorldModel(nn.Module):
     def predict_next(self, context: torch.Tensor, context_actions: torch.Tensor, context_known: torch.Tensor,
                      action: torch.Tensor, steps: int | None = None, generator: torch.Generator | None = None,
                      noise: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     context_pitch: torch.Tensor | None = None, key_guidance: float | None = None) -> torch.Tensor:
+                     context_pitch: torch.Tensor | None = None, key_guidance: float | None = None,
+                     last_frame: torch.Tensor | None = None) -> torch.Tensor:
         """The next latent frame for a batch of dreams.
 
         context: (B, K, C, h, w) standardised latents of the last K frames; context_actions (B, K, A) the action
         that led into each of them (context_known (B, K) marks which are known); action (B, A) the action taken at
         the last context frame; context_pitch (B, K): the view's pitch at each context frame in degrees (NaN or
-        None: unknown; the new frame's follows from the action, `pitch_after`). Costs K + 1 frames for the first sampling step (the context's keys/values are kept) and
+        None: unknown; the new frame's follows from the action, `pitch_after`); last_frame (B, H, W, 3) uint8: the
+        last context frame's pixels, for the sampler's `pixel_prior` (None: decoded from the context). Costs K + 1 frames for the first sampling step (the context's keys/values are kept) and
         one frame for each further step; key guidance (`key_guidance`, default the sampler config's) one more
         frame, for the dreams that press a key.
         """
@@ -270,6 +308,9 @@ class WorldModel(nn.Module):
                                       torch.cat([context_actions, action[:, None]], dim=1),
                                       torch.cat([p_ctx, p_new[:, None]], dim=1))
             noisy_ctx, prior_new = torch.cat([noisy_ctx, prior[:, :k]], dim=2), prior[:, k]
+            if sc.pixel_prior:  # the new frame's prior made in pixel space, given the context's noise level
+                px = self.decode(context[:, -1]) if last_frame is None else last_frame
+                prior_new = diffusion.add_noise(self.pixel_prior(px, action, p_new)[:, None], s_ctx[:, -1:], eps[:, -1:])[:, 0]
         noisy_ctx = noisy_ctx.to(dtype)
         a_ctx = self.frame_features(context_actions, context_known, p_ctx).to(dtype)
         a_new = self.frame_features(action, None, p_new).to(dtype)
@@ -292,7 +333,14 @@ class WorldModel(nn.Module):
                     v[guided] += g * (v[guided] - self._released_velocity(z, s, released, p_new, cache, guided, dtype))
                 return v
 
-        return diffusion.sample(velocity, start, steps, sc.shift).float()
+        level = None
+        if sc.prior_start and prior_new is not None:
+            # warm start (as SDEdit does): a turning frame begins as its prior noised to prior_start, so the
+            # sampler keeps the prior's shift instead of pulling the picture back toward the unmoved frame
+            turning = action[:, self.camera].float().abs().sum(-1) > 0
+            level = torch.where(turning, sc.prior_start, 1.0).to(start.device)
+            start = diffusion.add_noise(prior_new.float()[:, None], level[:, None], start.float()[:, None])[:, 0]
+        return diffusion.sample(velocity, start, steps, sc.shift, level).float()
 
     def _released_velocity(self, z: torch.Tensor, s: torch.Tensor, released: torch.Tensor, pitch: torch.Tensor,
                            cache: list, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
