@@ -592,7 +592,11 @@ def test_finetune_autoencoder_anchors_the_latents_and_keeps_the_dynamics(tiny_da
         drift = ((new.ae.encode(probe) - base.ae.encode(probe)) / new.latent_std[:, None, None]).pow(2).mean().sqrt()
     assert drift.item() == pytest.approx(logs["30"]["latent_drift"], abs=2e-4)
     cfg = json.loads((tmp_path / "a30" / "model" / "config.json").read_text())
-    assert cfg["autoencoder_finetune"]["anchor"] == 30.0 and cfg["autoencoder_finetune"]["steps"] == 12
+    assert [(f["anchor"], f["steps"]) for f in cfg["autoencoder_finetune"]] == [(30.0, 12)]
+    again = [*common[2:], "--checkpoint", str(tmp_path / "a30" / "model"), "--steps", "2", "--anchor", "1"]
+    assert tool.main([*again, "--out", str(tmp_path / "again")]) == 0  # a second sitting adds to the record
+    cfg = json.loads((tmp_path / "again" / "model" / "config.json").read_text())
+    assert [(f["anchor"], f["steps"]) for f in cfg["autoencoder_finetune"]] == [(30.0, 12), (1.0, 2)]
     with pytest.raises(SystemExit):
         tool.main([*common, "--anchor", "-1", "--out", str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()

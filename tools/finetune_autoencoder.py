@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare 
 import worldsim  # noqa: E402
 from worldsim.atomic import write_json_atomic  # noqa: E402
 from worldsim.autoencoder import reconstruction_loss, to_pixels  # noqa: E402
-from worldsim.checkpoint import resolve, save_derived  # noqa: E402
+from worldsim.checkpoint import read_config, resolve, save_derived  # noqa: E402
 from worldsim.data import FrameSource  # noqa: E402
 from worldsim.dataset import Dataset  # noqa: E402
 from worldsim.evaluate import autoencoder_psnr  # noqa: E402
@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
            "heldout_psnr_before": round(psnr_before, 3),
            "heldout_psnr_after": round(autoencoder_psnr(model, held, held_eps, a.psnr_frames), 3),
            "latent_drift": round(latent_drift(model.ae, ref, probe, std), 4), "history": history}
-    note = {"autoencoder_finetune": {k: v for k, v in log.items() if k != "history"}}
+    earlier = read_config(src).get("autoencoder_finetune", [])  # a chain of sittings keeps every one's record
+    earlier = earlier if isinstance(earlier, list) else [earlier]
+    note = {"autoencoder_finetune": [*earlier, {k: v for k, v in log.items() if k != "history"}]}
     ckpt = save_derived(src, out / "model", model, extra=note, half=_is_half(src))
     write_json_atomic(out / "finetune_log.json", log)
     print(f"[ae] {step} steps in {train_s:.0f} s: held-out PSNR {log['heldout_psnr_before']} -> "
