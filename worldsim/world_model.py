@@ -288,9 +288,10 @@ class WorldModel(nn.Module):
         that led into each of them (context_known (B, K) marks which are known); action (B, A) the action taken at
         the last context frame; context_pitch (B, K): the view's pitch at each context frame in degrees (NaN or
         None: unknown; the new frame's follows from the action, `pitch_after`); last_frame (B, H, W, 3) uint8: the
-        last context frame's pixels, for the sampler's `pixel_prior` (None: decoded from the context). Costs K + 1 frames for the first sampling step (the context's keys/values are kept) and
-        one frame for each further step; key guidance (`key_guidance`, default the sampler config's) one more
-        frame, for the dreams that press a key.
+        last context frame's pixels, for the sampler's `pixel_prior` (None: decoded from the context).
+        Costs K + 1 frames for the first sampling step (the context's keys/values are kept) and one frame for each
+        further step; key guidance (`key_guidance`, default the sampler config's) one more frame, for the dreams
+        that press a key; the pixel prior one encoder pass.
         """
         sc = self.cfg.sampler
         steps = steps or sc.steps
