@@ -114,6 +114,7 @@ def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
     from worldsim.openings import load_openings
 
     m = worldsim.load(DEFAULT_CHECKPOINT)
+    assert m.cfg.sampler.pixel_prior
     frames = torch.from_numpy(load_openings(DEFAULT_CHECKPOINT)["frames"][:16, -1])
     cam = m.codec.slices["camera"]
     for yaw, pitch in ((2.0, 0.0), (-2.0, 0.0), (0.0, 2.0), (0.0, -2.0)):
