@@ -125,8 +125,14 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.what == "stability":
         from data_collect.stability import stability
 
-        result["stability"] = stability(a.checkpoint, steps=a.steps, out=str(Path(a.out).parent) if a.out else None,
-                                        real=not a.no_real)
+        if a.dreams > 1:  # how often dreams degenerate, over many at once
+            from data_collect.stability import many_dreams
+
+            result["many_dreams"] = many_dreams(a.checkpoint, dreams=a.dreams, steps=a.steps)
+            print(json.dumps(result["many_dreams"]))
+        else:
+            result["stability"] = stability(a.checkpoint, steps=a.steps, out=str(Path(a.out).parent) if a.out else None,
+                                            real=not a.no_real)
     if a.what in ("neural", "all"):
         result["neural"] = bench.bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes),
                                               sampling_steps=tuple(a.sampling_steps), key_guidance=a.key_guidance)
@@ -434,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")
     b.add_argument("--no-real", action="store_true", help="stability: skip playing the real game with the same actions")
+    b.add_argument("--dreams", type=int, default=1, help="stability: N > 1 runs N dreams at once (from the openings) and "
+                   "reports the share of frames that lost the picture per window, instead of one dream against the game")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--episodes", type=int, default=4)
     b.add_argument("--workers", type=int, default=2)

@@ -126,6 +126,42 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     return result
 
 
+def many_dreams(checkpoint: str | None, dreams: int = 8, steps: int = 1500, windows: int = 6, seed: int = 0,
+                progress: bool = True) -> dict[str, Any]:
+    """`dreams` dreams at once (one vector env, started from the checkpoint's openings with seeds seed..seed+N-1,
+    the explore agent in each) for `steps` steps; per window, the share of frames that have lost the picture:
+    low contrast (std < 20 grey levels; the game's frames average ~57) and, among those, dark (mean < 100, the
+    dug-in state long dreams fall into). Why: one long trajectory is one sample of a chaotic system; this says how
+    often dreams degenerate, so two samplers or checkpoints can be set side by side."""
+    import gymnasium as gym
+    from tqdm import tqdm
+
+    import envs  # noqa: F401
+    from agents import make_policy
+
+    if dreams < 1 or steps < windows:
+        raise ValueError(f"many_dreams needs dreams >= 1 and steps >= windows ({windows}), got {dreams} and {steps}")
+    venv = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=dreams, vectorization_mode="vector_entry_point",
+                        checkpoint=checkpoint)
+    obs, _ = venv.reset(seed=seed)
+    pols = [make_policy("explore", venv.single_action_space, seed=seed + i) for i in range(dreams)]
+    std, mean = np.zeros((steps, dreams)), np.zeros((steps, dreams))
+    t0 = time.perf_counter()
+    for t in tqdm(range(steps), desc=f"{dreams} dreams", disable=not progress):
+        acts = [p.act(obs[i]) for i, p in enumerate(pols)]
+        obs, *_ = venv.step({k: np.stack([a[k] for a in acts]) for k in acts[0]})
+        f = obs.reshape(dreams, -1).astype(np.float32)
+        std[t], mean[t] = f.std(1), f.mean(1)
+    elapsed = time.perf_counter() - t0
+    venv.close()
+    low = std < 20
+    split = np.array_split(np.arange(steps), windows)
+    return {"dreams": dreams, "steps": steps, "seconds": round(elapsed, 1), "frames_per_s": round(dreams * steps / elapsed, 1),
+            "low_contrast_share_per_window": [round(float(low[w].mean()), 3) for w in split],
+            "dark_flat_share_per_window": [round(float((low & (mean < 100))[w].mean()), 3) for w in split],
+            "frame_std_per_window": [round(float(std[w].mean()), 2) for w in split]}
+
+
 def _plot(dream: np.ndarray, game: np.ndarray | None, steps: int, out: Path, result: dict[str, Any]) -> None:
     import matplotlib
 

@@ -222,6 +222,20 @@ def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(t
     assert (tmp_path / "stability.png").stat().st_size > 0 and (tmp_path / "stability.json").exists()
 
 
+def test_many_dreams_reports_how_often_dreams_lose_the_picture():
+    """`bench stability --dreams N`: N dreams at once from the shipped openings; per window, the share of frames
+    whose contrast collapsed (few at the start: the openings are real scenes)."""
+    from data_collect.stability import many_dreams
+
+    r = many_dreams(None, dreams=3, steps=12, windows=3, progress=False)
+    assert r["dreams"] == 3 and r["frames_per_s"] > 0
+    assert len(r["low_contrast_share_per_window"]) == len(r["dark_flat_share_per_window"]) == 3
+    assert all(0 <= d <= lc <= 1 for d, lc in zip(r["dark_flat_share_per_window"], r["low_contrast_share_per_window"]))
+    assert r["low_contrast_share_per_window"][0] < 0.5 and r["frame_std_per_window"][0] > 20
+    with pytest.raises(ValueError, match="dreams"):
+        many_dreams(None, dreams=0, steps=12)
+
+
 def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp_path):
     """`worldsim export --prior-fill view --data DS`: the atlas is measured on the dataset's frames (those with
     recorded poses) and travels in the checkpoint; the exported model dreams in the env."""
