@@ -157,9 +157,9 @@ def many_dreams(checkpoint: str | None, dreams: int = 8, steps: int = 1500, wind
     low = std < 20
     split = np.array_split(np.arange(steps), windows)
     return {"dreams": dreams, "steps": steps, "seconds": round(elapsed, 1), "frames_per_s": round(dreams * steps / elapsed, 1),
-            "low_contrast_share_per_window": [round(float(low[w].mean()), 3) for w in split],
-            "dark_flat_share_per_window": [round(float((low & (mean < 100))[w].mean()), 3) for w in split],
-            "frame_std_per_window": [round(float(std[w].mean()), 2) for w in split]}
+            "low_contrast_share_per_window": _per_window(low, split, 3),
+            "dark_flat_share_per_window": _per_window(low & (mean < 100), split, 3),
+            "frame_std_per_window": _per_window(std, split)}
 
 
 def _plot(dream: np.ndarray, game: np.ndarray | None, steps: int, out: Path, result: dict[str, Any]) -> None:

@@ -211,8 +211,7 @@ class WorldModel(nn.Module):
         dx = cam[:, 1] * self.cfg.camera_px_per_deg[1] / down
         fill_rows = None
         if self.cfg.prior_fill == "view":
-            p = torch.full((b, f - 1), float("nan"), device=z.device) if pitch is None else pitch[:, 1:].float()
-            fill_rows = view_atlas.rows(self.view_atlas.float(), p.reshape(-1))
+            fill_rows = self._view_rows(None if pitch is None else pitch[:, 1:].reshape(-1), b * (f - 1))
         moved = shift(z[:, :-1].reshape(-1, c, h, w).float(), dy, dx, self.cfg.prior_fill, fill_rows)
         return torch.cat([torch.zeros_like(z[:, :1]), moved.to(z.dtype).reshape(b, f - 1, c, h, w)], dim=1)
 
@@ -235,8 +234,12 @@ class WorldModel(nn.Module):
         inside = shift(torch.ones_like(z[:, :1]), dy / down, dx / down, "mean")
         if self.cfg.prior_fill == "mean":
             return inside * z
-        p = torch.full((len(z),), float("nan"), device=z.device) if pitch is None else pitch.float()
-        return inside * z + (1 - inside) * view_atlas.rows(self.view_atlas.float(), p)[..., None]
+        return inside * z + (1 - inside) * self._view_rows(pitch, len(z))[..., None]
+
+    def _view_rows(self, pitch: torch.Tensor | None, n: int) -> torch.Tensor:
+        """The view atlas's rows (n, C, h) at n pitches in degrees (None or NaN: unknown, the mean latent)."""
+        p = torch.full((n,), float("nan"), device=self.latent_mean.device) if pitch is None else pitch.float()
+        return view_atlas.rows(self.view_atlas.float(), p)
 
     # ----- training -----
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
