@@ -233,6 +233,43 @@ def test_prior_sampling_pixel_prior_and_warm_start():
             m.set_prior_sampling(**bad)
 
 
+def test_training_and_rollout_feed_the_same_pixel_prior(monkeypatch):
+    """A model sampling with the pixel prior trains on it: with a clean context, the loss and predict_next both put
+    exactly `pixel_prior` of the last context frame next to the new frame; the latent prior there differs."""
+    m = _tiny_model()
+    m.cfg.camera_px_per_deg = (-0.7, -0.7)
+    m.cfg.sampler.context_noise = 0.0
+    m.set_prior_sampling(pixel_prior=True)
+    k, c, (hh, ww) = m.context, m.cfg.ae.latent_channels, m.cfg.frame_hw
+    cam = m.codec.slices["camera"].start
+    g = torch.Generator().manual_seed(4)
+    frames = torch.randint(0, 256, (2, k + 1, hh, ww, 3), generator=g, dtype=torch.uint8)
+    acts = torch.zeros(2, k + 1, m.codec.dim)
+    acts[:, k, cam:cam + 2] = torch.tensor([[0.0, 6.0], [-4.0, 2.0]])
+    want = m.pixel_prior(frames[:, k - 1], acts[:, k])
+    seen = {}
+
+    def spy(x, s, a):
+        seen["train"] = x[:, -1, c:].clone()
+        return m.dit(x, s, a)
+
+    z0, known = m.encode(frames), torch.ones(2, k + 1)
+    moved = m.moved_latents(frames[:, k - 1], acts[:, k])
+    m.dynamics_loss(z0, acts, known, 1.0, 0.0, torch.Generator().manual_seed(0), net=spy, moved=moved)
+    torch.testing.assert_close(seen["train"], want, atol=1e-5, rtol=0)
+    m.dynamics_loss(z0, acts, known, 1.0, 0.0, torch.Generator().manual_seed(0), net=spy)
+    assert (seen["train"] - want).abs().max() > 0.1  # the latent prior cross-fades where the pixels move
+    first_step = m.dit.first_step
+
+    def spy_first(ctx, s_ctx, a_ctx, z, s, a):
+        seen["rollout"] = z[:, c:].clone()
+        return first_step(ctx, s_ctx, a_ctx, z, s, a)
+
+    monkeypatch.setattr(m.dit, "first_step", spy_first)
+    m.predict_next(z0[:, :k], acts[:, :k], known[:, :k], acts[:, k], steps=1, last_frame=frames[:, k - 1])
+    torch.testing.assert_close(seen["rollout"], want, atol=1e-5, rtol=0)
+
+
 def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():
     """Each frame's pitch conditions it (sines/cosines + known flag; unknown: all zero); a dream sums the camera's
     pitch changes and clamps at +-90 degrees as the game does; an unknown pitch stays unknown."""
@@ -563,6 +600,42 @@ def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
     merged = worldsim.load(tmp_path / "merged")
     assert all(torch.equal(merged.dit.state_dict()[k], v.float()) for k, v in snap.items())
     assert all(torch.equal(a, b) for a, b in zip(base.ae.state_dict().values(), merged.ae.state_dict().values()))
+
+
+def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path):
+    """The trainer caches each frame's pixel-moved predecessor (moved.f16) when the model samples with the pixel
+    prior, and both the trainer and the latent-cache fine-tuning tool train on it."""
+    from worldsim.config import preset
+    from worldsim.data import LatentCache
+    from worldsim.dataset import Dataset
+    from worldsim.train import Trainer
+
+    p = preset("tiny")
+    p.model.sampler.pixel_prior = True
+    p.train.ae_steps, p.train.dit_steps, p.train.heads_steps, p.train.decoder_steps = 5, 6, 2, 0
+    run = tmp_path / "run"
+    assert Trainer(str(tiny_data), str(run), p.model, p.train, progress=False).run()["phase"] == "done"
+    cache, model, ds = LatentCache(run / "latents"), worldsim.load(run), Dataset(tiny_data)
+    assert model.cfg.sampler.pixel_prior and cache.moved is not None
+    a, b = int(cache.offsets[1]), int(cache.offsets[2])  # episode 1
+    frames = torch.from_numpy(np.array(ds.episode(1).frames))
+    acts = torch.from_numpy(np.array(cache.actions[a + 1:b]))
+    assert (acts[:, model.codec.slices["camera"]].abs().sum(1) > 0).any()  # the episode turns
+    assert np.all(cache.moved[a] == 0)  # an episode's first frame has no frame before it
+    got = torch.from_numpy(cache.moved[a + 1:b].astype(np.float32))
+    torch.testing.assert_close(got, model.moved_latents(frames[:-1], acts), atol=2e-2, rtol=1e-2)
+    log = [r for r in _log(run) if r["phase"] == "dit"]
+    assert log and np.isfinite([r["dit_loss"] for r in log]).all()
+    out = tmp_path / "ft"
+    assert _tool("finetune_latents").main([
+        "train", "--checkpoint", str(run), "--latents", str(run / "latents"), "--out", str(out), "--minutes", "0.05",
+        "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "2", "--warmup", "1", "--val-episodes", "1",
+        "--val-windows", "8", "--snapshots", "1.0", "--log-every", "1", "--device", "cpu"]) == 0
+    assert json.loads((out / "finetune_log.json").read_text())["pixel_prior"] is True
+    (run / "latents" / "moved.f16").unlink()  # a cache without it is refused by the tool, rebuilt by the trainer
+    with pytest.raises(ValueError, match="moved.f16"):
+        _tool("finetune_latents").main(["train", "--checkpoint", str(run), "--latents", str(run / "latents"),
+                                        "--out", str(out), "--minutes", "0.05", "--device", "cpu"])
 
 
 def test_finetune_autoencoder_anchors_the_latents_and_keeps_the_dynamics(tiny_data, tmp_path):

@@ -71,18 +71,26 @@ def save_parts(state: dict[str, torch.Tensor], stem: Path) -> list[Path]:
 
 class DeviceCache:
     """The whole latent cache on the device (one copy), read as windows of `frames` consecutive frames from their
-    start indices (`LatentCache.windows`: none crosses an episode boundary)."""
+    start indices (`LatentCache.windows`: none crosses an episode boundary); with `moved`, also the cache's
+    pixel-moved latents (`LatentCache.write_pixel_prior`)."""
 
-    def __init__(self, cache: LatentCache, frames: int, device: torch.device):
+    def __init__(self, cache: LatentCache, frames: int, device: torch.device, moved: bool = False):
         self.latents = torch.from_numpy(np.array(cache.latents)).to(device)  # fp16, (N, C, h, w)
         self.actions = torch.from_numpy(np.array(cache.actions)).to(device)
         self.known = torch.from_numpy(np.array(cache.known)).to(device).float()
         self.pitch = torch.from_numpy(np.array(cache.pitch, np.float32)).to(device)
+        self.moved = torch.from_numpy(np.array(cache.moved)).to(device) if moved and cache.moved is not None else None
+        if moved and self.moved is None:
+            raise ValueError(f"{cache.root} has no moved.f16, which a model sampling with the pixel prior trains on: "
+                             "build it with LatentCache.write_pixel_prior (worldsim train does)")
         self.offs = torch.arange(frames, device=device)
 
-    def batch(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Latents, actions, known flags and pitch of each window, and its last frame's pixel-moved latents (None
+        unless asked for)."""
         idx = starts[:, None] + self.offs[None]
-        return self.latents[idx].float(), self.actions[idx], self.known[idx], self.pitch[idx]
+        moved = None if self.moved is None else self.moved[idx[:, -1]].float()
+        return self.latents[idx].float(), self.actions[idx], self.known[idx], self.pitch[idx], moved
 
 
 def load_model(src: Path, view_pitch: bool, device: torch.device | str = "cpu") -> WorldModel:
@@ -122,7 +130,8 @@ def train(a: argparse.Namespace) -> int:
     held_out = starts >= cache.offsets[val_eps[0]]  # the last episodes of the cache, as the trainer holds them out
     if held_out.all() or not held_out.any():
         raise ValueError(f"--val-episodes {a.val_episodes} leaves no training or no held-out windows in {cache.root}")
-    data = DeviceCache(cache, k1, device)
+    pixel = model.cfg.motion_prior and model.cfg.sampler.pixel_prior  # train on the prior it samples with
+    data = DeviceCache(cache, k1, device, moved=pixel)
     train_starts, val_all = (torch.from_numpy(x).to(device) for x in (starts[~held_out], starts[held_out]))
     gen = torch.Generator(device=device)
     gen.manual_seed(a.seed)
@@ -140,10 +149,10 @@ def train(a: argparse.Namespace) -> int:
         g.manual_seed(777)
         total, n = 0.0, 0
         for i in range(0, len(val_starts), a.batch):
-            z, act, known, pitch = data.batch(val_starts[i:i + a.batch])
+            z, act, known, pitch, moved = data.batch(val_starts[i:i + a.batch])
             with autocast():
                 loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, g, net=dit,
-                                           sampler_level_prob=tc.sampler_level_prob, pitch=pitch)
+                                           sampler_level_prob=tc.sampler_level_prob, pitch=pitch, moved=moved)
             total += loss.item() * len(z)
             n += len(z)
         return total / n
@@ -153,7 +162,7 @@ def train(a: argparse.Namespace) -> int:
                             fused=device.type == "cuda")
     log: dict = {"checkpoint": str(src), "latents": str(a.latents), "device": str(device),
                  "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                 "batch": a.batch, "lr": a.lr, "warmup": a.warmup, "ema": a.ema, "bf16": bf16, "view_pitch": model.cfg.view_pitch, "pitch_drop": a.pitch_drop,
+                 "batch": a.batch, "lr": a.lr, "warmup": a.warmup, "ema": a.ema, "bf16": bf16, "view_pitch": model.cfg.view_pitch, "pixel_prior": pixel, "pitch_drop": a.pitch_drop,
                  "train_windows": len(train_starts), "val_episodes": val_eps, "snapshots": [], "curve": []}
     log["val_loss_start"] = val_loss(model.dit)
     print(f"[ft] {log['device_name']}: {len(train_starts)} training windows, val loss at start "
@@ -177,10 +186,10 @@ def train(a: argparse.Namespace) -> int:
         lr = _lr(step, total or 10**9, a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        z, act, known, pitch = data.batch(train_starts[torch.randint(len(train_starts), (a.batch,), generator=gen, device=device)])
+        z, act, known, pitch, moved = data.batch(train_starts[torch.randint(len(train_starts), (a.batch,), generator=gen, device=device)])
         with autocast():
-            loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, gen,
-                                       sampler_level_prob=tc.sampler_level_prob, pitch=pitch, pitch_drop=a.pitch_drop)
+            loss = model.dynamics_loss(z, act, known, tc.ctx_aug_prob, tc.ctx_aug_max, gen, sampler_level_prob=tc.sampler_level_prob,
+                                       pitch=pitch, pitch_drop=a.pitch_drop, moved=moved)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.dit.parameters(), tc.grad_clip)

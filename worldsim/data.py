@@ -47,6 +47,8 @@ class LatentCache:
 
     Files in `root`: latents.f16 (N, C, h, w), actions.f32 (N, A), known.u8 (N,), index.json (episode offsets),
     and pitch.f32 (N,): the view's pitch in degrees at each frame, NaN where the dataset does not report it.
+    Optional moved.f16 (N, C, h, w): for models trained on the pixel-space motion prior, each frame's previous
+    frame moved in pixels by the frame's camera action and encoded (zeros for an episode's first frame).
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -60,6 +62,8 @@ class LatentCache:
         self.known = np.memmap(self.root / "known.u8", np.uint8, "r", shape=(n,))
         pitch = self.root / "pitch.f32"  # caches built before it existed: unknown everywhere
         self.pitch = np.memmap(pitch, np.float32, "r", shape=(n,)) if pitch.exists() else np.full(n, np.nan, np.float32)
+        moved = self.root / "moved.f16"
+        self.moved = np.memmap(moved, np.float16, "r", shape=(n, *shape)) if moved.exists() else None
 
     @staticmethod
     def exists(root: str | os.PathLike) -> bool:
@@ -118,6 +122,35 @@ class LatentCache:
         os.replace(tmp, root / "pitch.f32")
         return root / "pitch.f32"
 
+    @staticmethod
+    @torch.no_grad()
+    def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True) -> Path:
+        """moved.f16 for a cache of `ds` built with `model`'s autoencoder: per frame, `model.moved_latents` of the
+        frame before it under the action that led into it. One encoder pass per frame, as building the cache."""
+        from tqdm import tqdm
+
+        root = Path(root)
+        cache = LatentCache(root)
+        meta = json.loads((root / "index.json").read_text())
+        tmp = root / ".moved.f16.tmp"
+        out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)
+        device = model.latent_mean.device
+        spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
+        for e, a, b in tqdm(spans, desc="encode moved frames", disable=not progress):
+            frames = ds.episode(e).frames
+            if len(frames) != b - a:
+                raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
+            out[a] = 0
+            for i in range(1, b - a, batch):
+                j = min(i + batch, b - a)
+                prev = torch.from_numpy(np.array(frames[i - 1:j - 1])).to(device)
+                act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
+                out[a + i:a + j] = model.moved_latents(prev, act).cpu().numpy().astype(np.float16)
+        out.flush()
+        del out
+        os.replace(tmp, root / "moved.f16")
+        return root / "moved.f16"
+
     def windows(self, frames: int) -> np.ndarray:
         """Start indices of every window of `frames` consecutive frames inside one episode."""
         starts = [np.arange(a, b - frames + 1) for a, b in zip(self.offsets[:-1], self.offsets[1:]) if b - a >= frames]
@@ -133,3 +166,9 @@ class LatentCache:
         k = torch.from_numpy(self.known[idx].astype(np.float32))
         p = torch.from_numpy(np.asarray(self.pitch[idx], np.float32))
         return z, a, k, p
+
+    def moved_last(self, starts: np.ndarray, frames: int) -> torch.Tensor:
+        """The pixel-moved latents (B, C, h, w) of the last frame of each window (for `WorldModel.dynamics_loss`)."""
+        if self.moved is None:
+            raise ValueError(f"{self.root} has no moved.f16: build it with LatentCache.write_pixel_prior")
+        return torch.from_numpy(self.moved[np.asarray(starts) + frames - 1].astype(np.float32))

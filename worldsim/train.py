@@ -219,8 +219,8 @@ class Trainer:
             index = json.loads((src_cache / "index.json").read_text())
             if index["episodes"] == list(range(len(self.ds))) and index["offsets"][-1] == self.ds.total_steps + len(self.ds):
                 cache_dir.mkdir(parents=True, exist_ok=True)
-                for name in ("latents.f16", "actions.f32", "known.u8", "pitch.f32", "index.json"):  # same AE, same data: same latents
-                    if not (src_cache / name).exists():  # pitch.f32: caches built before it existed
+                for name in ("latents.f16", "actions.f32", "known.u8", "pitch.f32", "moved.f16", "index.json"):  # same AE, same data: same latents
+                    if not (src_cache / name).exists():  # pitch.f32, moved.f16: caches built before them
                         continue
                     try:
                         os.link(src_cache / name, cache_dir / name)
@@ -458,6 +458,8 @@ class Trainer:
         if self.rank == 0:
             self.model.eval()
             LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress)
+            if self._pixel_prior:
+                LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress)
             self.model.train()
         _barrier()
         self.save()
@@ -479,11 +481,13 @@ class Trainer:
             dit = torch.compile(dit)
 
         def compute():
-            z, a, known, pitch = (t.to(self.device) for t in cache.batch(self.np_rng.choice(starts, tc.dit_batch), k1))
+            pick = self.np_rng.choice(starts, tc.dit_batch)
+            z, a, known, pitch = (t.to(self.device) for t in cache.batch(pick, k1))
+            moved = cache.moved_last(pick, k1).to(self.device) if self._pixel_prior else None
             with _autocast(self.device, self.bf16):
                 loss = self.model.dynamics_loss(z, a, known, tc.ctx_aug_prob, tc.ctx_aug_max, self.noise_gen, net=dit,
                                                  sampler_level_prob=tc.sampler_level_prob, pitch=pitch,
-                                                 pitch_drop=tc.pitch_drop)
+                                                 pitch_drop=tc.pitch_drop, moved=moved)
             return loss, {"lr": self.opt.param_groups[0]["lr"]}
 
         def on_step():
@@ -566,7 +570,16 @@ class Trainer:
             if self.rank == 0:
                 LatentCache.write_pitch(cache_dir, self.ds)
             _barrier()
+        if self._pixel_prior and not (cache_dir / "moved.f16").exists():
+            if self.rank == 0:
+                LatentCache.write_pixel_prior(cache_dir, self.ds, self.model.eval(), progress=self.progress)
+            _barrier()
         return LatentCache(cache_dir)
+
+    @property
+    def _pixel_prior(self) -> bool:
+        """The dynamics model trains on the prior it samples with: the pixel-space one where the sampler uses it."""
+        return self.model.cfg.motion_prior and self.model.cfg.sampler.pixel_prior
 
     @torch.no_grad()
     def sample_video(self, length: int = 60) -> Path | None:

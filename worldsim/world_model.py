@@ -222,19 +222,39 @@ class WorldModel(nn.Module):
         latents by a fraction of a cell (a 2 degree turn is a third of a cell) cross-fades neighbouring cells
         instead of moving the picture. Decoded, that prior moves a tenth (yaw) to a fifth (pitch) of the real
         shift; this one moves all of it (96-103 % on held-out frames)."""
-        cam = action[:, self.camera].float()
-        dy = cam[:, 0] * self.cfg.camera_px_per_deg[0]
-        dx = cam[:, 1] * self.cfg.camera_px_per_deg[1]
+        return self.fill_revealed(self.moved_latents(frame, action), action, pitch)
+
+    def moved_latents(self, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The encoder's half of `pixel_prior`: frames (B, H, W, 3) uint8 moved by the camera action (B, A) in
+        pixels (edges repeated), encoded. Training caches it once per frame (`LatentCache.write_pixel_prior`)."""
+        dy, dx = self._camera_px(action)
         px = frame.permute(0, 3, 1, 2).float()
         moved = shift(px, dy, dx, "edge").round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        z = self.encode(moved).float()
+        return self.encode(moved).float()
+
+    def fill_revealed(self, z: torch.Tensor, action: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """`moved_latents` z (B, C, h, w) with the strip the camera action (B, A) reveals filled per `prior_fill`."""
         if self.cfg.prior_fill == "edge":
             return z
+        dy, dx = self._camera_px(action)
         down = self.cfg.ae.downsample
         inside = shift(torch.ones_like(z[:, :1]), dy / down, dx / down, "mean")
         if self.cfg.prior_fill == "mean":
             return inside * z
         return inside * z + (1 - inside) * self._view_rows(pitch, len(z))[..., None]
+
+    def _camera_px(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (down, right) pixel shift (B,), (B,) of the flat actions' (B, A) camera turn."""
+        cam = action[:, self.camera].float()
+        return cam[:, 0] * self.cfg.camera_px_per_deg[0], cam[:, 1] * self.cfg.camera_px_per_deg[1]
+
+    def noised_pixel_prior(self, latent_noisy: torch.Tensor, latent_clean: torch.Tensor, pixel: torch.Tensor,
+                           s_prev: torch.Tensor) -> torch.Tensor:
+        """A frame's pixel prior carrying the noise its latent prior carries: the latent prior of the noisy frame
+        before it (B, C, h, w) plus (1 - s_prev) times (pixel prior - latent prior of the clean frame). The latent
+        prior is linear in its frame, so this is the pixel prior mixed with the moved noise at the previous
+        frame's level s_prev (B,), as the network sees every other prior: training and rollout both use it."""
+        return latent_noisy + (1 - s_prev.float())[:, None, None, None] * (pixel.float() - latent_clean.float())
 
     def _view_rows(self, pitch: torch.Tensor | None, n: int) -> torch.Tensor:
         """The view atlas's rows (n, C, h) at n pitches in degrees (None or NaN: unknown, the mean latent)."""
@@ -245,16 +265,29 @@ class WorldModel(nn.Module):
     def dynamics_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, ctx_aug_prob: float,
                       ctx_aug_max: float, generator: torch.Generator | None = None, net: nn.Module | None = None,
                       sampler_level_prob: float = 0.0, pitch: torch.Tensor | None = None,
-                      pitch_drop: float = 0.0) -> torch.Tensor:
+                      pitch_drop: float = 0.0, moved: torch.Tensor | None = None) -> torch.Tensor:
         """z0: (B, K+1, C, h, w) clean latents; flat_actions (B, K+1, A): action leading into each frame; `net`:
         the dynamics transformer to call (default self.dit; the trainer passes its DDP / compiled wrapper);
         `sampler_level_prob`: share of rollout-regime targets noised to a level a 1-3 step sampler uses;
         `pitch` (B, K+1): each frame's view pitch in degrees (NaN: unknown), hidden for a share `pitch_drop` of
-        the windows. The motion prior is taken from the noisy frames the network sees, as at rollout time."""
+        the windows. The motion prior is taken from the noisy frames the network sees, as at rollout time.
+        `moved` (B, C, h, w): the frame before the last moved in pixels and encoded (`moved_latents`); given, the
+        last frame's prior is the pixel prior, as a rollout with `SamplerConfig.pixel_prior` makes it (the
+        context frames keep the latent prior there too)."""
         if pitch is not None and pitch_drop > 0:
             hide = torch.rand(pitch.shape[0], generator=generator, device=pitch.device) < pitch_drop
             pitch = torch.where(hide[:, None], torch.full_like(pitch, float("nan")), pitch)
-        prior = (lambda zs: self.motion_prior(zs, flat_actions, pitch)) if self.cfg.motion_prior else None
+        prior = None
+        if self.cfg.motion_prior:
+            def prior(zs: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+                p = self.motion_prior(zs, flat_actions, pitch)
+                if moved is None:
+                    return p
+                last_pitch = None if pitch is None else pitch[:, -1]
+                pixel = self.fill_revealed(moved.float(), flat_actions[:, -1], last_pitch)
+                clean = self.motion_prior(z0[:, -2:], flat_actions[:, -2:], None if pitch is None else pitch[:, -2:])[:, 1]
+                last = self.noised_pixel_prior(p[:, -1], clean, pixel, s[:, -2])
+                return torch.cat([p[:, :-1], last[:, None].to(p.dtype)], dim=1)
         cond = self.frame_features(flat_actions, known, pitch)
         return diffusion.loss(net or self.dit, z0, cond, ctx_aug_prob, ctx_aug_max,
                               generator, prior=prior, sampler_levels=diffusion.sampler_levels(self.cfg.sampler.shift),
@@ -312,9 +345,12 @@ class WorldModel(nn.Module):
                                       torch.cat([context_actions, action[:, None]], dim=1),
                                       torch.cat([p_ctx, p_new[:, None]], dim=1))
             noisy_ctx, prior_new = torch.cat([noisy_ctx, prior[:, :k]], dim=2), prior[:, k]
-            if sc.pixel_prior:  # the new frame's prior made in pixel space, given the context's noise level
+            if sc.pixel_prior:  # the new frame's prior made in pixel space, carrying the context's noise
                 px = self.decode(context[:, -1]) if last_frame is None else last_frame
-                prior_new = diffusion.add_noise(self.pixel_prior(px, action, p_new)[:, None], s_ctx[:, -1:], eps[:, -1:])[:, 0]
+                clean = self.motion_prior(context[:, -1:].float().expand(-1, 2, -1, -1, -1),
+                                          torch.cat([context_actions[:, -1:], action[:, None]], dim=1),
+                                          torch.cat([p_ctx[:, -1:], p_new[:, None]], dim=1))[:, 1]
+                prior_new = self.noised_pixel_prior(prior_new, clean, self.pixel_prior(px, action, p_new), s_ctx[:, -1])
         noisy_ctx = noisy_ctx.to(dtype)
         a_ctx = self.frame_features(context_actions, context_known, p_ctx).to(dtype)
         a_new = self.frame_features(action, None, p_new).to(dtype)
