@@ -632,7 +632,12 @@ def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path)
         "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "2", "--warmup", "1", "--val-episodes", "1",
         "--val-windows", "8", "--snapshots", "1.0", "--log-every", "1", "--device", "cpu"]) == 0
     assert json.loads((out / "finetune_log.json").read_text())["pixel_prior"] is True
-    (run / "latents" / "moved.f16").unlink()  # a cache without it is refused by the tool, rebuilt by the trainer
+    assert _tool("finetune_latents").main(["cache", "--checkpoint", str(run), "--data", str(tiny_data),
+                                           "--out", str(tmp_path / "again")]) == 0  # the tool builds the same cache
+    again = LatentCache(tmp_path / "again")
+    np.testing.assert_allclose(again.moved, cache.moved, atol=1e-2)
+    np.testing.assert_allclose(again.latents, cache.latents, atol=1e-2)
+    (run / "latents" / "moved.f16").unlink()  # a cache without it is refused by the tool
     with pytest.raises(ValueError, match="moved.f16"):
         _tool("finetune_latents").main(["train", "--checkpoint", str(run), "--latents", str(run / "latents"),
                                         "--out", str(out), "--minutes", "0.05", "--device", "cpu"])

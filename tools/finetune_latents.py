@@ -6,6 +6,8 @@ dynamics phase needs nothing else: the autoencoder is frozen, so the cache `worl
 (`runs/NAME/latents`) holds every input. Everything the loss does is `WorldModel.dynamics_loss`, the same call
 the trainer makes; this script only keeps the whole cache on the device and sizes the run by the clock:
 
+    python tools/finetune_latents.py cache --checkpoint worldsim/assets/default --data datasets/classic64 \
+        --out runs/ft/latents      # only where the run's cache is gone or its autoencoder changed since
     python tools/finetune_latents.py train --checkpoint worldsim/assets/default --latents runs/small_sl/latents \
         --out runs/gpu_ft --minutes 7 --batch 512
     python tools/finetune_latents.py merge --checkpoint worldsim/assets/default --dit runs/gpu_ft/dit_100_*.safetensors \
@@ -224,6 +226,21 @@ def train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cache(a: argparse.Namespace) -> int:
+    """A latent cache of a dataset made with the checkpoint's autoencoder (and, for a model that samples with the
+    pixel prior, each frame's pixel-moved predecessor): what `train` reads. Needed when the autoencoder changed
+    since the run's cache was built, or the run never had one."""
+    from worldsim.dataset import Dataset
+
+    model = worldsim.load(resolve(a.checkpoint), device=a.device or "cpu").eval().set_precision("fp32")
+    ds = Dataset(a.data)
+    LatentCache.build(a.out, ds, model, list(range(len(ds))))
+    if model.cfg.motion_prior and model.cfg.sampler.pixel_prior:
+        LatentCache.write_pixel_prior(a.out, ds, model)
+    print(f"latent cache of {len(ds)} episodes in {a.out}")
+    return 0
+
+
 def merge(a: argparse.Namespace) -> int:
     """A checkpoint: the base's autoencoder, heads and config with the fine-tuned dynamics weights."""
     src = resolve(a.checkpoint)
@@ -273,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--view-pitch", action="store_true", help="add the view's pitch to a model trained without it")
     t.add_argument("--pitch-drop", type=float, default=TrainConfig.pitch_drop, help="share of windows trained with the pitch hidden")
     t.set_defaults(func=train)
+    c = sub.add_parser("cache")
+    c.add_argument("--checkpoint", required=True)
+    c.add_argument("--data", required=True, help="the dataset to encode")
+    c.add_argument("--out", required=True)
+    c.add_argument("--device")
+    c.set_defaults(func=cache)
     m = sub.add_parser("merge")
     m.add_argument("--checkpoint", required=True)
     m.add_argument("--dit", nargs="+", required=True)
