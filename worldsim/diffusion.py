@@ -53,12 +53,12 @@ def add_noise(z0: torch.Tensor, s: torch.Tensor, eps: torch.Tensor) -> torch.Ten
 def loss(model, z0: torch.Tensor, actions: torch.Tensor, ctx_aug_prob: float, ctx_aug_max: float,
          generator: torch.Generator | None = None, prior=None, sampler_levels: Sequence[float] = (),
          sampler_level_prob: float = 0.0) -> torch.Tensor:
-    """`prior(z_noisy, s) -> extra channels` (optional): what the network sees next to each noisy frame."""
+    """`prior(z_noisy, s, eps) -> extra channels` (optional): what the network sees next to each noisy frame."""
     b, f = z0.shape[:2]
     s, mask = noise_levels(b, f, ctx_aug_prob, ctx_aug_max, generator, z0.device, sampler_levels, sampler_level_prob)
     eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
     zs = add_noise(z0, s, eps)
-    v = model(zs if prior is None else torch.cat([zs, prior(zs, s)], dim=2), s, actions)
+    v = model(zs if prior is None else torch.cat([zs, prior(zs, s, eps)], dim=2), s, actions)
     per_frame = (v.float() - (eps - z0).float()).pow(2).mean(dim=(2, 3, 4))
     return (per_frame * mask).sum() / mask.sum()
 

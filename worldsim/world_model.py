@@ -248,14 +248,6 @@ class WorldModel(nn.Module):
         cam = action[:, self.camera].float()
         return cam[:, 0] * self.cfg.camera_px_per_deg[0], cam[:, 1] * self.cfg.camera_px_per_deg[1]
 
-    def noised_pixel_prior(self, latent_noisy: torch.Tensor, latent_clean: torch.Tensor, pixel: torch.Tensor,
-                           s_prev: torch.Tensor) -> torch.Tensor:
-        """A frame's pixel prior carrying the noise its latent prior carries: the latent prior of the noisy frame
-        before it (B, C, h, w) plus (1 - s_prev) times (pixel prior - latent prior of the clean frame). The latent
-        prior is linear in its frame, so this is the pixel prior mixed with the moved noise at the previous
-        frame's level s_prev (B,), as the network sees every other prior: training and rollout both use it."""
-        return latent_noisy + (1 - s_prev.float())[:, None, None, None] * (pixel.float() - latent_clean.float())
-
     def _view_rows(self, pitch: torch.Tensor | None, n: int) -> torch.Tensor:
         """The view atlas's rows (n, C, h) at n pitches in degrees (None or NaN: unknown, the mean latent)."""
         p = torch.full((n,), float("nan"), device=self.latent_mean.device) if pitch is None else pitch.float()
@@ -272,22 +264,21 @@ class WorldModel(nn.Module):
         `pitch` (B, K+1): each frame's view pitch in degrees (NaN: unknown), hidden for a share `pitch_drop` of
         the windows. The motion prior is taken from the noisy frames the network sees, as at rollout time.
         `moved` (B, C, h, w): the frame before the last moved in pixels and encoded (`moved_latents`); given, the
-        last frame's prior is the pixel prior, as a rollout with `SamplerConfig.pixel_prior` makes it (the
-        context frames keep the latent prior there too)."""
+        last frame's prior is the pixel prior noised as the frame before it, as a rollout with
+        `SamplerConfig.pixel_prior` makes it (the context frames keep the latent prior there too)."""
         if pitch is not None and pitch_drop > 0:
             hide = torch.rand(pitch.shape[0], generator=generator, device=pitch.device) < pitch_drop
             pitch = torch.where(hide[:, None], torch.full_like(pitch, float("nan")), pitch)
         prior = None
         if self.cfg.motion_prior:
-            def prior(zs: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            def prior(zs: torch.Tensor, s: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
                 p = self.motion_prior(zs, flat_actions, pitch)
                 if moved is None:
                     return p
-                last_pitch = None if pitch is None else pitch[:, -1]
-                pixel = self.fill_revealed(moved.float(), flat_actions[:, -1], last_pitch)
-                clean = self.motion_prior(z0[:, -2:], flat_actions[:, -2:], None if pitch is None else pitch[:, -2:])[:, 1]
-                last = self.noised_pixel_prior(p[:, -1], clean, pixel, s[:, -2])
-                return torch.cat([p[:, :-1], last[:, None].to(p.dtype)], dim=1)
+                # as predict_next: the pixel prior at the level and with the noise of the frame before it
+                pixel = self.fill_revealed(moved.float(), flat_actions[:, -1], None if pitch is None else pitch[:, -1])
+                last = diffusion.add_noise(pixel[:, None], s[:, -2:-1], eps[:, -2:-1].float())
+                return torch.cat([p[:, :-1], last.to(p.dtype)], dim=1)
         cond = self.frame_features(flat_actions, known, pitch)
         return diffusion.loss(net or self.dit, z0, cond, ctx_aug_prob, ctx_aug_max,
                               generator, prior=prior, sampler_levels=diffusion.sampler_levels(self.cfg.sampler.shift),
@@ -345,12 +336,9 @@ class WorldModel(nn.Module):
                                       torch.cat([context_actions, action[:, None]], dim=1),
                                       torch.cat([p_ctx, p_new[:, None]], dim=1))
             noisy_ctx, prior_new = torch.cat([noisy_ctx, prior[:, :k]], dim=2), prior[:, k]
-            if sc.pixel_prior:  # the new frame's prior made in pixel space, carrying the context's noise
+            if sc.pixel_prior:  # the new frame's prior made in pixel space, given the last context frame's noise
                 px = self.decode(context[:, -1]) if last_frame is None else last_frame
-                clean = self.motion_prior(context[:, -1:].float().expand(-1, 2, -1, -1, -1),
-                                          torch.cat([context_actions[:, -1:], action[:, None]], dim=1),
-                                          torch.cat([p_ctx[:, -1:], p_new[:, None]], dim=1))[:, 1]
-                prior_new = self.noised_pixel_prior(prior_new, clean, self.pixel_prior(px, action, p_new), s_ctx[:, -1])
+                prior_new = diffusion.add_noise(self.pixel_prior(px, action, p_new)[:, None], s_ctx[:, -1:], eps[:, -1:])[:, 0]
         noisy_ctx = noisy_ctx.to(dtype)
         a_ctx = self.frame_features(context_actions, context_known, p_ctx).to(dtype)
         a_new = self.frame_features(action, None, p_new).to(dtype)
