@@ -81,10 +81,10 @@ class DeviceCache:
         self.actions = torch.from_numpy(np.array(cache.actions)).to(device)
         self.known = torch.from_numpy(np.array(cache.known)).to(device).float()
         self.pitch = torch.from_numpy(np.array(cache.pitch, np.float32)).to(device)
-        self.moved = torch.from_numpy(np.array(cache.moved)).to(device) if moved and cache.moved is not None else None
-        if moved and self.moved is None:
+        if moved and cache.moved is None:
             raise ValueError(f"{cache.root} has no moved.f16, which a model sampling with the pixel prior trains on: "
                              "build it with LatentCache.write_pixel_prior (worldsim train does)")
+        self.moved = torch.from_numpy(np.array(cache.moved)).to(device) if moved else None
         self.offs = torch.arange(frames, device=device)
 
     def batch(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -132,7 +132,7 @@ def train(a: argparse.Namespace) -> int:
     held_out = starts >= cache.offsets[val_eps[0]]  # the last episodes of the cache, as the trainer holds them out
     if held_out.all() or not held_out.any():
         raise ValueError(f"--val-episodes {a.val_episodes} leaves no training or no held-out windows in {cache.root}")
-    pixel = model.cfg.motion_prior and model.cfg.sampler.pixel_prior  # train on the prior it samples with
+    pixel = model.trains_on_pixel_prior
     data = DeviceCache(cache, k1, device, moved=pixel)
     train_starts, val_all = (torch.from_numpy(x).to(device) for x in (starts[~held_out], starts[held_out]))
     gen = torch.Generator(device=device)
@@ -235,7 +235,7 @@ def cache(a: argparse.Namespace) -> int:
     model = worldsim.load(resolve(a.checkpoint), device=a.device or "cpu").eval().set_precision("fp32")
     ds = Dataset(a.data)
     LatentCache.build(a.out, ds, model, list(range(len(ds))))
-    if model.cfg.motion_prior and model.cfg.sampler.pixel_prior:
+    if model.trains_on_pixel_prior:
         LatentCache.write_pixel_prior(a.out, ds, model)
     print(f"latent cache of {len(ds)} episodes in {a.out}")
     return 0

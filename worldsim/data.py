@@ -133,14 +133,13 @@ class LatentCache:
         cache = LatentCache(root)
         meta = json.loads((root / "index.json").read_text())
         tmp = root / ".moved.f16.tmp"
-        out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)
+        out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
         for e, a, b in tqdm(spans, desc="encode moved frames", disable=not progress):
             frames = ds.episode(e).frames
             if len(frames) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
-            out[a] = 0
             for i in range(1, b - a, batch):
                 j = min(i + batch, b - a)
                 prev = torch.from_numpy(np.array(frames[i - 1:j - 1])).to(device)

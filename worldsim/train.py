@@ -458,7 +458,7 @@ class Trainer:
         if self.rank == 0:
             self.model.eval()
             LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress)
-            if self._pixel_prior:
+            if self.model.trains_on_pixel_prior:
                 LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress)
             self.model.train()
         _barrier()
@@ -483,7 +483,7 @@ class Trainer:
         def compute():
             pick = self.np_rng.choice(starts, tc.dit_batch)
             z, a, known, pitch = (t.to(self.device) for t in cache.batch(pick, k1))
-            moved = cache.moved_last(pick, k1).to(self.device) if self._pixel_prior else None
+            moved = cache.moved_last(pick, k1).to(self.device) if self.model.trains_on_pixel_prior else None
             with _autocast(self.device, self.bf16):
                 loss = self.model.dynamics_loss(z, a, known, tc.ctx_aug_prob, tc.ctx_aug_max, self.noise_gen, net=dit,
                                                  sampler_level_prob=tc.sampler_level_prob, pitch=pitch,
@@ -570,16 +570,11 @@ class Trainer:
             if self.rank == 0:
                 LatentCache.write_pitch(cache_dir, self.ds)
             _barrier()
-        if self._pixel_prior and not (cache_dir / "moved.f16").exists():
+        if self.model.trains_on_pixel_prior and not (cache_dir / "moved.f16").exists():
             if self.rank == 0:
                 LatentCache.write_pixel_prior(cache_dir, self.ds, self.model.eval(), progress=self.progress)
             _barrier()
         return LatentCache(cache_dir)
-
-    @property
-    def _pixel_prior(self) -> bool:
-        """The dynamics model trains on the prior it samples with: the pixel-space one where the sampler uses it."""
-        return self.model.cfg.motion_prior and self.model.cfg.sampler.pixel_prior
 
     @torch.no_grad()
     def sample_video(self, length: int = 60) -> Path | None:

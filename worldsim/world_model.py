@@ -127,6 +127,12 @@ class WorldModel(nn.Module):
     def context(self) -> int:
         return self.cfg.context
 
+    @property
+    def trains_on_pixel_prior(self) -> bool:
+        """Whether training gives the new frame the pixel-space prior (a latent cache with moved.f16): a model trains
+        on the prior its sampler makes."""
+        return self.cfg.motion_prior and self.cfg.sampler.pixel_prior
+
     def set_precision(self, precision: str) -> WorldModel:
         """Inference numerics: "fp32", "bf16" (autocast; the model is trained under bf16 autocast) or "auto"
         (bf16 where the hardware runs it natively). Weights stay fp32."""
