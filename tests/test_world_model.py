@@ -637,6 +637,28 @@ def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path)
     again = LatentCache(tmp_path / "again")
     np.testing.assert_allclose(again.moved, cache.moved, atol=1e-2)
     np.testing.assert_allclose(again.latents, cache.latents, atol=1e-2)
+    # the cache packed into small parts (what travels to a lent GPU) and unpacked with moved frames made from the
+    # decoded latents, as a rollout moves decoded frames
+    packer = _tool("pack_latents")
+    assert packer.main(["pack", "--latents", str(run / "latents"), "--out", str(tmp_path / "pack"), "--part-mb", "0.02",
+                        "--chunk-frames", "16"]) == 0
+    parts = sorted((tmp_path / "pack").iterdir())
+    assert len(parts) > 1
+    manifest = json.loads((parts[0] / "pack.json").read_text())
+    assert 0 < manifest["rms_error"] < 0.02
+    with pytest.raises(FileNotFoundError, match="lacks"):
+        packer.unpack(parts[0], tmp_path / "bad")
+    assert packer.main(["unpack", "--pack", str(tmp_path / "pack"), "--out", str(tmp_path / "unpacked"),
+                        "--checkpoint", str(run)]) == 0
+    got = LatentCache(tmp_path / "unpacked")
+    err = got.latents.astype(np.float32) - cache.latents.astype(np.float32)
+    assert np.sqrt((err ** 2).mean()) < 1.5 * manifest["rms_error"] + 1e-3
+    for name in ("actions", "known", "pitch", "offsets"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(cache, name))
+    dec = model.decode(torch.from_numpy(got.latents[a:b - 1].astype(np.float32)))
+    torch.testing.assert_close(torch.from_numpy(got.moved[a + 1:b].astype(np.float32)),
+                               model.moved_latents(dec, acts), atol=2e-2, rtol=1e-2)
+    assert np.all(got.moved[a] == 0)
     (run / "latents" / "moved.f16").unlink()  # a cache without it is refused by the tool
     with pytest.raises(ValueError, match="moved.f16"):
         _tool("finetune_latents").main(["train", "--checkpoint", str(run), "--latents", str(run / "latents"),

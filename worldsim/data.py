@@ -124,9 +124,13 @@ class LatentCache:
 
     @staticmethod
     @torch.no_grad()
-    def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True) -> Path:
-        """moved.f16 for a cache of `ds` built with `model`'s autoencoder: per frame, `model.moved_latents` of the
-        frame before it under the action that led into it. One encoder pass per frame, as building the cache."""
+    def write_pixel_prior(root: str | os.PathLike, ds: Dataset | None, model, batch: int = 256, progress: bool = True) -> Path:
+        """moved.f16 for a cache built with `model`'s autoencoder: per frame, `model.moved_latents` of the frame
+        before it under the action that led into it. One encoder pass per frame, as building the cache.
+
+        The frames moved are `ds`'s recorded ones, or, with `ds=None`, the cache's own latents decoded: what a
+        rollout moves once it dreams (the last frame it has is a decoded one), and all a machine that holds only
+        the latents has (`tools/finetune_latents.py unpack`)."""
         from tqdm import tqdm
 
         root = Path(root)
@@ -136,13 +140,18 @@ class LatentCache:
         out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
-        for e, a, b in tqdm(spans, desc="encode moved frames", disable=not progress):
-            frames = ds.episode(e).frames
-            if len(frames) != b - a:
-                raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
+        desc = "encode moved frames" if ds is not None else "decode, move, encode frames"
+        for e, a, b in tqdm(spans, desc=desc, disable=not progress):
+            if ds is not None:
+                frames = ds.episode(e).frames
+                if len(frames) != b - a:
+                    raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
             for i in range(1, b - a, batch):
                 j = min(i + batch, b - a)
-                prev = torch.from_numpy(np.array(frames[i - 1:j - 1])).to(device)
+                if ds is not None:
+                    prev = torch.from_numpy(np.array(frames[i - 1:j - 1])).to(device)
+                else:
+                    prev = model.decode(torch.from_numpy(np.array(cache.latents[a + i - 1:a + j - 1])).to(device))
                 act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
                 out[a + i:a + j] = model.moved_latents(prev, act).cpu().numpy().astype(np.float16)
         out.flush()
