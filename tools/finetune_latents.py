@@ -4,7 +4,8 @@ Why this exists next to `worldsim train`: a lent accelerator comes for minutes, 
 the classic game and cannot receive the frames (1.4 GB for 112k frames) but can receive their latents. The
 dynamics phase needs nothing else: the autoencoder is frozen, so the cache `worldsim train` builds
 (`runs/NAME/latents`) holds every input. Everything the loss does is `WorldModel.dynamics_loss`, the same call
-the trainer makes; this script only keeps the whole cache on the device and sizes the run by the clock:
+the trainer makes; this script only keeps the whole cache on the device and sizes the run by the clock (`tools/pack_latents.py` carries a cache there in
+parts that fit a transfer limit):
 
     python tools/finetune_latents.py cache --checkpoint worldsim/assets/default --data datasets/classic64 \
         --out runs/ft/latents      # only where the run's cache is gone or its autoencoder changed since
