@@ -130,7 +130,7 @@ class LatentCache:
 
         The frames moved are `ds`'s recorded ones, or, with `ds=None`, the cache's own latents decoded: what a
         rollout moves once it dreams (the last frame it has is a decoded one), and all a machine that holds only
-        the latents has (`tools/finetune_latents.py unpack`)."""
+        the latents has (`tools/pack_latents.py unpack`)."""
         from tqdm import tqdm
 
         root = Path(root)
