@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a bare checkout too (no `pip install`)
 
-from worldsim.atomic import write_json_atomic  # noqa: E402
+from worldsim.atomic import write_bytes_atomic, write_json_atomic  # noqa: E402
 from worldsim.data import LatentCache  # noqa: E402
 
 FORMAT = 1
@@ -50,12 +50,6 @@ def dequantise(q: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.sinh(q.astype(np.float32) / 255 * (hi - lo) + lo)
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def pack(latents: str | os.PathLike, out: str | os.PathLike, part_mb: float, chunk: int = CHUNK_FRAMES) -> dict:
     """Writes `out/part_0`, `out/part_1`, ... each at most `part_mb` MB (the manifest and exact arrays in part_0)."""
     cache = LatentCache(latents)
@@ -64,10 +58,7 @@ def pack(latents: str | os.PathLike, out: str | os.PathLike, part_mb: float, chu
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--out {out} is not empty")
     lat = cache.latents
-    lo = hi = 0.0
-    for i in range(0, len(lat), chunk):
-        u = np.arcsinh(np.asarray(lat[i:i + chunk], np.float32))
-        lo, hi = min(lo, float(u.min())), max(hi, float(u.max()))
+    lo, hi = (float(np.arcsinh(np.float32(v))) for v in (min(lat.min(), 0), max(lat.max(), 0)))  # asinh is monotone
     parts: list[list[dict]] = [[]]
     first = out / "part_0"
     first.mkdir(parents=True)
@@ -76,7 +67,7 @@ def pack(latents: str | os.PathLike, out: str | os.PathLike, part_mb: float, chu
         src = root / name
         arr = np.fromfile(src, dtype) if src.exists() else np.full(len(lat), np.nan, np.float32)
         data = zlib.compress(arr.astype(dtype).tobytes(), 6)
-        _write(first / f"{name}.z", data)
+        write_bytes_atomic(first / f"{name}.z", data)
         exact[name] = len(data)
     size = sum(exact.values())
     sq_err, n_vals = 0.0, 0
@@ -92,8 +83,8 @@ def pack(latents: str | os.PathLike, out: str | os.PathLike, part_mb: float, chu
         folder = out / f"part_{len(parts) - 1}"
         folder.mkdir(exist_ok=True)
         name = f"latents_{i:08d}.z"
-        _write(folder / name, data)
-        parts[-1].append({"file": name, "start": i, "frames": len(z), "bytes": len(data)})
+        write_bytes_atomic(folder / name, data)
+        parts[-1].append({"file": name, "part": len(parts) - 1, "start": i, "frames": len(z), "bytes": len(data)})
         size += len(data)
     manifest = {"format": FORMAT, "index": json.loads((root / "index.json").read_text()), "frames": len(lat),
                 "lo": lo, "hi": hi, "rms_error": (sq_err / n_vals) ** 0.5, "exact": exact,
@@ -130,7 +121,7 @@ def unpack(pack_dir: str | os.PathLike, out: str | os.PathLike) -> LatentCache:
     os.replace(tmp, out / "latents.f16")
     for name, dtype in EXACT:
         arr = np.frombuffer(zlib.decompress(files[f"{name}.z"].read_bytes()), dtype)
-        _write(out / name, arr.tobytes())
+        write_bytes_atomic(out / name, arr.tobytes())
     write_json_atomic(out / "index.json", index)
     return LatentCache(out)
 
@@ -151,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "pack":
         m = pack(a.latents, a.out, a.part_mb, a.chunk_frames)
-        sizes = [sum(c["bytes"] for c in m["chunks"] if (Path(a.out) / f"part_{i}" / c["file"]).exists()) for i in range(m["parts"])]
+        sizes = [sum(c["bytes"] for c in m["chunks"] if c["part"] == i) for i in range(m["parts"])]
         print(f"packed {m['frames']} frames into {m['parts']} part(s) of {', '.join(f'{s / 1e6:.1f}' for s in sizes)} MB; "
               f"latent round-trip error {m['rms_error']:.4f} std (rms)")
         return 0

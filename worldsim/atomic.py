@@ -32,6 +32,16 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
         raise
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def temp_sibling(path: str | os.PathLike, suffix: str = "") -> Path:
     """A fresh temporary path next to `path` (same filesystem, so a rename onto `path` is atomic)."""
     path = Path(path)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from worldsim.actions import ActionCodec
-from worldsim.atomic import write_json_atomic
+from worldsim.atomic import write_bytes_atomic, write_json_atomic
 from worldsim.dataset import Dataset
 
 
@@ -117,9 +117,7 @@ class LatentCache:
             if len(p) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(p)} frames, {b - a} in cache {root}")
             pitch[a:b] = p
-        tmp = root / ".pitch.f32.tmp"
-        pitch.tofile(tmp)
-        os.replace(tmp, root / "pitch.f32")
+        write_bytes_atomic(root / "pitch.f32", pitch.tobytes())
         return root / "pitch.f32"
 
     @staticmethod
