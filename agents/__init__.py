@@ -6,9 +6,10 @@ from gymnasium.spaces import Dict
 
 from agents.base import Policy
 from agents.explore import ExploreAgent
+from agents.mix import MixAgent
 from agents.random_agent import RandomAgent
 
-POLICIES = {"explore": ExploreAgent, "random": RandomAgent}
+POLICIES = {"explore": ExploreAgent, "random": RandomAgent, "mix": MixAgent}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
@@ -32,4 +33,4 @@ def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Polic
     raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}, a policy folder, or 'module:factory'")
 
 
-__all__ = ["Policy", "ExploreAgent", "RandomAgent", "make_policy", "POLICIES"]
+__all__ = ["Policy", "ExploreAgent", "MixAgent", "RandomAgent", "make_policy", "POLICIES"]

@@ -165,7 +165,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     result = train(a.data, a.out, a.preset, resume=a.resume, progress=not a.quiet, init=a.init,
                    time_limit_s=a.time_limit * 60 if a.time_limit else None, dit_steps=a.steps,
                    ae_steps=a.ae_steps, decoder_steps=a.decoder_steps, dit_batch=a.batch, num_threads=a.threads, compile=a.compile or None,
-                   bf16=False if a.no_bf16 else None, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every)
+                   bf16=False if a.no_bf16 else None, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every,
+                   time_budget_s=a.time_budget * 60 if a.time_budget else None)
     print(json.dumps(result))
     code = 0 if result.get("replicas_in_sync", True) else 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -316,6 +317,8 @@ def _cmd_agent_eval(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from worldsim.config import PRESETS
+
     p = argparse.ArgumentParser(prog="worldsim", description="A neural Minecraft: collect, train, play, evaluate.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -386,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the autoencoder, then the dynamics model (torchrun-ready)")
     t.add_argument("--data", required=True, help="dataset folder (from `worldsim collect`)")
-    t.add_argument("--preset", default="small", choices=["tiny", "small", "base", "large"])
+    t.add_argument("--preset", default="small", choices=list(PRESETS),
+                   help="small: the first model; small2: the space-time model (generation 2); tiny, tiny2: tests")
     t.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, dream videos")
     t.add_argument("--steps", type=int, help="dynamics-model steps (default: the preset's)")
     t.add_argument("--ae-steps", type=int, help="autoencoder steps (default: the preset's)")
@@ -400,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="a fresh run starts from this checkpoint or run: its autoencoder (and latent "
                    "cache), heads and dynamics weights; trains the dynamics model from there")
     t.add_argument("--time-limit", type=float, help="minutes: checkpoint and stop after this long (resume later)")
+    t.add_argument("--time-budget", type=float, help="minutes the whole run may take: the dynamics schedule is fitted "
+                   "to end then, whatever the machine's speed (resumed invocations count)")
     t.add_argument("--compile", action="store_true", help="torch.compile the dynamics model")
     t.add_argument("--no-bf16", action="store_true", help="train in fp32 even where bf16 autocast works")
     t.add_argument("--quiet", action="store_true")

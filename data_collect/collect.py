@@ -66,8 +66,12 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
     actions: dict[str, list] = {k: [] for k in env.action_space.spaces}
     rewards, terms, truncs = [], [], []
     poses = [_pose(info)]
+    modes = getattr(policy, "MODES", None)  # a policy mix names what each action came from (agents.mix)
+    mode = [-1]  # per frame: the mode of the action that led into it (none for the first)
     for t in range(steps):
         a = policy.act(obs, info)
+        if modes:
+            mode.append(modes.index(policy.mode))
         obs, r, term, trunc, info = env.step(a)
         for k in actions:
             actions[k].append(np.asarray(a[k]))
@@ -79,6 +83,8 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
         if term or trunc:
             break
     infos = {"pose": np.stack(poses)} if all(p is not None for p in poses) else {}
+    if modes:
+        infos["mode"] = np.asarray(mode, np.int64)
     return Episode(index=index, frames=np.stack(frames), actions={k: np.stack(v) for k, v in actions.items()},
                    rewards=np.asarray(rewards, np.float32), terminations=np.asarray(terms),
                    truncations=np.asarray(truncs), seed=seed, infos=infos)

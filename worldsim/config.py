@@ -30,13 +30,16 @@ class DiTConfig:
     patch: int = 2
     mlp_ratio: float = 4.0
     action_hidden: int = 256
+    # second generation (ModelConfig.generation = 2: worldsim.spacetime)
+    time_every: int = 2  # every n-th layer attends in time (the others in space)
+    step_levels: int = 4  # shortcut step sizes d = 1, 1/2, ..., 2^-step_levels (the smallest is trained by flow matching)
 
 
 @dataclass
 class SamplerConfig:
     steps: int = 3  # network evaluations per generated frame
     shift: float = 1.0  # >1 spends more of the steps at high noise
-    context_noise: float = 0.02  # noise level the (clean) context is given and labelled with at rollout time
+    context_noise: float = 0.02  # noise level (1 - signal level in generation 2) the (clean) context is given and labelled with at rollout time
     reencode: bool = True  # decode the new frame to uint8 pixels and re-encode it as context (keeps latents on the data manifold)
     key_guidance: float = 0.0  # g > 0: the first step moves g times further from what releasing every key gives (WorldModel._released_velocity)
     pixel_prior: bool = False  # the new frame's motion prior is the last frame moved in pixels, then encoded (WorldModel.pixel_prior)
@@ -45,9 +48,13 @@ class SamplerConfig:
 
 @dataclass
 class ModelConfig:
+    # 1: the first model (worldsim.dit: K frames recomputed per frame, velocity prediction, motion prior);
+    # 2: the space-time model (worldsim.spacetime: long context in a rolling cache, shortcut forcing, x-prediction)
+    generation: int = 1
     frame_size: int = 64  # frame height in pixels
     frame_width: int = 0  # 0: square frames (frame_size x frame_size)
-    context: int = 4  # K: past frames the model conditions on
+    context: int = 4  # K: past frames the model conditions on (generation 2: frames a time layer looks back)
+    start_frames: int = 4  # generation 2: real frames a dream starts from (its cache fills as it goes)
     ae: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -108,6 +115,14 @@ class TrainConfig:
     sampler_level_prob: float = 0.5  # share of those windows whose target takes a level the 1-3 step samplers use
     pitch_drop: float = 0.1  # share of windows trained with the pitch hidden (models with view_pitch), so a dream
     # started without a known pitch (a still image, imported footage) still works
+    # generation 2 (shortcut forcing on sequences): batches alternate short and long sequences (Dreamer 4), both
+    # longer than the context where `long_seq` is, with the same frames per batch
+    seq_len: int = 16
+    long_seq: int = 64
+    bootstrap_share: float = 0.25  # share of sequences trained on the bootstrap target (steps larger than the smallest)
+    rollout_share: float = 0.5  # share of sequences whose frames are mostly context-level (a rollout's past)
+    context_min: float = 0.8  # lowest signal level such a context frame gets
+    time_budget_s: float = 0.0  # > 0: the dynamics schedule's length is fitted so that the run ends at this clock
     checkpoint_every: int = 1000
     sample_every: int = 5000
     log_every: int = 50
@@ -154,10 +169,24 @@ def preset(name: str) -> Preset:
                         ae=AutoencoderConfig(channels=(64, 128, 256, 256), latent_channels=16),
                         dit=DiTConfig(width=1024, depth=24, heads=16, patch=2, action_hidden=1024)),
             TrainConfig(ae_steps=100000, ae_batch=128, dit_steps=500000, dit_batch=256, checkpoint_every=5000))
-    raise ValueError(f"unknown preset {name!r}; choose tiny, small, base or large")
+    if name == "tiny2":  # the space-time model (generation 2) in seconds, for tests
+        return Preset(
+            ModelConfig(generation=2, frame_size=32, context=6, start_frames=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4),
+                        sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False),
+                        dit=DiTConfig(width=64, depth=4, heads=2, patch=2, mlp_ratio=8 / 3, action_hidden=64, time_every=2, step_levels=2)),
+            TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=2, seq_len=4, long_seq=10, heads_steps=20, heads_batch=16,
+                        decoder_steps=0, warmup=5, checkpoint_every=10, sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
+    if name == "small2":  # the space-time model at 64x64: 40 frames of context (2 s), 64 tokens per frame
+        return Preset(
+            ModelConfig(generation=2, frame_size=64, context=40, start_frames=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8),
+                        sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False),
+                        dit=DiTConfig(width=256, depth=8, heads=4, patch=2, mlp_ratio=8 / 3, action_hidden=256, time_every=2, step_levels=4)),
+            TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=20000, dit_batch=8, seq_len=16, long_seq=64, dit_lr=3e-4,
+                        warmup=300, decoder_steps=0, checkpoint_every=250, sample_every=2000, log_every=25))
+    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
-PRESETS = ("tiny", "small", "base", "large")
+PRESETS = ("tiny", "small", "base", "large", "tiny2", "small2")
 
 
 def _from_dict(cls, d: dict[str, Any]):

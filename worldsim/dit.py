@@ -13,35 +13,14 @@ then costs one frame per further step (`context_cache` gives them alone).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from worldsim.config import DiTConfig
+from worldsim.layers import RMSNorm, fourier
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def fourier(s: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal features of a noise level s in [0, 1] (scaled like a 0..1000 timestep)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=s.device, dtype=torch.float32) / half)
-    ang = s.float()[..., None] * 1000.0 * freqs
-    return torch.cat([ang.cos(), ang.sin()], dim=-1)
-
-
-class RMSNorm(nn.Module):
-    """RMS normalisation written out, so it runs in whatever dtype autocast hands it (no fp32 round trip)."""
-
-    def __init__(self, dim: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.to(x.dtype)
 
 
 class Block(nn.Module):

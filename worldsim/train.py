@@ -204,11 +204,15 @@ class Trainer:
 
         src_dir = resolve(path)
         src = load_ckpt(src_dir)
+        same_dynamics = src.cfg.generation == self.model.cfg.generation and src.cfg.context == self.model.cfg.context
         if src.cfg.ae != self.model.cfg.ae or src.cfg.frame_hw != self.model.cfg.frame_hw or \
-                src.cfg.action_space_json != self.model.cfg.action_space_json or src.cfg.context != self.model.cfg.context:
-            raise ValueError(f"--init {path}: its autoencoder, frame size, context or action space differ from this run's")
+                src.cfg.action_space_json != self.model.cfg.action_space_json:
+            raise ValueError(f"--init {path}: its autoencoder, frame size or action space differ from this run's")
+        state = src.state_dict()
+        if not same_dynamics:  # another model generation (or context): its autoencoder and heads only
+            state = {k: v for k, v in state.items() if not k.startswith("dit.")}
         try:
-            load_extending(self.model, src.state_dict())
+            load_extending(self.model, state)
         except ValueError as e:
             raise ValueError(f"--init {path}: {e}") from None
         self.ema.model.load_state_dict(self.model.state_dict())
@@ -227,7 +231,8 @@ class Trainer:
                     except OSError:
                         shutil.copy2(src_cache / name, cache_dir / name)
         if self.rank == 0:
-            print(f"initialised from {src_dir}: autoencoder, heads and dynamics model; training the dynamics model")
+            what = "autoencoder, heads and dynamics model" if same_dynamics else "autoencoder and heads"
+            print(f"initialised from {src_dir}: {what}; training the dynamics model")
 
     def _make_opt(self) -> torch.optim.Optimizer:
         module = {"ae": self.model.ae, "heads": self.model.heads, "decoder": self.model.ae.decoder}.get(self.phase, self.model.dit)
@@ -254,7 +259,7 @@ class Trainer:
         if self.phase != "ae":  # the bank of real openings that reset() draws from
             from worldsim.openings import cut_openings, save_openings
 
-            save_openings(self.out / name, cut_openings(self.ds, self.model.codec, self.model.context, seed=self.tc.seed))
+            save_openings(self.out / name, cut_openings(self.ds, self.model.codec, self.model.start_frames, seed=self.tc.seed))
         write_json_atomic(self.out / "latest.json", {"checkpoint": name})
         self._prune()
 
@@ -393,16 +398,21 @@ class Trainer:
             self.save()
 
     def _loop(self, prefix: str, total: int, base_lr: float, warmup: int, module: torch.nn.Module, batch: int,
-              compute, show: str | None = None, on_step=None) -> bool:
+              compute, show: str | None = None, on_step=None, frames_per_step: int | None = None) -> bool:
         """The optimisation loop every phase shares: LR schedule, step, EMA, logging, checkpoints, early stop.
-        `compute()` returns (loss, stats) for one batch. True when this invocation stopped before `total`."""
+        `compute()` returns (loss, stats) for one batch. True when this invocation stopped before `total`.
+        With `TrainConfig.time_budget_s` the dynamics phase's `total` is refitted every 50 steps to the measured
+        speed, so the schedule (warm-up, cosine decay) ends when the budget does, on any machine."""
         from tqdm import tqdm
 
         tc = self.tc
         bar = tqdm(total=total, initial=self.step, desc=prefix, disable=not self.progress)
-        t0, seen = time.time(), 0
+        t0, seen, step0 = time.time(), 0, self.step
         try:
             while self.step < total:
+                if prefix == "dit" and tc.time_budget_s > 0 and self.step - step0 >= 20 and self.step % 50 == 0:
+                    total = self._fit_to_budget(total, (time.time() - t0) / (self.step - step0))
+                    bar.total = total
                 for g in self.opt.param_groups:
                     g["lr"] = _lr(self.step, total, base_lr, warmup)
                 loss, stats = compute()
@@ -412,7 +422,7 @@ class Trainer:
                 self.opt.step()
                 self.ema.update(self.model, self.step, module)
                 self.step += 1
-                seen += batch * self.world
+                seen += (frames_per_step or batch) * self.world
                 bar.update(1)
                 if self.step % tc.log_every == 0:
                     rate = seen / (time.time() - t0)
@@ -428,6 +438,16 @@ class Trainer:
             return False
         finally:
             bar.close()
+
+    def _fit_to_budget(self, total: int, s_per_step: float) -> int:
+        """The dynamics phase's length that ends the run at `time_budget_s` at the measured seconds per step
+        (the same on every rank: rank 0's figure is broadcast). Stored in the config, so a resume keeps it."""
+        left = self.tc.time_budget_s - self.elapsed()
+        new = torch.tensor(float(max(self.step + 1, self.step + left / max(s_per_step, 1e-6))))
+        if dist.is_initialized():
+            dist.broadcast(new, 0)
+        self.tc.dit_steps = int(new.item())
+        return self.tc.dit_steps
 
     def _train_ae(self) -> bool:
         src = FrameSource(self.ds, self.train_eps)
@@ -465,7 +485,8 @@ class Trainer:
         self.save()
 
     def _train_dit(self) -> bool:
-
+        if self.model.cfg.generation == 2:
+            return self._train_sequences()
         tc = self.tc
         cache = self._latent_cache()
         k1 = self.model.context + 1
@@ -496,6 +517,42 @@ class Trainer:
 
         return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,
                           on_step=on_step)
+
+    def _train_sequences(self) -> bool:
+        """The space-time model: shortcut forcing on latent sequences, alternating short and long ones (the same
+        frames per batch), so the model learns both many starts and rollouts longer than its context."""
+        tc = self.tc
+        cache = self._latent_cache()
+        val_lo = cache.offsets[self.val_eps[0]] if self.val_eps else cache.offsets[-1]
+        lengths = sorted({tc.seq_len, tc.long_seq})
+        starts = {}
+        for n in lengths:
+            s = cache.windows(n)
+            starts[n] = s[s + n <= val_lo]  # whole sequences from training episodes only
+            if len(starts[n]) == 0:
+                raise ValueError(f"no training sequence of {n} frames: the episodes are too short for seq_len/long_seq")
+        frames_per_batch = tc.dit_batch * tc.seq_len
+        self.model.train()
+        self.model.ae.requires_grad_(False)
+        dit = self._ddp(self.model.dit)
+        if tc.compile:
+            dit = torch.compile(dit)
+
+        def compute():
+            n = lengths[self.step % len(lengths)]
+            pick = self.np_rng.choice(starts[n], max(1, frames_per_batch // n))
+            z, a, known, _ = (t.to(self.device) for t in cache.batch(pick, n))
+            with _autocast(self.device, self.bf16):
+                loss, parts = self.model.sequence_loss(z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
+                                                       self.noise_gen, net=dit)
+            return loss, {"lr": self.opt.param_groups[0]["lr"], **parts}
+
+        def on_step():
+            if self.step % tc.sample_every == 0 and self.rank == 0:
+                self.sample_video()
+
+        return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,
+                          on_step=on_step, frames_per_step=frames_per_batch)
 
     def _train_heads(self) -> bool:
         """Reward/termination heads on (frame t, frame t+1, action t) of the real training episodes."""
@@ -584,11 +641,12 @@ class Trainer:
 
         ep = self.ds.episode(self.val_eps[0] if self.val_eps else 0)
         n = min(length, len(ep))
-        if n < self.model.context + 1:
+        k = self.model.start_frames
+        if n < k + 1:
             return None
-        flat = self.model.codec.encode_batch({k: v[:n] for k, v in ep.actions.items()})
+        flat = self.model.codec.encode_batch({key: v[:n] for key, v in ep.actions.items()})
         dream = dream_episode(self.ema.model.eval(), ep.frames[: n + 1], flat, seed=0, pitch=ep.view_pitch()[: n + 1])
-        real = ep.frames[self.model.context: n + 1]
+        real = ep.frames[k: n + 1]
         strip = np.concatenate([real, dream], axis=2)
         return write_mp4(self.out / "samples" / f"dream_{self.step:07d}.mp4", strip, fps=20, scale=4)
 
@@ -653,6 +711,8 @@ def train(data: str, out: str, preset_name: str = "small", resume: bool = False,
     if resume and (Path(out) / "latest.json").exists():
         stored = read_config(out)
         p = Preset(ModelConfig.from_dict(stored["model"]), TrainConfig.from_dict(stored["train"]))
+        if overrides.get("dit_steps") is not None:  # an explicit length replaces a budget-fitted one
+            p.train.time_budget_s = 0.0
     for k, v in overrides.items():
         if v is None:
             continue

@@ -30,12 +30,13 @@ import torch.nn.functional as F
 from gymnasium.spaces import Box
 from torch import nn
 
-from worldsim import diffusion, view_atlas
+from worldsim import diffusion, shortcut, view_atlas
 from worldsim.actions import ActionCodec, space_from_json
 from worldsim.autoencoder import Autoencoder, to_pixels, to_uint8
 from worldsim.config import ModelConfig
 from worldsim.dit import DiT
 from worldsim.heads import OutcomeHeads
+from worldsim.spacetime import KVCache, SpaceTimeTransformer
 
 
 @functools.cache
@@ -77,9 +78,15 @@ class WorldModel(nn.Module):
             raise ValueError("ModelConfig.motion_prior needs a 'camera' Box of shape (2,) in the action space")
         self.ae = Autoencoder(cfg.ae)
         lh, lw = cfg.latent_hw
-        c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
-        cond_dim = self.codec.dim + 1 + (PITCH_FEATURES if cfg.view_pitch else 0)
-        self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, cond_dim, in_channels=c_in)
+        if cfg.generation == 2:
+            self._check_generation_2(cfg)
+            self.dit = SpaceTimeTransformer(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context, self.codec.dim + 1)
+        elif cfg.generation == 1:
+            c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
+            cond_dim = self.codec.dim + 1 + (PITCH_FEATURES if cfg.view_pitch else 0)
+            self.dit = DiT(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context + 1, cond_dim, in_channels=c_in)
+        else:
+            raise ValueError(f"ModelConfig.generation must be 1 or 2, got {cfg.generation!r}")
         c = cfg.ae.latent_channels
         self.heads = OutcomeHeads(c, self.codec.dim + 1)
         self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
@@ -87,6 +94,25 @@ class WorldModel(nn.Module):
         self.register_buffer("latent_std", torch.ones(c))
         if cfg.prior_fill == "view":  # measured from the training data (worldsim.view_atlas), saved with the weights
             self.register_buffer("view_atlas", torch.zeros(view_atlas.BINS, c, lh))
+
+    @staticmethod
+    def _check_generation_2(cfg: ModelConfig) -> None:
+        """The space-time model earns its frames from its context alone: none of the first model's priors."""
+        sc = cfg.sampler
+        used = [name for name, on in (("motion_prior", cfg.motion_prior), ("view_pitch", cfg.view_pitch),
+                                      ("sampler.key_guidance", sc.key_guidance), ("sampler.pixel_prior", sc.pixel_prior),
+                                      ("sampler.prior_start", sc.prior_start)) if on]
+        if used:
+            raise ValueError(f"ModelConfig.generation 2 does not use {', '.join(used)}: turn them off")
+        shortcut.step_index(sc.steps, cfg.dit.step_levels)  # a power of two the shortcut steps reach
+        if not 0 < sc.context_noise < 1:
+            raise ValueError(f"SamplerConfig.context_noise must lie in (0, 1) for generation 2, got {sc.context_noise}")
+
+    @property
+    def start_frames(self) -> int:
+        """How many real frames a dream starts from: the whole context for the first model; for the space-time
+        model `ModelConfig.start_frames` (its cache fills as the dream goes on)."""
+        return self.cfg.context if self.cfg.generation == 1 else min(self.cfg.start_frames, self.cfg.context)
 
     def set_prior_fill(self, fill: str, atlas: torch.Tensor | None = None) -> WorldModel:
         """Change how the motion prior fills the strip a camera move reveals; "view" needs the view atlas
@@ -289,6 +315,53 @@ class WorldModel(nn.Module):
         return diffusion.loss(net or self.dit, z0, cond, ctx_aug_prob, ctx_aug_max,
                               generator, prior=prior, sampler_levels=diffusion.sampler_levels(self.cfg.sampler.shift),
                               sampler_level_prob=sampler_level_prob)
+
+    def sequence_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, bootstrap_share: float,
+                      rollout_share: float, context_min: float, generator: torch.Generator | None = None,
+                      net: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The space-time model's shortcut-forcing loss on clean latent sequences z0 (B, L, C, h, w); the actions
+        leading into each frame (B, L, A) (known (B, L)). L may exceed the context: time layers look back
+        `context` frames, so a long sequence trains what a long rollout meets. `net`: the trainer's wrapper."""
+        feats = self.action_features(flat_actions, known)
+        net = net or self.dit
+        return shortcut.loss(net, z0, feats, self.cfg.dit.step_levels,
+                             bootstrap_share, rollout_share, context_min, generator)
+
+    def commit(self, z: torch.Tensor, eps: torch.Tensor, feats: torch.Tensor, times: torch.Tensor, cache: KVCache) -> None:
+        """Put finished frames z (B, F, C, h, w) into a space-time model's cache, corrupted as a dream's context is
+        (signal 1 - context_noise, noise eps), with the features (B, F, A+1) of the actions that led into them."""
+        level = torch.full(times.shape, 1 - self.cfg.sampler.context_noise, device=z.device)
+        step = torch.full(times.shape, self.cfg.dit.step_levels, dtype=torch.long, device=z.device)
+        dtype = next(self.dit.parameters()).dtype
+        with self.autocast():
+            self.dit(shortcut.mix(z.float(), eps.float(), level).to(dtype), level, step, feats.to(dtype), times, cache,
+                     write=z.shape[1])
+
+    def generate(self, pending: torch.Tensor, pending_eps: torch.Tensor, pending_feats: torch.Tensor, noise: torch.Tensor,
+                 feats: torch.Tensor, time: torch.Tensor, cache: KVCache, steps: int) -> torch.Tensor:
+        """The space-time model's next latent frame (B, C, h, w) for a batch of dreams: `pending` (B, C, h, w), the
+        newest finished frame at time stamps `time` (B,), enters the cache in the first denoising step (with its
+        action features and context noise); then `steps` shortcut steps from `noise` under the new action features."""
+        ctx_level = torch.full_like(time, 0, dtype=torch.float32) + (1 - self.cfg.sampler.context_noise)
+        small = self.cfg.dit.step_levels
+        dtype = next(self.dit.parameters()).dtype
+        z_ctx = shortcut.mix(pending.float()[:, None], pending_eps.float()[:, None], ctx_level[:, None])[:, 0]
+        first = [True]
+
+        def predict(z: torch.Tensor, level: torch.Tensor, i: int) -> torch.Tensor:
+            step = torch.full_like(time, i)
+            with self.autocast():
+                if first[0]:  # the pending frame and the new one in one pass; the pending frame is written
+                    first[0] = False
+                    x = torch.stack([z_ctx, z.float()], dim=1).to(dtype)
+                    out = self.dit(x, torch.stack([ctx_level, level], 1), torch.stack([torch.full_like(step, small), step], 1),
+                                   torch.stack([pending_feats, feats], 1).to(dtype), torch.stack([time, time + 1], 1), cache,
+                                   write=1)
+                    return out[:, 1].float()
+                return self.dit(z[:, None].to(dtype), level[:, None], step[:, None], feats[:, None].to(dtype),
+                                (time + 1)[:, None], cache)[:, 0].float()
+
+        return shortcut.sample(predict, noise, steps, small)
 
     @torch.no_grad()
     def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, flat_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,211 @@
+"""The second-generation dynamics model: a space-time transformer over patches of latent frames.
+
+Each latent frame (C, h, w) is cut into p x p patches -> N tokens. Two kinds of layers alternate:
+
+- **space layers**: the N tokens of one frame attend to each other (what is where in this picture);
+- **time layers** (every `time_every`-th layer, as Dreamer 4 does): each patch position attends to the same
+  position in itself and the `context` frames before it, causally, with rotary positions in time, so only
+  *relative* time matters and a model trained on 48-frame sequences runs for 10,000 frames.
+
+Why factorised: joint attention over T frames costs (T*N)^2; space layers cost N^2 per frame and time layers
+T per token, so a new frame costs one frame of work whatever the context length, once the past frames'
+keys/values are kept. That is `KVCache`: a ring of the last `context` frames' time-layer keys/values per dream.
+Space layers need no cache (they never look at other frames).
+
+Every frame carries its own conditioning (Diffusion Forcing): its signal level tau, the step size d the
+sampler will take from it (shortcut models) and the action that led into it. They modulate that frame's tokens
+through adaptive RMS normalisation (adaLN-Zero, as DiT). The network predicts the clean frame (x-prediction):
+`worldsim.shortcut` turns that into steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldsim.config import DiTConfig
+from worldsim.layers import RMSNorm, fourier
+
+EMPTY = -(2**40)  # the time stamp of a ring slot that holds no frame: further away than any window
+
+
+class KVCache:
+    """Keys/values of the last `size` frames of a batch of dreams, in every time layer (a ring buffer).
+
+    Slot j of row b holds the frame with time stamp `times[b, j]` (EMPTY: none). Keys are stored already rotated
+    by their absolute time (float64 angles, so exact for hours of frames): a query rotated by its own time then
+    sees only the difference. Rows advance independently (a vector env resets one dream while others go on)."""
+
+    def __init__(self, batch: int, size: int, layers: int, device: torch.device | str = "cpu"):
+        self.size, self.layers = size, layers
+        self.times = torch.full((batch, size), EMPTY, dtype=torch.int64, device=device)
+        self.k: list[torch.Tensor | None] = [None] * layers
+        self.v: list[torch.Tensor | None] = [None] * layers
+
+    @property
+    def batch(self) -> int:
+        return self.times.shape[0]
+
+    def clear_rows(self, rows: torch.Tensor) -> None:
+        """Forget everything rows `rows` saw (their dreams restart)."""
+        self.times[rows] = EMPTY
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> None:
+        """Store the keys/values (B, N, H, F, hd) of F new frames stamped `times` (B, F) into each row's ring."""
+        b, n, h, f, hd = k.shape
+        if self.k[layer] is None:
+            self.k[layer] = torch.zeros(b, n, h, self.size, hd, dtype=k.dtype, device=k.device)
+            self.v[layer] = torch.zeros(b, n, h, self.size, hd, dtype=v.dtype, device=v.device)
+        rows = torch.arange(b, device=k.device)
+        for j in range(f):
+            slot = times[:, j] % self.size
+            self.k[layer][rows, :, :, slot] = k[:, :, :, j].to(self.k[layer].dtype)
+            self.v[layer][rows, :, :, slot] = v[:, :, :, j].to(self.v[layer].dtype)
+        if layer == self.layers - 1:  # the stamps move once every layer has written
+            for j in range(f):
+                self.times[rows, times[:, j] % self.size] = times[:, j]
+
+    def subset(self, rows: torch.Tensor) -> KVCache:
+        """A copy holding only `rows` (for a call on part of the batch; `scatter` puts it back)."""
+        out = KVCache(len(rows), self.size, self.layers, self.times.device)
+        out.times = self.times[rows].clone()
+        out.k = [None if k is None else k[rows] for k in self.k]
+        out.v = [None if v is None else v[rows] for v in self.v]
+        return out
+
+    def scatter(self, rows: torch.Tensor, part: KVCache) -> None:
+        self.times[rows] = part.times
+        for i in range(self.layers):
+            if part.k[i] is None:
+                continue
+            if self.k[i] is None:
+                shape = (self.batch, *part.k[i].shape[1:])
+                self.k[i] = torch.zeros(shape, dtype=part.k[i].dtype, device=part.k[i].device)
+                self.v[i] = torch.zeros(shape, dtype=part.v[i].dtype, device=part.v[i].device)
+            self.k[i][rows] = part.k[i]
+            self.v[i][rows] = part.v[i]
+
+
+def rope(x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, N, H, F, hd) by its frames' absolute times (B, F): rotary embedding in time."""
+    hd = x.shape[-1]
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(0, hd, 2, dtype=torch.float64, device=x.device) / hd)
+    ang = times.double()[..., None] * freqs  # (B, F, hd/2), float64: exact for large times
+    cos = ang.cos().to(x.dtype)[:, None, None]
+    sin = ang.sin().to(x.dtype)[:, None, None]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class Block(nn.Module):
+    """One attention layer (space or time) and a SwiGLU MLP, both modulated by each frame's conditioning."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, time: bool):
+        super().__init__()
+        self.heads, self.time = heads, time
+        self.norm1 = RMSNorm(width, affine=False)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.q_norm = RMSNorm(width // heads)  # QK-norm: bounded attention logits in bf16
+        self.k_norm = RMSNorm(width // heads)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = RMSNorm(width, affine=False)
+        hidden = int(width * mlp_ratio)
+        self.up = nn.Linear(width, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, width)
+        self.ada = nn.Linear(width, 6 * width)
+        nn.init.zeros_(self.ada.weight)
+        nn.init.zeros_(self.ada.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, window: int,
+                cache: KVCache | None = None, layer: int = 0, write: int = 0) -> torch.Tensor:
+        """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps. A time layer attends to the
+        frames within `window` before each frame (itself included), from `cache` and from x; it writes the first
+        `write` frames' keys/values into the cache."""
+        b, f, n, d = x.shape
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(cond))[:, :, None].chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + sc1) + sh1
+        q, k, v = self.qkv(h).view(b, f, n, 3, self.heads, d // self.heads).unbind(3)  # (B, F, N, H, hd)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.time:
+            a = self._time_attention(q, k, v, times, window, cache, layer, write)
+        else:  # each frame on its own: (B*F, H, N, hd)
+            q, k, v = (t.reshape(b * f, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, f, n, d)
+        x = x + g1 * self.proj(a)
+        u, gate = self.up(self.norm2(x) * (1 + sc2) + sh2).chunk(2, dim=-1)
+        return x + g2 * self.down(F.silu(gate) * u)
+
+    def _time_attention(self, q, k, v, times, window, cache, layer, write):
+        b, f, n, hh, hd = q.shape
+        q, k, v = (t.permute(0, 2, 3, 1, 4) for t in (q, k, v))  # (B, N, H, F, hd)
+        q, k = rope(q, times), rope(k, times)
+        k_all, v_all, t_all = k, v, times
+        if cache is not None and cache.k[layer] is not None:
+            k_all = torch.cat([cache.k[layer].to(k.dtype), k], dim=3)
+            v_all = torch.cat([cache.v[layer].to(v.dtype), v], dim=3)
+            t_all = torch.cat([cache.times, times], dim=1)
+        gap = times[:, :, None] - t_all[:, None, :]  # (B, F, T): how far back each key frame is
+        mask = ((gap >= 0) & (gap <= window))[:, None, None].expand(b, n, 1, f, t_all.shape[1])
+        t = k_all.shape[3]
+        out = F.scaled_dot_product_attention(q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd),
+                                             v_all.reshape(b * n, hh, t, hd), attn_mask=mask.reshape(b * n, 1, f, t))
+        if cache is not None and write:
+            cache.write(layer, k[:, :, :, :write], v[:, :, :, :write], times[:, :write])
+        return out.reshape(b, n, hh, f, hd).permute(0, 3, 1, 2, 4).reshape(b, f, n, hh * hd)
+
+
+class SpaceTimeTransformer(nn.Module):
+    """Noisy latent frames + per-frame (signal level, step size, action features) -> predicted clean frames."""
+
+    def __init__(self, cfg: DiTConfig, latent_channels: int, latent_hw: tuple[int, int], context: int, cond_dim: int):
+        super().__init__()
+        self.cfg, self.c, self.p, self.context = cfg, latent_channels, cfg.patch, context
+        self.gh, self.gw = latent_hw[0] // cfg.patch, latent_hw[1] // cfg.patch
+        self.tokens_per_frame = self.gh * self.gw
+        d = cfg.width
+        self.patch_in = nn.Linear(latent_channels * cfg.patch**2, d)
+        self.pos_space = nn.Parameter(torch.randn(1, 1, self.tokens_per_frame, d) * 0.02)
+        self.level_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.step_embed = nn.Embedding(cfg.step_levels + 1, d)  # d = 2^-i for i = 0..step_levels
+        self.action_mlp = nn.Sequential(nn.Linear(cond_dim, cfg.action_hidden), nn.SiLU(), nn.Linear(cfg.action_hidden, d))
+        every = max(1, cfg.time_every)
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, time=(i % every == every - 1))
+                                    for i in range(cfg.depth))
+        self.time_layers = [i for i, blk in enumerate(self.blocks) if blk.time]
+        if not self.time_layers:
+            raise ValueError("DiTConfig: a space-time model needs at least one time layer (time_every <= depth)")
+        self.norm_out = RMSNorm(d, affine=False)
+        self.ada_out = nn.Linear(d, 2 * d)
+        self.patch_out = nn.Linear(d, latent_channels * cfg.patch**2)
+        for lin in (self.ada_out, self.patch_out):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def new_cache(self, batch: int, device: torch.device | str) -> KVCache:
+        return KVCache(batch, self.context, len(self.time_layers), device)
+
+    def forward(self, z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, feats: torch.Tensor,
+                times: torch.Tensor | None = None, cache: KVCache | None = None, write: int = 0) -> torch.Tensor:
+        """z (B, F, C, h, w) noisy latents at signal levels `level` (B, F) in [0, 1] (1: clean), step-size indices
+        `step` (B, F) (d = 2^-step), conditioning features (B, F, A) -> predicted clean latents (B, F, C, h, w).
+        times (B, F): the frames' time stamps (default 0..F-1). With `cache`, time layers also attend to the
+        cached frames, and the first `write` frames are added to the cache."""
+        b, f, c, h, w = z.shape
+        p = self.p
+        if times is None:
+            times = torch.arange(f, device=z.device).expand(b, f)
+        x = z.reshape(b, f, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, self.tokens_per_frame, c * p * p)
+        x = self.patch_in(x) + self.pos_space
+        cond = (self.level_mlp(fourier(level, 256).to(x.dtype)) + self.step_embed(step)
+                + self.action_mlp(feats.to(x.dtype)))
+        t_layer = 0
+        for blk in self.blocks:
+            x = blk(x, cond, times, self.context, cache, t_layer, write)
+            t_layer += blk.time
+        shift, scale = self.ada_out(F.silu(cond))[:, :, None].chunk(2, dim=-1)
+        x = self.patch_out(self.norm_out(x) * (1 + scale) + shift)
+        x = x.reshape(b, f, self.gh, self.gw, c, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        return x.reshape(b, f, c, self.gh * p, self.gw * p)
