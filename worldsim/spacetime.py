@@ -37,7 +37,11 @@ class KVCache:
 
     Slot j of row b holds the frame with time stamp `times[b, j]` (EMPTY: none). Keys are stored already rotated
     by their absolute time (float64 angles, so exact for hours of frames): a query rotated by its own time then
-    sees only the difference. Rows advance independently (a vector env resets one dream while others go on)."""
+    sees only the difference. Rows advance independently (a vector env resets one dream while others go on).
+    `SCRATCH` more slots per row hold the frames of the current call, so attention reads one buffer (no copy of
+    the whole cache per call); `write` moves the finished ones into the ring."""
+
+    SCRATCH = 4
 
     def __init__(self, batch: int, size: int, layers: int, device: torch.device | str = "cpu"):
         self.size, self.layers = size, layers
@@ -53,12 +57,29 @@ class KVCache:
         """Forget everything rows `rows` saw (their dreams restart)."""
         self.times[rows] = EMPTY
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> None:
-        """Store the keys/values (B, N, H, F, hd) of F new frames stamped `times` (B, F) into each row's ring."""
+    def keys(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The keys, values (B, N, H, T, hd) and time stamps (B, T) a call's F frames (k, v: (B, N, H, F, hd),
+        stamped `times` (B, F)) attend to: the ring and the call's own frames."""
         b, n, h, f, hd = k.shape
         if self.k[layer] is None:
-            self.k[layer] = torch.zeros(b, n, h, self.size, hd, dtype=k.dtype, device=k.device)
-            self.v[layer] = torch.zeros(b, n, h, self.size, hd, dtype=v.dtype, device=v.device)
+            shape = (b, n, h, self.size + self.SCRATCH, hd)
+            self.k[layer] = torch.zeros(shape, dtype=k.dtype, device=k.device)
+            self.v[layer] = torch.zeros(shape, dtype=v.dtype, device=v.device)
+        buf_k, buf_v = self.k[layer], self.v[layer]
+        if f > self.SCRATCH:  # a long start: concatenate instead
+            return (torch.cat([buf_k[:, :, :, :self.size], k.to(buf_k.dtype)], dim=3),
+                    torch.cat([buf_v[:, :, :, :self.size], v.to(buf_v.dtype)], dim=3),
+                    torch.cat([self.times, times], dim=1))
+        buf_k[:, :, :, self.size:self.size + f] = k
+        buf_v[:, :, :, self.size:self.size + f] = v
+        scratch = torch.full((b, self.SCRATCH), EMPTY, dtype=torch.int64, device=times.device)
+        scratch[:, :f] = times
+        return buf_k, buf_v, torch.cat([self.times, scratch], dim=1)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> None:
+        """Store the keys/values (B, N, H, F, hd) of F finished frames stamped `times` (B, F) into each row's ring."""
+        b, f = times.shape
         rows = torch.arange(b, device=k.device)
         for j in range(f):
             slot = times[:, j] % self.size
@@ -142,16 +163,12 @@ class Block(nn.Module):
         b, f, n, hh, hd = q.shape
         q, k, v = (t.permute(0, 2, 3, 1, 4) for t in (q, k, v))  # (B, N, H, F, hd)
         q, k = rope(q, times), rope(k, times)
-        k_all, v_all, t_all = k, v, times
-        if cache is not None and cache.k[layer] is not None:
-            k_all = torch.cat([cache.k[layer].to(k.dtype), k], dim=3)
-            v_all = torch.cat([cache.v[layer].to(v.dtype), v], dim=3)
-            t_all = torch.cat([cache.times, times], dim=1)
+        k_all, v_all, t_all = (k, v, times) if cache is None else cache.keys(layer, k, v, times)
         gap = times[:, :, None] - t_all[:, None, :]  # (B, F, T): how far back each key frame is
         mask = ((gap >= 0) & (gap <= window))[:, None, None].expand(b, n, 1, f, t_all.shape[1])
         t = k_all.shape[3]
-        out = F.scaled_dot_product_attention(q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd),
-                                             v_all.reshape(b * n, hh, t, hd), attn_mask=mask.reshape(b * n, 1, f, t))
+        out = F.scaled_dot_product_attention(q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd).to(q.dtype),
+                                             v_all.reshape(b * n, hh, t, hd).to(q.dtype), attn_mask=mask.reshape(b * n, 1, f, t))
         if cache is not None and write:
             cache.write(layer, k[:, :, :, :write], v[:, :, :, :write], times[:, :write])
         return out.reshape(b, n, hh, f, hd).permute(0, 3, 1, 2, 4).reshape(b, f, n, hh * hd)
