@@ -16,7 +16,7 @@ from envs.actions import minerl_action_space
 from envs.classic.env import CLASSIC_KEYS
 from worldsim.actions import space_to_json
 from worldsim.checkpoint import CheckpointError, save_checkpoint
-from worldsim.config import ModelConfig, preset
+from worldsim.config import PRESETS, ModelConfig, preset
 from worldsim.rollout import Dreamer
 from worldsim.world_model import WorldModel
 
@@ -385,18 +385,20 @@ def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), third.state_dict().values()))
 
 
-def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
+@pytest.mark.parametrize("name", ["tiny", "tiny2"])
+def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path, name):
     from worldsim.train import train
 
-    opts = dict(ae_steps=20, dit_steps=30, checkpoint_every=10, log_every=5, sample_every=10**6, progress=False)
-    train(str(tiny_data), str(tmp_path / "straight"), "tiny", **opts)
-    r = train(str(tiny_data), str(tmp_path / "split"), "tiny", stop_after=12, **opts)  # stops inside the AE phase
+    opts = dict(ae_steps=20, dit_steps=30, decoder_steps=10, checkpoint_every=10, log_every=5, sample_every=10**6,
+                progress=False)
+    train(str(tiny_data), str(tmp_path / "straight"), name, **opts)
+    r = train(str(tiny_data), str(tmp_path / "split"), name, stop_after=12, **opts)  # stops inside the AE phase
     assert r["stopped_early"] and r["phase"] == "ae"
-    r = train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, stop_after=17, **opts)  # inside dynamics
+    r = train(str(tiny_data), str(tmp_path / "split"), name, resume=True, stop_after=17, **opts)  # inside dynamics
     assert r["stopped_early"] and r["phase"] == "dit"
     with open(tmp_path / "split" / "log.jsonl", "a") as f:  # a line written after the last checkpoint, then killed
         f.write(json.dumps({"phase": "dit", "step": 99, "dit_loss": 0.0}) + "\n")
-    train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, **opts)
+    train(str(tiny_data), str(tmp_path / "split"), name, resume=True, **opts)
     key = lambda r: (r["phase"], r["step"], [r.get(f"{p}_loss") for p in ("ae", "dit", "heads", "decoder")])  # noqa: E731
     straight = [key(r) for r in _log(tmp_path / "straight")]
     split = [key(r) for r in _log(tmp_path / "split")]
@@ -492,21 +494,22 @@ def test_bad_checkpoints_fail_with_a_clear_error(tiny_data, tmp_path):
 
 
 def test_config_round_trips_through_json():
-    for name in ("tiny", "small", "base", "large"):
+    for name in PRESETS:
         cfg = preset(name).model
         assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="unknown config keys"):
         ModelConfig.from_dict({"frame_size": 64, "bogus": 1})
 
 
-def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
+@pytest.mark.parametrize("name", ["tiny", "tiny2"])
+def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path, name):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash shows where it happened
     with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run (TIME_WAIT)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "-m", "data_collect.cli", "train", "--data", str(tiny_data), "--preset", "tiny", "--out", str(run),
+           "-m", "data_collect.cli", "train", "--data", str(tiny_data), "--preset", name, "--out", str(run),
            "--ae-steps", "6", "--steps", "6", "--threads", "1", "--quiet", "--sample-every", "1000"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
