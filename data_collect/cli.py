@@ -83,7 +83,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
                 raise SystemExit("export --prior-fill view needs --data: the view atlas is measured on its frames")
             atlas = view_atlas.from_dataset(model, Dataset(a.data))
         model.set_prior_fill(a.prior_fill, atlas)
-    bank = cut_openings(Dataset(a.data), model.codec, model.context, n=a.openings, seed=a.seed) if a.data else load_openings(src)
+    bank = cut_openings(Dataset(a.data), model.codec, model.start_frames, n=a.openings, seed=a.seed) if a.data else load_openings(src)
     out = save_derived(src, a.out, model, half=a.fp16, openings=bank)
     size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
     print(f"exported {src} -> {out} ({size:.1f} MB, {0 if bank is None else len(bank['frames'])} openings)")
@@ -122,6 +122,21 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from data_collect import bench
 
     result: dict = {"machine": bench.machine_info()}
+    if a.what == "hold":
+        from data_collect.hold import hold_bench
+
+        out = str(Path(a.out).parent) if a.out else None
+        result["hold"] = hold_bench(a.checkpoint, seeds=a.seeds, still_steps=a.still_steps, play_steps=a.play_steps,
+                                    random_steps=a.random_steps, sampling_steps=(a.sampling_steps or [None])[0],
+                                    out=out, progress=True)
+        h = result["hold"]
+        print(f"still {h['still']['steps']} steps: dream {h['still']['model_db']} dB, copy-last {h['still']['copy_last_db']} dB")
+        for name in ("turn90", "turn180", "look"):
+            print(f"{name} and back: dream {h[name]['model_db']} dB, copy-start {h[name]['copy_start_db']} dB")
+        for name in ("play", "random"):
+            r = h[name]
+            print(f"{name} {r['steps']} steps: colour overlap min {r['colour_overlap_min']} (real pairs min "
+                  f"{r['real_overlap_min']}), contrast min {r['contrast_min']} (real {r['real_contrast_range']})")
     if a.what == "stability":
         from data_collect.stability import stability
 
@@ -135,7 +150,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
                                             real=not a.no_real)
     if a.what in ("neural", "all"):
         result["neural"] = bench.bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes),
-                                              sampling_steps=tuple(a.sampling_steps), key_guidance=a.key_guidance)
+                                              sampling_steps=tuple(a.sampling_steps or (1, 3)), key_guidance=a.key_guidance)
         result["train"] = bench.bench_train()
         n = result["neural"]
         for prec, by_steps in n["single"].items():
@@ -439,10 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_stats)
 
     b = sub.add_parser("bench", help="measure throughput (never asserts)")
-    b.add_argument("what", choices=["collect", "neural", "stability", "all"], nargs="?", default="all")
+    b.add_argument("what", choices=["collect", "neural", "stability", "hold", "all"], nargs="?", default="all",
+                   help="hold: does the dream hold the world (standing still, turning away and back, long play, random keys)")
     b.add_argument("--checkpoint", help="world-model checkpoint for `bench neural` (default: the shipped one)")
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
-    b.add_argument("--sampling-steps", type=int, nargs="+", default=[1, 3])
+    b.add_argument("--sampling-steps", type=int, nargs="+", help="default: 1 and 3 (neural), the checkpoint's (hold)")
+    b.add_argument("--seeds", type=int, default=4, help="hold: real starts (reset seeds 0..N-1)")
+    b.add_argument("--still-steps", type=int, default=100, help="hold: steps standing still")
+    b.add_argument("--play-steps", type=int, default=2000, help="hold: steps of human-like play")
+    b.add_argument("--random-steps", type=int, default=1000, help="hold: steps of uniform random actions")
     b.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")
     b.add_argument("--no-real", action="store_true", help="stability: skip playing the real game with the same actions")

@@ -19,7 +19,7 @@ from PIL import Image
 import worldsim
 from worldsim.checkpoint import resolve
 from worldsim.openings import load_openings
-from worldsim.rollout import Dreamer
+from worldsim.rollout import Dreamer, SpaceTimeDreamer, make_dreamer
 
 DEFAULT_CHECKPOINT = Path(worldsim.__file__).parent / "assets" / "default"
 
@@ -77,7 +77,7 @@ class NeuralContext:
     def __init__(self, model, bank: dict[str, np.ndarray] | None):
         self.model = model
         self.bank = bank
-        self.k = model.context
+        self.k = model.start_frames
         self.hw = model.cfg.frame_hw
 
     def from_options(self, options: dict | None, rng: np.random.Generator) -> Start:
@@ -160,7 +160,7 @@ class NeuralMinecraftEnv(gym.Env):
         h, w = self.model.cfg.frame_hw
         self.observation_space = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = self.model.codec.space
-        self.context_length = self.model.context
+        self.context_length = self.model.start_frames  # the frames a dream starts from (options['frames'])
         self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
         self._dreamer: Dreamer | None = None
         self._frame: np.ndarray | None = None
@@ -169,8 +169,8 @@ class NeuralMinecraftEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         frames, actions, pitch = self._starts.from_options(options, self.np_random)
-        self._dreamer = Dreamer(self.model, frames[None], actions[None], steps=self.sampling_steps,
-                                seed=int(self.np_random.integers(0, 2**31 - 1)), pitch=pitch[None])
+        self._dreamer = make_dreamer(self.model, frames[None], actions[None], steps=self.sampling_steps,
+                                     seed=int(self.np_random.integers(0, 2**31 - 1)), pitch=pitch[None])
         self._frame = np.array(frames[-1])
         self._steps = 0
         if self.render_mode == "human":
@@ -246,7 +246,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = self.model.codec.space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        self.context_length = self.model.context
+        self.context_length = self.model.start_frames  # the frames a dream starts from (options['frames'])
         self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
         self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
         self._dreamer: Dreamer | None = None
@@ -289,8 +289,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         flat = np.stack([codec.encode(codec.validate({k: v[i] for k, v in actions.items()})) for i in range(self.num_envs)])
         t0 = time.perf_counter()
         frames = self._dreamer.step(flat)
-        z_prev = torch.cat([d.latents[:, -2] for d in self._dreamer.dreams])
-        z_next = torch.cat([d.latents[:, -1] for d in self._dreamer.dreams])
+        z_prev, z_next = self._dreamer.last_two()
         reward_t, term_t = self.model.outcome(z_prev, z_next, torch.from_numpy(flat).to(z_prev.device))
         for i in np.flatnonzero(self._needs_reset):
             self._restart(i, frames)
@@ -317,23 +316,43 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
 
 
 class _BatchDreamer:
-    """One Dreamer per sub-env seed stream, advanced with one batched model call per denoising step.
+    """The vector env's dreams, advanced with one batched model call per denoising step.
 
     Each dream keeps its own noise generator, so sub-env i of a vector env produces the same frames as a single
-    env with the same seed: the batch is an implementation detail, never a source of randomness.
+    env with the same seed: the batch is an implementation detail, never a source of randomness. The space-time
+    model's dreams live in one `SpaceTimeDreamer` (one cache, rows restarted in place); the first model's in one
+    `Dreamer` per sub-env, stepped together.
     """
 
     def __init__(self, model, starts: list[Start], seeds: list[int], steps: int | None):
         self.model = model
         self.steps = steps
-        self.dreams = [self._dream(start, s) for start, s in zip(starts, seeds)]
+        if model.cfg.generation == 2:
+            frames = np.stack([f for f, _, _ in starts])
+            actions = np.stack([a for _, a, _ in starts])
+            self.batch = SpaceTimeDreamer(model, frames, actions, steps=steps, seeds=seeds)
+            self.dreams = None
+        else:
+            self.batch = None
+            self.dreams = [self._dream(start, s) for start, s in zip(starts, seeds)]
 
     def _dream(self, start: Start, seed: int) -> Dreamer:
         frames, actions, pitch = start
         return Dreamer(self.model, frames[None], actions[None], steps=self.steps, seed=seed, pitch=pitch[None])
 
     def restart(self, i: int, start: Start, seed: int) -> None:
-        self.dreams[i] = self._dream(start, seed)
+        if self.batch is not None:
+            self.batch.reset_rows([i], start[0][None], start[1][None], seeds=[seed])
+        else:
+            self.dreams[i] = self._dream(start, seed)
 
     def step(self, flat: np.ndarray) -> np.ndarray:
+        if self.batch is not None:
+            return self.batch.step(flat)
         return Dreamer.step_many(self.dreams, flat)
+
+    def last_two(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every dream's previous and newest latent frame (B, C, h, w) each: what the outcome heads read."""
+        if self.batch is not None:
+            return self.batch.latents[:, 0], self.batch.latents[:, 1]
+        return torch.cat([d.latents[:, -2] for d in self.dreams]), torch.cat([d.latents[:, -1] for d in self.dreams])

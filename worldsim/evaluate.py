@@ -19,7 +19,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from worldsim.dataset import Dataset
 from worldsim.idm import InverseDynamics, idm_scores
 from worldsim.motion import camera_response, frame_shift
-from worldsim.rollout import Dreamer
+from worldsim.rollout import make_dreamer
 from worldsim.world_model import WorldModel
 
 
@@ -52,7 +52,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     (`key_response`). `pitch=False` hides the recorded view pitch from the model (what does knowing it add?)."""
     from tqdm import tqdm
 
-    k = model.context
+    k = model.start_frames
     episodes = list(range(len(ds))) if episodes is None else episodes
     todo = clips(ds, episodes, k, horizon, stride)
     if not todo:
@@ -73,7 +73,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
                          for e, s in group])
         for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
-            d = Dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i, pitch=ctx_pitch)
+            d = make_dreamer(model, ctx, flat[:, : k - 1], steps=steps, seed=seed + i, pitch=ctx_pitch)
             dream = np.stack([d.step(acts[:, h]) for h in range(horizon)], axis=1)
             if cam is not None:  # how far each dreamed frame moved from the one before, to set against the turn
                 shifts["dream" if name == "model" else name].append(_shifts(ctx, dream))
@@ -171,7 +171,7 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
     frame after, dream pressed, dream released)."""
     if key not in model.codec.slices:
         return None
-    k = model.context
+    k = model.start_frames
     events, opened = [], {}
     for e in episodes:
         ep = opened[e] = ds.episode(e)
@@ -198,8 +198,8 @@ def key_response(model: WorldModel, ds: Dataset, episodes: list[int], key: str =
         released[:, sl] = 0.0
         # both versions in one batched model call; each Dreamer draws the same noise from its own generator
         ctx_pitch = np.stack([_pitch(opened[e], t - k + 1, k, pitch) for e, t in group])
-        pair = [Dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i, pitch=ctx_pitch) for _ in range(2)]
-        both = Dreamer.step_many(pair, np.concatenate([flat[:, -1], released]))
+        pair = [make_dreamer(model, ctx, flat[:, :k - 1], steps=steps, seed=seed + i, pitch=ctx_pitch) for _ in range(2)]
+        both = type(pair[0]).step_many(pair, np.concatenate([flat[:, -1], released]))
         dreams = {"pressed": both[:len(group)], "released": both[len(group):]}
         for name, frames in dreams.items():
             psnr[name].append(frame_metrics(crop_of(frames), crop_of(real))[0])
