@@ -24,7 +24,9 @@ from gymnasium.spaces import Box, Dict, Discrete
 from agents.explore import ExploreAgent
 
 MODES = ("explore", "idle", "random", "sweep")
-WEIGHTS = np.array([0.5, 0.2, 0.1, 0.2])  # per segment
+# per segment, so that of the steps about half explore, a fifth idle and the rest split between random keys and
+# sweeps (segments differ in length: explore 250 steps on average, idle and random 60, a sweep about 25)
+WEIGHTS = np.array([0.15, 0.25, 0.18, 0.42])
 DURATION = {"explore": (100, 400), "idle": (20, 100), "random": (20, 100)}
 PITCH_LIMIT = 90.0  # the game clamps the view's pitch here
 

@@ -13,7 +13,7 @@ def _run(agent, n):
 def test_policies_emit_valid_actions_and_are_seeded():
     space = minerl_action_space(CLASSIC_KEYS)
     codec = ActionCodec(space)
-    for name in ("explore", "random"):
+    for name in ("explore", "random", "mix"):
         a = _run(make_policy(name, space, seed=3), 300)
         b = _run(make_policy(name, space, seed=3), 300)
         for x, y in zip(a, b):
@@ -47,3 +47,29 @@ def test_random_agent_is_uniform_noise():
     assert abs(np.mean([a["forward"] for a in acts]) - 0.5) < 0.05
     yaw = np.array([a["camera"][1] for a in acts])
     assert abs(np.corrcoef(yaw[:-1], yaw[1:])[0, 1]) < 0.1
+
+
+def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
+    from agents.mix import MODES, MixAgent
+
+    space = minerl_action_space(CLASSIC_KEYS)
+    agent = MixAgent(space, seed=1)
+    acts, modes = [], []
+    for _ in range(30000):
+        acts.append(agent.act(None))
+        modes.append(agent.mode)
+    modes = np.array(modes)
+    share = {m: float((modes == m).mean()) for m in MODES}
+    assert 0.35 < share["explore"] < 0.65 and all(share[m] > 0.1 for m in MODES), share
+    cam = np.array([a["camera"] for a in acts], np.float64)
+    keys = np.array([[a[k] for k in a if k != "camera"] for a in acts])
+    idle = modes == "idle"
+    assert (cam[idle] == 0).all() and (keys[idle] == 0).all()  # true idling: nothing pressed, camera exactly still
+    rnd = modes == "random"
+    assert np.abs(cam[rnd]).max() > 150 and 0.4 < keys[rnd].mean() < 0.6  # as action_space.sample() draws
+    sweep = modes == "sweep"  # each sweep comes back where it started: its camera moves sum to zero
+    edges = np.flatnonzero(np.diff(np.r_[0, sweep.astype(int), 0]))
+    sums = [cam[a:b].sum(axis=0) for a, b in zip(edges[::2], edges[1::2])]
+    assert len(sums) > 20 and np.allclose(sums, 0, atol=1e-3)
+    assert max(np.abs(np.cumsum(cam[a:b, 1])).max() for a, b in zip(edges[::2], edges[1::2])) >= 179
+    assert (keys[sweep] == 0).all()

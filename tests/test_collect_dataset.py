@@ -118,3 +118,19 @@ def test_explore_policy_covers_every_action(tmp_path):
     for key in ("forward", "jump", "attack", "use"):  # rarer keys: see tests/test_agents.py over 20k steps
         assert held[key] > 0.005, key
     assert stats["camera"]["yaw_moving_fraction"] > 0.5 and stats["camera"]["pitch_moving_fraction"] > 0.3
+
+
+def test_the_policy_mix_is_recorded_per_step_and_reported(tmp_path):
+    from agents.mix import MODES
+
+    out = tmp_path / "mix"
+    collect(CollectConfig(episodes=1, steps=400, out=str(out), seed=2, policy="mix"), progress=False)
+    ep = Dataset(out).episode(0)
+    mode = np.asarray(ep.infos["mode"])
+    assert len(mode) == len(ep.frames) and mode[0] == -1 and set(mode[1:].tolist()) <= set(range(len(MODES)))
+    idle = np.flatnonzero(mode[1:] == MODES.index("idle"))  # the action that led into frame t+1 was idle
+    if len(idle):
+        assert (np.asarray(ep.actions["camera"])[idle] == 0).all()
+    stats = action_stats(Dataset(out))
+    assert abs(sum(stats["mode_fraction"].values()) - 1) < 1e-3
+    assert stats["camera"]["exactly_still_fraction"] >= stats["mode_fraction"].get("idle", 0) - 1e-3

@@ -1,0 +1,39 @@
+"""`worldsim bench hold`: its measures on frames whose answer is known, and a whole run on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from data_collect.hold import _score, contrast, hold_bench, overlap
+
+
+def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (2, 60, 16, 16, 3), dtype=np.uint8)
+    ctx = truth[:, :1]
+    same, _ = _score("still", ctx, truth, truth.copy(), [60, 60], 20)
+    assert same["model_db"] == 60.0
+    flat = np.full_like(truth, 128)
+    play, _ = _score("play", ctx, truth, flat, [60, 60], 20)
+    assert play["contrast_max" if "contrast_max" in play else "contrast_mean"] < 0.01
+    assert play["colour_overlap_mean"] < 0.05 and play["dream_std_min"] == 0.0
+    good, _ = _score("play", ctx, truth, truth.copy(), [60, 60], 20)
+    assert good["colour_overlap_min"] == 1.0 and good["contrast_min"] == 1.0
+    assert overlap(truth[0], truth[1]) > 0.8 and contrast(flat[0]) == 0.0
+
+
+def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_path):
+    report = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, out=str(tmp_path),
+                        progress=False)
+    for name in ("still", "turn90", "turn180", "look"):
+        r = report[name]
+        assert r["steps"] > 0 and 0 < r["model_db"] <= 60 and len(r["model_db_curve"]) == r["steps"]
+    assert report["still"]["copy_last_db"] > report["still"]["model_db"] - 60
+    assert len(report["turn180"]["model_db_curve"]) == 36
+    for name in ("play", "random"):
+        r = report[name]
+        assert r["windows"] >= 1 and 0 <= r["colour_overlap_min"] <= 1 and 0 < r["real_overlap_min"] <= 1
+    assert json.loads((tmp_path / "hold.json").read_text())["seeds"] == [0, 1]
+    assert (tmp_path / "hold.png").stat().st_size > 10_000
