@@ -121,8 +121,10 @@ def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_s
     return out
 
 
-def bench_train(checkpoint_cfg: str = "small", batch: int = 32, steps: int = 6) -> dict[str, Any]:
-    """Dynamics-model training samples/s (windows of K+1 frames) on random latents, bf16 where supported."""
+def bench_train(checkpoint_cfg: str = "small", batch: int | None = None, steps: int = 6) -> dict[str, Any]:
+    """Dynamics-model training throughput of a preset on random latents (bf16 where the hardware runs it): the first
+    model trains on windows of K+1 frames, the space-time model on sequences (its preset's short length); both
+    are reported as frames/s (frames of the windows or sequences the loss sees per second)."""
     import torch
 
     from envs.actions import minerl_action_space
@@ -132,22 +134,29 @@ def bench_train(checkpoint_cfg: str = "small", batch: int = 32, steps: int = 6) 
     from worldsim.train import bf16_supported
     from worldsim.world_model import WorldModel
 
-    cfg = preset(checkpoint_cfg).model
+    p = preset(checkpoint_cfg)
+    cfg, tc = p.model, p.train
     cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
     m = WorldModel(cfg).train()
     opt = torch.optim.AdamW(m.dit.parameters(), 1e-4)
-    k1, c = cfg.context + 1, cfg.ae.latent_channels
-    z = torch.randn(batch, k1, c, *cfg.latent_hw)
-    a = torch.zeros(batch, k1, m.codec.dim)
-    known = torch.ones(batch, k1)
+    gen2 = cfg.generation == 2
+    batch = batch or tc.dit_batch
+    frames = tc.seq_len if gen2 else cfg.context + 1
+    z = torch.randn(batch, frames, cfg.ae.latent_channels, *cfg.latent_hw)
+    a = torch.zeros(batch, frames, m.codec.dim)
+    known = torch.ones(batch, frames)
     bf16 = bf16_supported(torch.device("cpu"))
     for i in range(steps + 2):
         if i == 2:
             t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = m.dynamics_loss(z, a, known, 0.5, 0.15)
+            if gen2:
+                loss = m.sequence_loss(z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min)[0]
+            else:
+                loss = m.dynamics_loss(z, a, known, 0.5, 0.15)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return {"preset": checkpoint_cfg, "batch": batch, "bf16": bf16,
-            "samples_per_s": round(batch * steps / (time.perf_counter() - t0), 1)}
+    rate = batch * steps / (time.perf_counter() - t0)
+    return {"preset": checkpoint_cfg, "generation": cfg.generation, "batch": batch, "frames_per_sample": frames,
+            "bf16": bf16, "samples_per_s": round(rate, 1), "frames_per_s": round(rate * frames, 1)}

@@ -151,14 +151,16 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.what in ("neural", "all"):
         result["neural"] = bench.bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes),
                                               sampling_steps=tuple(a.sampling_steps or (1, 3)), key_guidance=a.key_guidance)
-        result["train"] = bench.bench_train()
+        result["train"] = {name: bench.bench_train(name) for name in ("small", "small2")}
         n = result["neural"]
         for prec, by_steps in n["single"].items():
             for steps, fps in by_steps.items():
                 print(f"neural env, {prec}, {steps} sampling step(s): single {fps} FPS; vector " +
                       ", ".join(f"N={k}: {v}" for k, v in n["vector"][prec][steps].items()) + " frames/s")
             print(f"decode ({prec}) {n['decode_ms'][prec]} ms/frame")
-        print(f"training {result['train']['samples_per_s']} samples/s")
+        for name, t in result["train"].items():
+            print(f"training {name} (generation {t['generation']}): {t['samples_per_s']} samples/s of "
+                  f"{t['frames_per_sample']} frames = {t['frames_per_s']} frames/s")
     if a.what in ("collect", "all"):
         result["env"] = bench.bench_env(steps=a.steps, repeats=a.repeats, size=a.size)
         result["collector"] = bench.bench_collector(episodes=a.episodes, steps=a.steps, workers=a.workers, size=a.size)

@@ -98,7 +98,7 @@ def test_the_sampler_lands_on_the_prediction():
     for steps in (1, 2, 4):
         seen = []
 
-        def predict(z, level, i, steps=steps):
+        def predict(z, level, i, seen=seen):
             seen.append((float(level[0]), i))
             return target
 
