@@ -128,7 +128,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         out = str(Path(a.out).parent) if a.out else None
         result["hold"] = hold_bench(a.checkpoint, seeds=a.seeds, still_steps=a.still_steps, play_steps=a.play_steps,
                                     random_steps=a.random_steps, sampling_steps=(a.sampling_steps or [None])[0],
-                                    out=out, progress=True)
+                                    out=out, progress=True, real_cache=a.real_cache)
         h = result["hold"]
         print(f"still {h['still']['steps']} steps: dream {h['still']['model_db']} dB, copy-last {h['still']['copy_last_db']} dB")
         for name in ("turn90", "turn180", "look"):
@@ -465,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--still-steps", type=int, default=100, help="hold: steps standing still")
     b.add_argument("--play-steps", type=int, default=2000, help="hold: steps of human-like play")
     b.add_argument("--random-steps", type=int, default=1000, help="hold: steps of uniform random actions")
+    b.add_argument("--real-cache", help="hold: an .npz of the real game's runs, written the first time and read after, "
+                   "so several models meet the same real frames")
     b.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")
     b.add_argument("--no-real", action="store_true", help="stability: skip playing the real game with the same actions")

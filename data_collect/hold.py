@@ -103,8 +103,10 @@ def _windows(n: int, size: int) -> list[slice]:
 
 def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int = 100, play_steps: int = 2000,
                random_steps: int = 1000, window: int = 250, sampling_steps: int | None = None, seed0: int = 0,
-               out: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run every scenario from `seeds` real starts; returns the report (and writes JSON + PNG under `out`)."""
+               out: str | None = None, progress: bool = True, real_cache: str | None = None) -> dict[str, Any]:
+    """Run every scenario from `seeds` real starts; returns the report (and writes JSON + PNG under `out`).
+    `real_cache`: an .npz of the real game's runs for these settings, read when it exists and written when not,
+    so several models are held against the same real frames without playing the game again."""
     import gymnasium as gym
     from tqdm import tqdm
 
@@ -124,21 +126,36 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     report: dict[str, Any] = {"checkpoint": str(path), "generation": model.cfg.generation, "seeds": starts,
                               "start_frames": k, "sampling_steps": sampling_steps or model.cfg.sampler.steps}
     curves: dict[str, dict[str, np.ndarray]] = {}
+    tag = f"{model.cfg.frame_hw}_{k}_{starts}_{still_steps}_{play_steps}_{random_steps}"
+    stored = dict(np.load(real_cache)) if real_cache and Path(real_cache).exists() else {}
+    if stored and str(stored.get("tag")) != tag:
+        raise ValueError(f"{real_cache} holds real runs for other settings ({stored.get('tag')}); give another file")
     for name, per_seed in plans.items():
-        ctx, ctx_actions, truth, lengths = [], [], [], []
-        for s, acts in zip(starts, per_seed):
-            f, a = _start(real, s, k)
-            frames, n = _play(real, acts)
-            ctx.append(f)
-            ctx_actions.append(np.stack([codec.encode(x) for x in a]) if k > 1 else np.zeros((0, codec.dim), np.float32))
-            truth.append(frames)
-            lengths.append(n)
-        ctx, truth = np.stack(ctx), np.stack(truth)
+        if f"{name}_truth" in stored:
+            ctx, ctx_actions = stored[f"{name}_ctx"], stored[f"{name}_ctx_actions"]
+            truth, lengths = stored[f"{name}_truth"], stored[f"{name}_lengths"].tolist()
+        else:
+            ctx, ctx_actions, truth, lengths = [], [], [], []
+            for s, acts in zip(starts, per_seed):
+                f, a = _start(real, s, k)
+                frames, n = _play(real, acts)
+                ctx.append(f)
+                ctx_actions.append(np.stack([codec.encode(x) for x in a]) if k > 1 else np.zeros((0, codec.dim), np.float32))
+                truth.append(frames)
+                lengths.append(n)
+            ctx, ctx_actions, truth = np.stack(ctx), np.stack(ctx_actions), np.stack(truth)
+            stored.update({f"{name}_ctx": ctx, f"{name}_ctx_actions": ctx_actions, f"{name}_truth": truth,
+                           f"{name}_lengths": np.array(lengths)})
         flat = np.stack([np.stack([codec.encode(codec.validate(x)) for x in acts]) for acts in per_seed])
-        d = make_dreamer(model, ctx, np.stack(ctx_actions), steps=sampling_steps, seed=seed0)
+        d = make_dreamer(model, ctx, ctx_actions, steps=sampling_steps, seed=seed0)
         dream = np.stack([d.step(flat[:, t]) for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)
         report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window)
+    if real_cache and not Path(real_cache).exists():
+        Path(real_cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(real_cache).with_name(f".{Path(real_cache).name}.tmp.npz")
+        np.savez_compressed(tmp, tag=np.array(tag), **stored)
+        tmp.replace(real_cache)
     if out:
         from worldsim.atomic import write_json_atomic
 

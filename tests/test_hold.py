@@ -25,8 +25,12 @@ def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed(
 
 
 def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_path):
+    cache = tmp_path / "real.npz"
     report = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, out=str(tmp_path),
-                        progress=False)
+                        progress=False, real_cache=str(cache))
+    again = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, progress=False,
+                       real_cache=str(cache))  # the same real frames from the cache: the same figures
+    assert again["play"] == report["play"] and again["still"] == report["still"]
     for name in ("still", "turn90", "turn180", "look"):
         r = report[name]
         assert r["steps"] > 0 and 0 < r["model_db"] <= 60 and len(r["model_db_curve"]) == r["steps"]
