@@ -492,11 +492,7 @@ class Trainer:
         starts = starts[starts < val_starts_lo]  # training windows only from training episodes
         if len(starts) == 0:
             raise ValueError("no training windows: the dataset is too small for this context length")
-        self.model.train()
-        self.model.ae.requires_grad_(False)
-        dit = self._ddp(self.model.dit)
-        if tc.compile:
-            dit = torch.compile(dit)
+        dit = self._dynamics_net()
 
         def compute():
             pick = self.np_rng.choice(starts, tc.dit_batch)
@@ -508,12 +504,19 @@ class Trainer:
                                                  pitch_drop=tc.pitch_drop, moved=moved)
             return loss, {"lr": self.opt.param_groups[0]["lr"]}
 
-        def on_step():
-            if self.step % tc.sample_every == 0 and self.rank == 0:
-                self.sample_video()
-
         return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,
-                          on_step=on_step)
+                          on_step=self._sample_now)
+
+    def _dynamics_net(self) -> torch.nn.Module:
+        """The dynamics transformer as the loss calls it (DDP-wrapped, compiled when asked); the autoencoder frozen."""
+        self.model.train()
+        self.model.ae.requires_grad_(False)
+        dit = self._ddp(self.model.dit)
+        return torch.compile(dit) if self.tc.compile else dit
+
+    def _sample_now(self) -> None:
+        if self.step % self.tc.sample_every == 0 and self.rank == 0:
+            self.sample_video()
 
     def _train_sequences(self) -> bool:
         """The space-time model: shortcut forcing on latent sequences, alternating short and long ones (the same
@@ -529,11 +532,7 @@ class Trainer:
             if len(starts[n]) == 0:
                 raise ValueError(f"no training sequence of {n} frames: the episodes are too short for seq_len/long_seq")
         frames_per_batch = tc.dit_batch * tc.seq_len
-        self.model.train()
-        self.model.ae.requires_grad_(False)
-        dit = self._ddp(self.model.dit)
-        if tc.compile:
-            dit = torch.compile(dit)
+        dit = self._dynamics_net()
 
         def compute():
             n = lengths[self.step % len(lengths)]
@@ -544,12 +543,8 @@ class Trainer:
                                                        self.noise_gen, net=dit)
             return loss, {"lr": self.opt.param_groups[0]["lr"], **parts}
 
-        def on_step():
-            if self.step % tc.sample_every == 0 and self.rank == 0:
-                self.sample_video()
-
         return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,
-                          on_step=on_step, frames_per_step=frames_per_batch)
+                          on_step=self._sample_now, frames_per_step=frames_per_batch)
 
     def _train_heads(self) -> bool:
         """Reward/termination heads on (frame t, frame t+1, action t) of the real training episodes."""
