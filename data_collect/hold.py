@@ -15,7 +15,8 @@ reference. Scenarios:
   statistics, and whether the picture collapses (frame std).
 
 A game over in the real game (falling off the world) ends that start's comparison there. Dreams of all starts run
-as one batch. Results: JSON and a PNG of the curves.
+as one batch. Results: JSON, a PNG of the curves and `hold_frames.png`: per scenario (in the order above) a row
+of the real game and a row of the dream at 8 steps spread over it, from the first start.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     report: dict[str, Any] = {"checkpoint": str(path), "generation": model.cfg.generation, "seeds": starts,
                               "start_frames": k, "sampling_steps": sampling_steps or model.cfg.sampler.steps}
     curves: dict[str, dict[str, np.ndarray]] = {}
+    pictures: list[np.ndarray] = []  # per scenario a row of real frames and a row of dreamed ones
     tag = f"{model.cfg.frame_hw}_{k}_{starts}_{still_steps}_{play_steps}_{random_steps}"
     stored = dict(np.load(real_cache)) if real_cache and Path(real_cache).exists() else {}
     if stored and str(stored.get("tag")) != tag:
@@ -151,6 +153,8 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         dream = np.stack([d.step(flat[:, t]) for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)
         report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window)
+        pick = np.linspace(0, min(lengths) - 1, 8).round().astype(int)  # what the first start looked like
+        pictures += [truth[0, pick], dream[0, pick]]
     if real_cache and not Path(real_cache).exists():
         Path(real_cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(real_cache).with_name(f".{Path(real_cache).name}.tmp.npz")
@@ -162,6 +166,11 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out) / "hold.json", report)
         plot(report, curves, Path(out) / "hold.png")
+        from PIL import Image
+
+        from worldsim.report import strip
+
+        Image.fromarray(strip(pictures, scale=2)).save(Path(out) / "hold_frames.png")
     real.close()
     return report
 

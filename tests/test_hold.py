@@ -41,3 +41,6 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
         assert r["windows"] >= 1 and 0 <= r["colour_overlap_min"] <= 1 and 0 < r["real_overlap_min"] <= 1
     assert json.loads((tmp_path / "hold.json").read_text())["seeds"] == [0, 1]
     assert (tmp_path / "hold.png").stat().st_size > 10_000
+    from PIL import Image
+
+    assert Image.open(tmp_path / "hold_frames.png").size[1] > 12 * 32  # a real and a dreamed row per scenario
