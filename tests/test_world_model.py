@@ -553,10 +553,15 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
     after = worldsim.load(tmp_path / "new")
     assert torch.equal(after.ae.encoder.net[0].weight, src.ae.encoder.net[0].weight) and bool(after.heads_trained)
     assert [r["phase"] for r in _log(tmp_path / "new")].count("dit") == 2  # steps 5 and 10
-    other = preset("tiny")
+    other = preset("tiny")  # another context (or model generation): the autoencoder and heads only
     other.model.context = 3
+    t3 = Trainer(str(tiny_data), str(tmp_path / "ctx3"), other.model, other.train, progress=False, init=str(tmp_path / "old"))
+    assert torch.equal(t3.model.ae.encoder.net[0].weight, src.ae.encoder.net[0].weight) and bool(t3.model.heads_trained)
+    assert not torch.equal(t3.model.dit.blocks[0].qkv.weight, src.dit.blocks[0].qkv.weight)
+    bad = preset("tiny")  # another autoencoder: refused, naming the option
+    bad.model.ae.latent_channels = 8
     with pytest.raises(ValueError, match="--init"):
-        Trainer(str(tiny_data), str(tmp_path / "bad"), other.model, other.train, progress=False, init=str(tmp_path / "old"))
+        Trainer(str(tiny_data), str(tmp_path / "bad"), bad.model, bad.train, progress=False, init=str(tmp_path / "old"))
 
 
 def _tool(name: str):
