@@ -116,10 +116,10 @@ class SpaceTimeDreamer:
         b = len(frames)
         self.cache = model.dit.new_cache(b, dev)
         c, (h, w) = model.cfg.ae.latent_channels, model.cfg.latent_hw
-        self.pending = torch.zeros(b, c, h, w, device=dev)  # the newest frame, not yet in the cache
         self.pending_feats = torch.zeros(b, model.codec.dim + 1, device=dev)
         self.time = torch.zeros(b, dtype=torch.int64, device=dev)  # the pending frame's time stamp
-        self.latents = torch.zeros(b, 2, c, h, w, device=dev)  # the last two frames (the outcome heads read them)
+        # the last two frames (the outcome heads read them); the newest is not in the cache yet (`pending`)
+        self.latents = torch.zeros(b, 2, c, h, w, device=dev)
         self.pitch = torch.full((b, 1), float("nan"), device=dev)
         if seeds is None:
             base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -128,6 +128,11 @@ class SpaceTimeDreamer:
         for g, s in zip(self.generators, seeds):
             g.manual_seed(int(s))
         self.reset_rows(torch.arange(b, device=dev), frames, actions)
+
+    @property
+    def pending(self) -> torch.Tensor:
+        """The newest frame of every dream (B, C, h, w): it enters the cache with the next frame's first step."""
+        return self.latents[:, 1]
 
     @torch.no_grad()
     def reset_rows(self, rows: torch.Tensor | list[int], frames: np.ndarray | torch.Tensor,
@@ -163,7 +168,6 @@ class SpaceTimeDreamer:
                                for i in rows.tolist()])
             m.commit(z[:, :-1], eps, feats[:, :-1], torch.arange(s - 1, device=dev).expand(r, s - 1), part)
         self.cache.scatter(rows, part)
-        self.pending[rows] = z[:, -1]
         self.pending_feats[rows] = feats[:, -1]
         self.time[rows] = s - 1
         self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
@@ -176,7 +180,7 @@ class SpaceTimeDreamer:
         a = torch.as_tensor(np.asarray(flat_actions, np.float32), device=dev)
         if a.shape != (len(self.time), m.codec.dim):
             raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
-        shape = self.pending.shape[1:]
+        shape = self.latents.shape[2:]
         noise = torch.stack([torch.randn((2, *shape), generator=g, device=dev) for g in self.generators])
         feats = m.action_features(a)
         z = m.generate(self.pending, noise[:, 0], self.pending_feats, noise[:, 1], feats, self.time, self.cache, self.steps)
@@ -184,7 +188,7 @@ class SpaceTimeDreamer:
         if m.cfg.sampler.reencode:
             z = m.encode(frames)
         self.latents = torch.stack([self.pending, z], dim=1)
-        self.pending, self.pending_feats = z, feats
+        self.pending_feats = feats
         self.time = self.time + 1
         return frames.cpu().numpy()
 

@@ -57,10 +57,19 @@ class KVCache:
         """Forget everything rows `rows` saw (their dreams restart)."""
         self.times[rows] = EMPTY
 
-    def keys(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The keys, values (B, N, H, T, hd) and time stamps (B, T) a call's F frames (k, v: (B, N, H, F, hd),
-        stamped `times` (B, F)) attend to: the ring and the call's own frames."""
+    def key_times(self, times: torch.Tensor) -> torch.Tensor:
+        """The time stamps (B, T) of the keys `keys` gives a call whose F frames are stamped `times` (B, F): the
+        ring's, then the call's own (in scratch slots, unused ones EMPTY)."""
+        b, f = times.shape
+        if f > self.SCRATCH:
+            return torch.cat([self.times, times], dim=1)
+        scratch = torch.full((b, self.SCRATCH), EMPTY, dtype=torch.int64, device=times.device)
+        scratch[:, :f] = times
+        return torch.cat([self.times, scratch], dim=1)
+
+    def keys(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values (B, N, H, T, hd) a call's F frames (k, v: (B, N, H, F, hd)) attend to: the ring and
+        the call's own frames, in the order of `key_times`."""
         b, n, h, f, hd = k.shape
         if self.k[layer] is None:
             shape = (b, n, h, self.size + self.SCRATCH, hd)
@@ -69,13 +78,10 @@ class KVCache:
         buf_k, buf_v = self.k[layer], self.v[layer]
         if f > self.SCRATCH:  # a long start: concatenate instead
             return (torch.cat([buf_k[:, :, :, :self.size], k.to(buf_k.dtype)], dim=3),
-                    torch.cat([buf_v[:, :, :, :self.size], v.to(buf_v.dtype)], dim=3),
-                    torch.cat([self.times, times], dim=1))
+                    torch.cat([buf_v[:, :, :, :self.size], v.to(buf_v.dtype)], dim=3))
         buf_k[:, :, :, self.size:self.size + f] = k
         buf_v[:, :, :, self.size:self.size + f] = v
-        scratch = torch.full((b, self.SCRATCH), EMPTY, dtype=torch.int64, device=times.device)
-        scratch[:, :f] = times
-        return buf_k, buf_v, torch.cat([self.times, scratch], dim=1)
+        return buf_k, buf_v
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> None:
         """Store the keys/values (B, N, H, F, hd) of F finished frames stamped `times` (B, F) into each row's ring."""
@@ -140,18 +146,18 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, window: int,
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, mask: torch.Tensor,
                 cache: KVCache | None = None, layer: int = 0, write: int = 0) -> torch.Tensor:
-        """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps. A time layer attends to the
-        frames within `window` before each frame (itself included), from `cache` and from x; it writes the first
-        `write` frames' keys/values into the cache."""
+        """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps. A time layer attends, under `mask`
+        (B*N, 1, F, T), to the keys of `cache` and of x; it writes the first `write` frames' keys/values into the
+        cache."""
         b, f, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(cond))[:, :, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + sc1) + sh1
         q, k, v = self.qkv(h).view(b, f, n, 3, self.heads, d // self.heads).unbind(3)  # (B, F, N, H, hd)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.time:
-            a = self._time_attention(q, k, v, times, window, cache, layer, write)
+            a = self._time_attention(q, k, v, times, mask, cache, layer, write)
         else:  # each frame on its own: (B*F, H, N, hd)
             q, k, v = (t.reshape(b * f, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
             a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, f, n, d)
@@ -159,16 +165,14 @@ class Block(nn.Module):
         u, gate = self.up(self.norm2(x) * (1 + sc2) + sh2).chunk(2, dim=-1)
         return x + g2 * self.down(F.silu(gate) * u)
 
-    def _time_attention(self, q, k, v, times, window, cache, layer, write):
+    def _time_attention(self, q, k, v, times, mask, cache, layer, write):
         b, f, n, hh, hd = q.shape
         q, k, v = (t.permute(0, 2, 3, 1, 4) for t in (q, k, v))  # (B, N, H, F, hd)
         q, k = rope(q, times), rope(k, times)
-        k_all, v_all, t_all = (k, v, times) if cache is None else cache.keys(layer, k, v, times)
-        gap = times[:, :, None] - t_all[:, None, :]  # (B, F, T): how far back each key frame is
-        mask = ((gap >= 0) & (gap <= window))[:, None, None].expand(b, n, 1, f, t_all.shape[1])
+        k_all, v_all = (k, v) if cache is None else cache.keys(layer, k, v)
         t = k_all.shape[3]
         out = F.scaled_dot_product_attention(q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd).to(q.dtype),
-                                             v_all.reshape(b * n, hh, t, hd).to(q.dtype), attn_mask=mask.reshape(b * n, 1, f, t))
+                                             v_all.reshape(b * n, hh, t, hd).to(q.dtype), attn_mask=mask)
         if cache is not None and write:
             cache.write(layer, k[:, :, :, :write], v[:, :, :, :write], times[:, :write])
         return out.reshape(b, n, hh, f, hd).permute(0, 3, 1, 2, 4).reshape(b, f, n, hh * hd)
@@ -218,9 +222,14 @@ class SpaceTimeTransformer(nn.Module):
         x = self.patch_in(x) + self.pos_space
         cond = (self.level_mlp(fourier(level, 256).to(x.dtype)) + self.step_embed(step)
                 + self.action_mlp(feats.to(x.dtype)))
+        # which key frames each frame sees: itself and the `context` before it (the same in every time layer)
+        key_times = times if cache is None else cache.key_times(times)
+        gap = times[:, :, None] - key_times[:, None, :]  # (B, F, T)
+        n, t = self.tokens_per_frame, key_times.shape[1]
+        mask = ((gap >= 0) & (gap <= self.context))[:, None, None].expand(b, n, 1, f, t).reshape(b * n, 1, f, t)
         t_layer = 0
         for blk in self.blocks:
-            x = blk(x, cond, times, self.context, cache, t_layer, write)
+            x = blk(x, cond, times, mask, cache, t_layer, write)
             t_layer += blk.time
         shift, scale = self.ada_out(F.silu(cond))[:, :, None].chunk(2, dim=-1)
         x = self.patch_out(self.norm_out(x) * (1 + scale) + shift)

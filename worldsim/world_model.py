@@ -327,25 +327,28 @@ class WorldModel(nn.Module):
         return shortcut.loss(net, z0, feats, self.cfg.dit.step_levels,
                              bootstrap_share, rollout_share, context_min, generator)
 
+    def _as_context(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Finished frames z (B, F, C, h, w) as a dream's context is fed: corrupted to signal 1 - context_noise with
+        noise eps, at the smallest step size. Returns the input (in the network's dtype), levels and step indices."""
+        level = torch.full(z.shape[:2], 1 - self.cfg.sampler.context_noise, device=z.device)
+        step = torch.full(z.shape[:2], self.cfg.dit.step_levels, dtype=torch.long, device=z.device)
+        x = shortcut.mix(z.float(), eps.float(), level).to(next(self.dit.parameters()).dtype)
+        return x, level, step
+
     def commit(self, z: torch.Tensor, eps: torch.Tensor, feats: torch.Tensor, times: torch.Tensor, cache: KVCache) -> None:
         """Put finished frames z (B, F, C, h, w) into a space-time model's cache, corrupted as a dream's context is
-        (signal 1 - context_noise, noise eps), with the features (B, F, A+1) of the actions that led into them."""
-        level = torch.full(times.shape, 1 - self.cfg.sampler.context_noise, device=z.device)
-        step = torch.full(times.shape, self.cfg.dit.step_levels, dtype=torch.long, device=z.device)
-        dtype = next(self.dit.parameters()).dtype
+        (`_as_context`, noise eps), with the features (B, F, A+1) of the actions that led into them."""
+        x, level, step = self._as_context(z, eps)
         with self.autocast():
-            self.dit(shortcut.mix(z.float(), eps.float(), level).to(dtype), level, step, feats.to(dtype), times, cache,
-                     write=z.shape[1])
+            self.dit(x, level, step, feats.to(x.dtype), times, cache, write=z.shape[1])
 
     def generate(self, pending: torch.Tensor, pending_eps: torch.Tensor, pending_feats: torch.Tensor, noise: torch.Tensor,
                  feats: torch.Tensor, time: torch.Tensor, cache: KVCache, steps: int) -> torch.Tensor:
         """The space-time model's next latent frame (B, C, h, w) for a batch of dreams: `pending` (B, C, h, w), the
         newest finished frame at time stamps `time` (B,), enters the cache in the first denoising step (with its
         action features and context noise); then `steps` shortcut steps from `noise` under the new action features."""
-        ctx_level = torch.full_like(time, 0, dtype=torch.float32) + (1 - self.cfg.sampler.context_noise)
-        small = self.cfg.dit.step_levels
-        dtype = next(self.dit.parameters()).dtype
-        z_ctx = shortcut.mix(pending.float()[:, None], pending_eps.float()[:, None], ctx_level[:, None])[:, 0]
+        x_ctx, l_ctx, s_ctx = self._as_context(pending[:, None], pending_eps[:, None])
+        dtype = x_ctx.dtype
         first = [True]
 
         def predict(z: torch.Tensor, level: torch.Tensor, i: int) -> torch.Tensor:
@@ -353,15 +356,14 @@ class WorldModel(nn.Module):
             with self.autocast():
                 if first[0]:  # the pending frame and the new one in one pass; the pending frame is written
                     first[0] = False
-                    x = torch.stack([z_ctx, z.float()], dim=1).to(dtype)
-                    out = self.dit(x, torch.stack([ctx_level, level], 1), torch.stack([torch.full_like(step, small), step], 1),
-                                   torch.stack([pending_feats, feats], 1).to(dtype), torch.stack([time, time + 1], 1), cache,
-                                   write=1)
+                    out = self.dit(torch.cat([x_ctx, z[:, None].to(dtype)], 1), torch.cat([l_ctx, level[:, None]], 1),
+                                   torch.cat([s_ctx, step[:, None]], 1), torch.stack([pending_feats, feats], 1).to(dtype),
+                                   torch.stack([time, time + 1], 1), cache, write=1)
                     return out[:, 1].float()
                 return self.dit(z[:, None].to(dtype), level[:, None], step[:, None], feats[:, None].to(dtype),
                                 (time + 1)[:, None], cache)[:, 0].float()
 
-        return shortcut.sample(predict, noise, steps, small)
+        return shortcut.sample(predict, noise, steps, self.cfg.dit.step_levels)
 
     @torch.no_grad()
     def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, flat_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
