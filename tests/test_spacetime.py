@@ -12,7 +12,7 @@ from worldsim import shortcut
 from worldsim.actions import space_to_json
 from worldsim.config import DiTConfig, preset
 from worldsim.rollout import SpaceTimeDreamer, make_dreamer
-from worldsim.spacetime import SpaceTimeTransformer
+from worldsim.spacetime import SpaceTimeTransformer, rope2d
 from worldsim.world_model import WorldModel
 
 
@@ -30,6 +30,36 @@ def _inputs(b: int, f: int):
     g = torch.Generator().manual_seed(1)
     return (torch.randn(b, f, 4, 8, 8, generator=g), torch.rand(b, f, generator=g),
             torch.randint(0, 4, (b, f), generator=g), torch.randn(b, f, 7, generator=g))
+
+
+def test_steering_moves_where_a_query_looks_by_its_offset():
+    """Space layers' 2D rotary positions: a score depends only on where the query sits relative to the key, so a
+    query at patch p with offset (0, 1) scores every key as the query at p + (0, 1) does; a steered model's output
+    depends on the offset (its gradient reaches the steering layer from the zero start)."""
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(32, generator=g), torch.randn(32, generator=g)
+
+    def score(pq, pk):
+        return float(rope2d(q, torch.tensor(pq)) @ rope2d(k, torch.tensor(pk)))
+
+    for pk in [(0.0, 0.0), (2.0, 5.0), (7.0, 1.0)]:
+        assert score((3.0, 3.0 + 1.0), pk) == pytest.approx(score((3.0, 4.0), pk), abs=1e-4)
+        assert score((3.0, 4.5), pk) == pytest.approx(score((3.0 + 2, 4.5 - 3), (pk[0] + 2, pk[1] - 3)), abs=1e-4)
+    assert score((3.0, 4.0), (3.0, 4.0)) != pytest.approx(score((3.0, 5.0), (3.0, 4.0)), abs=1e-3)
+
+    net = _net()
+    z, level, step, cond = _inputs(2, 3)
+    steer = [blk.steer for blk in net.blocks if blk.steer is not None]
+    assert steer and all(blk.steer is None for blk in net.blocks if blk.time)
+    for lin in steer:
+        torch.nn.init.zeros_(lin.weight)
+        torch.nn.init.zeros_(lin.bias)
+    out = net(z, level, step, cond)
+    out.pow(2).mean().backward()
+    assert all(lin.weight.grad.abs().sum() > 0 for lin in steer)
+    with torch.no_grad():
+        steer[0].bias.fill_(1.0)
+        assert not torch.allclose(net(z, level, step, cond), out, atol=1e-4)
 
 
 @torch.no_grad()

@@ -16,6 +16,14 @@ Every frame carries its own conditioning (Diffusion Forcing): its signal level t
 sampler will take from it (shortcut models) and the action that led into it. They modulate that frame's tokens
 through adaptive RMS normalisation (adaLN-Zero, as DiT). The network predicts the clean frame (x-prediction):
 `worldsim.shortcut` turns that into steps.
+
+**Steering** (`DiTConfig.steer`): turning the camera moves the whole picture, so the new frame at patch p shows
+what the last frame had at p + delta(action). Modulation by the action is per channel and cannot move anything
+in space; with learned absolute positions the network also has no cheap way to look "one patch to the left".
+So space layers use 2D rotary positions, and each head's queries sit at p + offset, the offset (rows, columns,
+in patches) learnt from the frame's conditioning (zero at the start). A head that attends locally then reads
+from where the action says the content came from: the model learns how far each key moves the picture instead
+of being told (the first model was given a camera-shifted frame, with pixels per degree measured from data).
 """
 
 from __future__ import annotations
@@ -127,10 +135,24 @@ def rope(x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
 
 
+def rope2d(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate x (..., hd) by 2D positions pos (..., 2) (rows, columns; fractional allowed): the first half of each
+    head by the row, the second by the column, frequencies pi down to pi/64 per patch (a local kernel is sharp and
+    the grid stays unambiguous)."""
+    hd = x.shape[-1]
+    n = hd // 4  # frequencies per axis
+    freqs = math.pi * torch.exp(-math.log(64.0) * torch.arange(n, dtype=torch.float32, device=x.device) / max(1, n))
+    ang = (pos.float()[..., :, None] * freqs).flatten(-2)  # (..., 2n): rows' angles then columns'
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., 0:4 * n:2], x[..., 1:4 * n:2]
+    rot = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+    return torch.cat([rot, x[..., 4 * n:]], dim=-1)
+
+
 class Block(nn.Module):
     """One attention layer (space or time) and a SwiGLU MLP, both modulated by each frame's conditioning."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, time: bool):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, time: bool, steer: bool = False):
         super().__init__()
         self.heads, self.time = heads, time
         self.norm1 = RMSNorm(width, affine=False)
@@ -145,12 +167,18 @@ class Block(nn.Module):
         self.ada = nn.Linear(width, 6 * width)
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
+        # space layers that steer: each head's query offset (rows, columns) from the frame's conditioning
+        self.steer = nn.Linear(width, 2 * heads) if steer and not time else None
+        if self.steer is not None:
+            nn.init.zeros_(self.steer.weight)
+            nn.init.zeros_(self.steer.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, mask: torch.Tensor,
-                cache: KVCache | None = None, layer: int = 0, write: int = 0) -> torch.Tensor:
+                cache: KVCache | None = None, layer: int = 0, write: int = 0,
+                grid: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps. A time layer attends, under `mask`
         (B*N, 1, F, T), to the keys of `cache` and of x; it writes the first `write` frames' keys/values into the
-        cache."""
+        cache. grid (N, 2): the patches' (row, column), for a steering space layer."""
         b, f, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(cond))[:, :, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + sc1) + sh1
@@ -159,6 +187,9 @@ class Block(nn.Module):
         if self.time:
             a = self._time_attention(q, k, v, times, mask, cache, layer, write)
         else:  # each frame on its own: (B*F, H, N, hd)
+            if self.steer is not None:
+                offset = self.steer(F.silu(cond)).view(b, f, 1, self.heads, 2)
+                q, k = rope2d(q, grid[:, None] + offset), rope2d(k, grid[:, None].expand(n, self.heads, 2))
             q, k, v = (t.reshape(b * f, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
             a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, f, n, d)
         x = x + g1 * self.proj(a)
@@ -193,8 +224,10 @@ class SpaceTimeTransformer(nn.Module):
         self.step_embed = nn.Embedding(cfg.step_levels + 1, d)  # d = 2^-i for i = 0..step_levels
         self.action_mlp = nn.Sequential(nn.Linear(cond_dim, cfg.action_hidden), nn.SiLU(), nn.Linear(cfg.action_hidden, d))
         every = max(1, cfg.time_every)
-        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, time=(i % every == every - 1))
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, time=(i % every == every - 1), steer=cfg.steer)
                                     for i in range(cfg.depth))
+        rows, cols = torch.meshgrid(torch.arange(self.gh), torch.arange(self.gw), indexing="ij")
+        self.register_buffer("grid", torch.stack([rows, cols], -1).reshape(-1, 2).float(), persistent=False)
         self.time_layers = [i for i, blk in enumerate(self.blocks) if blk.time]
         if not self.time_layers:
             raise ValueError("DiTConfig: a space-time model needs at least one time layer (time_every <= depth)")
@@ -229,7 +262,7 @@ class SpaceTimeTransformer(nn.Module):
         mask = ((gap >= 0) & (gap <= self.context))[:, None, None].expand(b, n, 1, f, t).reshape(b * n, 1, f, t)
         t_layer = 0
         for blk in self.blocks:
-            x = blk(x, cond, times, mask, cache, t_layer, write)
+            x = blk(x, cond, times, mask, cache, t_layer, write, self.grid)
             t_layer += blk.time
         shift, scale = self.ada_out(F.silu(cond))[:, :, None].chunk(2, dim=-1)
         x = self.patch_out(self.norm_out(x) * (1 + scale) + shift)
