@@ -7,7 +7,9 @@ reference. Scenarios:
 - ``still``: every key released, camera still, for `still_steps` steps. Floor: the last start frame copied.
 - ``turn90`` / ``turn180``: turn right at 10 degrees a step, then back the same way; ``look``: look down 60
   degrees and back up. At the end the view is the start's again, so copying the start frame is the floor the
-  dream should come within a couple of dB of.
+  dream should come within a couple of dB of. Each also reports the real frames through the model's own
+  autoencoder: the closest any dream in that latent space can come (a still view renders identically, so
+  copy-last is exact there and only a lossless autoencoder could match it).
 - ``play``: the human-like explorer for `play_steps` steps; per window, the colour-histogram overlap of the dream
   with the game and its contrast (mean frame std) relative to the game's. Two different real episodes (other
   seeds, same policy) give the reference range.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 TURN_STEP = 10.0
 
@@ -152,7 +155,8 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         d = make_dreamer(model, ctx, ctx_actions, steps=sampling_steps, seed=seed0)
         dream = np.stack([d.step(flat[:, t]) for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)
-        report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window)
+        ceiling = _round_trip(model, truth) if name in PSNR_SCENARIOS else None
+        report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window, ceiling)
         pick = np.linspace(0, min(lengths) - 1, 8).round().astype(int)  # what the first start looked like
         pictures += [truth[0, pick], dream[0, pick]]
     if real_cache and not Path(real_cache).exists():
@@ -175,18 +179,35 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     return report
 
 
-def _score(name: str, ctx: np.ndarray, truth: np.ndarray, dream: np.ndarray, lengths: list[int], window: int
-           ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+PSNR_SCENARIOS = ("still", "turn90", "turn180", "look")
+
+
+@torch.no_grad()
+def _round_trip(model, frames: np.ndarray) -> np.ndarray:
+    """Real frames (S, T, H, W, 3) through the model's autoencoder: the best any dream in its latent space shows."""
+    flat = torch.from_numpy(frames.reshape(-1, *frames.shape[2:]))
+    out = np.concatenate([model.decode(model.encode(flat[i:i + 64])).cpu().numpy() for i in range(0, len(flat), 64)])
+    return out.reshape(frames.shape)
+
+
+def _score(name: str, ctx: np.ndarray, truth: np.ndarray, dream: np.ndarray, lengths: list[int], window: int,
+           ceiling: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """`ceiling`: the real frames through the autoencoder (PSNR scenarios): a dream can come no closer than that."""
     n = min(lengths)
-    if name in ("still", "turn90", "turn180", "look"):
+    if name in PSNR_SCENARIOS:
         model = psnr(dream[:, :n], truth[:, :n]).mean(0)
         floor_frame = ctx[:, -1:]  # the last real start frame: copy-last for standing still, the start view after turning back
         floor = psnr(np.broadcast_to(floor_frame, truth[:, :n].shape), truth[:, :n]).mean(0)
         key = "copy_last" if name == "still" else "copy_start"
         tail = slice(max(0, n - 10), n) if name == "still" else slice(n - 1, n)
-        return ({"steps": n, "model_db": round(float(model[tail].mean()), 2), f"{key}_db": round(float(floor[tail].mean()), 2),
-                 "model_db_curve": model.round(2).tolist(), f"{key}_db_curve": floor.round(2).tolist()},
-                {"model": model, key: floor})
+        out = {"steps": n, "model_db": round(float(model[tail].mean()), 2), f"{key}_db": round(float(floor[tail].mean()), 2)}
+        curves = {"model": model, key: floor}
+        if ceiling is not None:
+            ae = psnr(ceiling[:, :n], truth[:, :n]).mean(0)
+            out["autoencoder_db"] = round(float(ae[tail].mean()), 2)
+            curves["autoencoder"] = ae
+        out.update({f"{k}_db_curve": v.round(2).tolist() for k, v in curves.items()})
+        return out, curves
     rows = []
     for i, ln in enumerate(lengths):
         other = (i + 1) % len(lengths)

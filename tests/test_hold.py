@@ -13,8 +13,10 @@ def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed(
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 256, (2, 60, 16, 16, 3), dtype=np.uint8)
     ctx = truth[:, :1]
-    same, _ = _score("still", ctx, truth, truth.copy(), [60, 60], 20)
-    assert same["model_db"] == 60.0
+    same, _ = _score("still", ctx, truth, truth.copy(), [60, 60], 20, ceiling=truth.copy())
+    assert same["model_db"] == 60.0 and same["autoencoder_db"] == 60.0
+    noisy = np.clip(truth.astype(int) + rng.integers(-20, 21, truth.shape), 0, 255).astype(np.uint8)
+    assert _score("still", ctx, truth, truth.copy(), [60, 60], 20, ceiling=noisy)[0]["autoencoder_db"] < 30
     flat = np.full_like(truth, 128)
     play, _ = _score("play", ctx, truth, flat, [60, 60], 20)
     assert play["contrast_max" if "contrast_max" in play else "contrast_mean"] < 0.01
@@ -34,6 +36,7 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
     for name in ("still", "turn90", "turn180", "look"):
         r = report[name]
         assert r["steps"] > 0 and 0 < r["model_db"] <= 60 and len(r["model_db_curve"]) == r["steps"]
+        assert 0 < r["autoencoder_db"] <= 60 and len(r["autoencoder_db_curve"]) == r["steps"]
     assert report["still"]["copy_last_db"] > report["still"]["model_db"] - 60
     assert len(report["turn180"]["model_db_curve"]) == 36
     for name in ("play", "random"):
