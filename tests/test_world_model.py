@@ -273,8 +273,8 @@ def test_training_and_rollout_feed_the_same_pixel_prior(monkeypatch):
 def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():
     """Each frame's pitch conditions it (sines/cosines + known flag; unknown: all zero); a dream sums the camera's
     pitch changes and clamps at +-90 degrees as the game does; an unknown pitch stays unknown."""
-    from worldsim.rollout import Dreamer
     from worldsim.conditioning import pitch_features
+    from worldsim.rollout import Dreamer
 
     f = pitch_features(torch.tensor([float("nan"), 0.0, 30.0, 120.0]))
     assert f.shape == (4, 9) and torch.all(f[0] == 0) and torch.all(f[1:, -1] == 1)
