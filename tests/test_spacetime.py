@@ -62,49 +62,25 @@ def test_steering_moves_where_a_query_looks_by_its_offset():
         assert not torch.allclose(net(z, level, step, cond), out, atol=1e-4)
 
 
-def test_the_learnt_shift_moves_the_frame_before_and_learns_from_zero():
-    """LearnedShift starts as the unmoved frame before; a shift of one latent pixel to the right moves the map by
-    exactly one column (the mean comes in at the edge), and the loss's gradient reaches its output layer."""
-    from worldsim.warp import LearnedShift
-
-    warp = LearnedShift(7, 16)
-    prev = torch.randn(2, 3, 4, 8, 8)
-    feats = torch.randn(2, 3, 7)
-    assert torch.equal(warp(prev, feats), prev)
-    with torch.no_grad():
-        warp.mlp[2].bias.copy_(torch.tensor([0.0, 1.0]))
-    moved = warp(prev, feats)
-    assert torch.allclose(moved[..., 1:], prev[..., :-1], atol=1e-5) and moved[..., 0].abs().max() < 1e-6
-    torch.nn.init.zeros_(warp.mlp[2].bias)
-    (warp(prev, feats) - prev.roll(1, -1)).pow(2).mean().backward()
-    assert warp.mlp[2].weight.grad.abs().sum() > 0
-
-
 @torch.no_grad()
 def test_the_cache_gives_the_frames_of_a_full_forward_beyond_the_context():
     """Frames fed one (or two) at a time through the rolling cache give what one pass over the whole sequence gives,
-    for sequences three times the context, at any time offset (rotary time: only differences count); each call
-    is given the frame before its first (`before`), which the learnt shift moves."""
+    for sequences three times the context, at any time offset (rotary time: only differences count)."""
     net = _net(context=5)
     b, f = 3, 15
     z, level, step, feats = _inputs(b, f)
     full = net(z, level, step, feats)
-
-    def before(t):
-        return z[:, t - 1] if t > 0 else None
-
     for offset in (0, 10**7):
         cache = net.new_cache(b, "cpu")
         out = [net(z[:, t:t + 1], level[:, t:t + 1], step[:, t:t + 1], feats[:, t:t + 1],
-                   torch.full((b, 1), t + offset), cache, write=1, before=before(t)) for t in range(f)]
+                   torch.full((b, 1), t + offset), cache, write=1) for t in range(f)]
         assert torch.allclose(torch.cat(out, 1), full, atol=2e-5), offset
     # a rollout's calls: the newest finished frame written together with the next one, which is not written
     cache = net.new_cache(b, "cpu")
     net(z[:, :1], level[:, :1], step[:, :1], feats[:, :1], torch.zeros(b, 1, dtype=torch.long), cache, write=1)
     for t in range(1, f - 1):
         sl = slice(t, t + 2)
-        two = net(z[:, sl], level[:, sl], step[:, sl], feats[:, sl], torch.arange(t, t + 2).expand(b, 2), cache, write=1,
-                  before=before(t))
+        two = net(z[:, sl], level[:, sl], step[:, sl], feats[:, sl], torch.arange(t, t + 2).expand(b, 2), cache, write=1)
         assert torch.allclose(two, full[:, sl], atol=2e-5), t
 
 
@@ -118,8 +94,7 @@ def test_time_is_causal_and_rows_of_the_cache_are_independent():
     assert torch.allclose(net(later, level, step, feats)[:, :4], full[:, :4], atol=1e-5)  # the future is unseen
     cache = net.new_cache(2, "cpu")
     for t in range(3):
-        net(z[:, t:t + 1], level[:, t:t + 1], step[:, t:t + 1], feats[:, t:t + 1], torch.full((2, 1), t), cache, write=1,
-            before=z[:, t - 1] if t else None)
+        net(z[:, t:t + 1], level[:, t:t + 1], step[:, t:t + 1], feats[:, t:t + 1], torch.full((2, 1), t), cache, write=1)
     part = cache.subset(torch.tensor([1]))  # row 1 restarts from frame 0, row 0 goes on
     part.clear_rows(torch.tensor([0]))
     net(z[1:, :1], level[1:, :1], step[1:, :1], feats[1:, :1], torch.zeros(1, 1, dtype=torch.long), part, write=1)
@@ -127,7 +102,7 @@ def test_time_is_causal_and_rows_of_the_cache_are_independent():
     times = torch.tensor([[3], [1]])
     pick = torch.tensor([3, 1])
     out = net(z[torch.arange(2), pick][:, None], level[torch.arange(2), pick][:, None], step[torch.arange(2), pick][:, None],
-              feats[torch.arange(2), pick][:, None], times, cache, before=z[torch.arange(2), pick - 1])
+              feats[torch.arange(2), pick][:, None], times, cache)
     assert torch.allclose(out[0, 0], full[0, 3], atol=2e-5)
     assert torch.allclose(out[1, 0], net(z[1:, :2], level[1:, :2], step[1:, :2], feats[1:, :2])[0, 1], atol=2e-5)
 

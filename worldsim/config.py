@@ -34,7 +34,6 @@ class DiTConfig:
     time_every: int = 2  # every n-th layer attends in time (the others in space)
     step_levels: int = 4  # shortcut step sizes d = 1, 1/2, ..., 2^-step_levels (the smallest is trained by flow matching)
     steer: bool = True  # space layers: 2D rotary positions, queries moved by an offset learnt from the action (Block)
-    warp: bool = True  # each frame also sees the frame before it moved by a shift learnt from the action (LearnedShift)
 
 
 @dataclass

@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 from worldsim import view_atlas
-from worldsim.warp import PRIOR_FILLS, shift
+
+PRIOR_FILLS = {"edge": "border", "mean": "zeros", "view": "zeros"}  # ModelConfig.prior_fill -> grid_sample's padding
 
 if TYPE_CHECKING:
     from worldsim.world_model import WorldModel
@@ -115,3 +117,22 @@ class MotionPrior:
         """The view atlas's rows (n, C, h) at n pitches in degrees (None or NaN: unknown, the mean latent)."""
         p = torch.full((n,), float("nan"), device=self.latent_mean.device) if pitch is None else pitch.float()
         return view_atlas.rows(self.view_atlas.float(), p)
+
+
+def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: str = "edge",
+          fill_rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Move each map of z (N, C, h, w) by (dy[i], dx[i]) pixels (down, right; fractions interpolate bilinearly);
+    what comes in at an edge repeats the edge (`fill="edge"`), is zero (`"mean"`: the mean of standardised latents)
+    or, given `fill_rows` (N, C, h), takes those rows' values (`"view"`: the view atlas at the new pitch; the
+    partly revealed boundary column blends). WorldModel checks its config's fill once, at construction."""
+    n, _, h, w = z.shape
+    theta = torch.zeros(n, 2, 3, dtype=z.dtype, device=z.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2] = -2.0 * dx.to(z.dtype) / w  # output(x) = input(x - dx)
+    theta[:, 1, 2] = -2.0 * dy.to(z.dtype) / h
+    grid = F.affine_grid(theta, list(z.shape), align_corners=False)
+    out = F.grid_sample(z, grid, mode="bilinear", padding_mode=PRIOR_FILLS[fill], align_corners=False)
+    if fill_rows is None:
+        return out
+    inside = F.grid_sample(torch.ones_like(z[:, :1]), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + (1 - inside) * fill_rows.to(z.dtype)[..., None]

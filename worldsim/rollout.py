@@ -120,7 +120,6 @@ class SpaceTimeDreamer:
         self.time = torch.zeros(b, dtype=torch.int64, device=dev)  # the pending frame's time stamp
         # the last two frames (the outcome heads read them); the newest is not in the cache yet (`pending`)
         self.latents = torch.zeros(b, 2, c, h, w, device=dev)
-        self.before = torch.zeros(b, c, h, w, device=dev)  # the pending frame's predecessor as it was fed
         self.pitch = torch.full((b, 1), float("nan"), device=dev)
         if seeds is None:
             base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -167,10 +166,7 @@ class SpaceTimeDreamer:
         if s > 1:  # every start frame but the last goes into the cache now; the last joins the first step
             eps = torch.stack([torch.randn(z.shape[1:], generator=self.generators[i], device=dev)[: s - 1]
                                for i in rows.tolist()])
-            fed = m.commit(z[:, :-1], eps, feats[:, :-1], torch.arange(s - 1, device=dev).expand(r, s - 1), part)
-            self.before[rows] = fed[:, -1].to(self.before.dtype)
-        else:
-            self.before[rows] = 0.0
+            m.commit(z[:, :-1], eps, feats[:, :-1], torch.arange(s - 1, device=dev).expand(r, s - 1), part)
         self.cache.scatter(rows, part)
         self.pending_feats[rows] = feats[:, -1]
         self.time[rows] = s - 1
@@ -187,9 +183,7 @@ class SpaceTimeDreamer:
         shape = self.latents.shape[2:]
         noise = torch.stack([torch.randn((2, *shape), generator=g, device=dev) for g in self.generators])
         feats = m.action_features(a)
-        z, fed = m.generate(self.pending, noise[:, 0], self.pending_feats, noise[:, 1], feats, self.time, self.cache,
-                            self.steps, self.before)
-        self.before = fed.to(self.before.dtype)
+        z = m.generate(self.pending, noise[:, 0], self.pending_feats, noise[:, 1], feats, self.time, self.cache, self.steps)
         frames = m.decode(z)
         if m.cfg.sampler.reencode:
             z = m.encode(frames)

@@ -36,7 +36,6 @@ from torch import nn
 
 from worldsim.config import DiTConfig
 from worldsim.layers import RMSNorm, fourier
-from worldsim.warp import LearnedShift
 
 EMPTY = -(2**40)  # the time stamp of a ring slot that holds no frame: further away than any window
 
@@ -219,8 +218,7 @@ class SpaceTimeTransformer(nn.Module):
         self.gh, self.gw = latent_hw[0] // cfg.patch, latent_hw[1] // cfg.patch
         self.tokens_per_frame = self.gh * self.gw
         d = cfg.width
-        self.warp = LearnedShift(cond_dim, cfg.action_hidden) if cfg.warp else None
-        self.patch_in = nn.Linear(latent_channels * (2 if cfg.warp else 1) * cfg.patch**2, d)
+        self.patch_in = nn.Linear(latent_channels * cfg.patch**2, d)
         self.pos_space = nn.Parameter(torch.randn(1, 1, self.tokens_per_frame, d) * 0.02)
         self.level_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.step_embed = nn.Embedding(cfg.step_levels + 1, d)  # d = 2^-i for i = 0..step_levels
@@ -244,22 +242,16 @@ class SpaceTimeTransformer(nn.Module):
         return KVCache(batch, self.context, len(self.time_layers), device)
 
     def forward(self, z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, feats: torch.Tensor,
-                times: torch.Tensor | None = None, cache: KVCache | None = None, write: int = 0,
-                before: torch.Tensor | None = None) -> torch.Tensor:
+                times: torch.Tensor | None = None, cache: KVCache | None = None, write: int = 0) -> torch.Tensor:
         """z (B, F, C, h, w) noisy latents at signal levels `level` (B, F) in [0, 1] (1: clean), step-size indices
         `step` (B, F) (d = 2^-step), conditioning features (B, F, A) -> predicted clean latents (B, F, C, h, w).
         times (B, F): the frames' time stamps (default 0..F-1). With `cache`, time layers also attend to the
-        cached frames, and the first `write` frames are added to the cache. before (B, C, h, w): the first frame's
-        predecessor as it was fed (None: it has none); the learnt shift moves each frame's predecessor."""
+        cached frames, and the first `write` frames are added to the cache."""
         b, f, c, h, w = z.shape
         p = self.p
         if times is None:
             times = torch.arange(f, device=z.device).expand(b, f)
-        if self.warp is not None:
-            first = torch.zeros_like(z[:, :1]) if before is None else before[:, None].to(z.dtype)
-            z = torch.cat([z, self.warp(torch.cat([first, z[:, :-1]], dim=1), feats)], dim=2)
-        ci = z.shape[2]
-        x = z.reshape(b, f, ci, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, self.tokens_per_frame, ci * p * p)
+        x = z.reshape(b, f, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, self.tokens_per_frame, c * p * p)
         x = self.patch_in(x) + self.pos_space
         cond = (self.level_mlp(fourier(level, 256).to(x.dtype)) + self.step_embed(step)
                 + self.action_mlp(feats.to(x.dtype)))

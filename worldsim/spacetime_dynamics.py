@@ -36,24 +36,18 @@ class SpaceTimeDynamics:
         x = shortcut.mix(z.float(), eps.float(), level).to(next(self.dit.parameters()).dtype)
         return x, level, step
 
-    def commit(self, z: torch.Tensor, eps: torch.Tensor, feats: torch.Tensor, times: torch.Tensor, cache: KVCache,
-               before: torch.Tensor | None = None) -> torch.Tensor:
+    def commit(self, z: torch.Tensor, eps: torch.Tensor, feats: torch.Tensor, times: torch.Tensor, cache: KVCache) -> None:
         """Put finished frames z (B, F, C, h, w) into a space-time model's cache, corrupted as a dream's context is
-        (`_as_context`, noise eps), with the features (B, F, A+1) of the actions that led into them; `before`
-        (B, C, h, w): the first one's predecessor as it was fed (None: none). Returns the frames as fed."""
+        (`_as_context`, noise eps), with the features (B, F, A+1) of the actions that led into them."""
         x, level, step = self._as_context(z, eps)
         with self.autocast():
-            self.dit(x, level, step, feats.to(x.dtype), times, cache, write=z.shape[1], before=before)
-        return x
+            self.dit(x, level, step, feats.to(x.dtype), times, cache, write=z.shape[1])
 
     def generate(self, pending: torch.Tensor, pending_eps: torch.Tensor, pending_feats: torch.Tensor, noise: torch.Tensor,
-                 feats: torch.Tensor, time: torch.Tensor, cache: KVCache, steps: int,
-                 before: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 feats: torch.Tensor, time: torch.Tensor, cache: KVCache, steps: int) -> torch.Tensor:
         """The space-time model's next latent frame (B, C, h, w) for a batch of dreams: `pending` (B, C, h, w), the
         newest finished frame at time stamps `time` (B,), enters the cache in the first denoising step (with its
-        action features and context noise; `before`: its predecessor as it was fed, None: none); then `steps`
-        shortcut steps from `noise` under the new action features. Returns the frame and `pending` as it was fed
-        (the next frame's `before`)."""
+        action features and context noise); then `steps` shortcut steps from `noise` under the new action features."""
         x_ctx, l_ctx, s_ctx = self._as_context(pending[:, None], pending_eps[:, None])
         dtype = x_ctx.dtype
         first = [True]
@@ -65,9 +59,9 @@ class SpaceTimeDynamics:
                     first[0] = False
                     out = self.dit(torch.cat([x_ctx, z[:, None].to(dtype)], 1), torch.cat([l_ctx, level[:, None]], 1),
                                    torch.cat([s_ctx, step[:, None]], 1), torch.stack([pending_feats, feats], 1).to(dtype),
-                                   torch.stack([time, time + 1], 1), cache, write=1, before=before)
+                                   torch.stack([time, time + 1], 1), cache, write=1)
                     return out[:, 1].float()
                 return self.dit(z[:, None].to(dtype), level[:, None], step[:, None], feats[:, None].to(dtype),
-                                (time + 1)[:, None], cache, before=x_ctx[:, 0])[:, 0].float()
+                                (time + 1)[:, None], cache)[:, 0].float()
 
-        return shortcut.sample(predict, noise, steps, self.cfg.dit.step_levels), x_ctx[:, 0]
+        return shortcut.sample(predict, noise, steps, self.cfg.dit.step_levels)
