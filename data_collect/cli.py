@@ -130,9 +130,11 @@ def _cmd_bench(a: argparse.Namespace) -> int:
                                     random_steps=a.random_steps, sampling_steps=(a.sampling_steps or [None])[0],
                                     out=out, progress=True, real_cache=a.real_cache)
         h = result["hold"]
-        print(f"still {h['still']['steps']} steps: dream {h['still']['model_db']} dB, copy-last {h['still']['copy_last_db']} dB")
+        print(f"still {h['still']['steps']} steps: dream {h['still']['model_db']} dB, copy-last {h['still']['copy_last_db']} dB, "
+              f"autoencoder {h['still']['autoencoder_db']} dB")
         for name in ("turn90", "turn180", "look"):
-            print(f"{name} and back: dream {h[name]['model_db']} dB, copy-start {h[name]['copy_start_db']} dB")
+            print(f"{name} and back: dream {h[name]['model_db']} dB, copy-start {h[name]['copy_start_db']} dB, "
+                  f"autoencoder {h[name]['autoencoder_db']} dB")
         for name in ("play", "random"):
             r = h[name]
             print(f"{name} {r['steps']} steps: colour overlap min {r['colour_overlap_min']} (real pairs min "
