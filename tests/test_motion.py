@@ -76,3 +76,16 @@ def test_sharpness_counts_pixel_to_pixel_contrast_and_drops_under_blur():
     img = rng.integers(0, 256, (1, 1, 32, 32, 3)).astype(np.uint8)
     blur = ((img[..., :-1, :, :].astype(np.float32) + img[..., 1:, :, :]) / 2).astype(np.uint8)
     assert sharpness(blur)[0, 0] < 0.8 * sharpness(img)[0, 0]
+
+
+def test_identical_frames_score_the_psnr_cap_not_infinity():
+    """Held-out data with idling holds identical consecutive frames: copy-last must score a finite mean."""
+    from worldsim.evaluate import MAX_PSNR, frame_metrics
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    b = a.copy()
+    b[1] ^= 1  # almost the same: a high but uncapped score
+    psnr, ssim = frame_metrics(a, b)
+    assert psnr[0] == MAX_PSNR and psnr[2] == MAX_PSNR and 40 < psnr[1] < MAX_PSNR
+    assert np.isfinite(psnr).all() and ssim[0] > 0.99

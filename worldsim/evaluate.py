@@ -23,13 +23,16 @@ from worldsim.rollout import make_dreamer
 from worldsim.world_model import WorldModel
 
 
+MAX_PSNR = 60.0  # identical frames (a still view renders identically) score this, not infinity, so means stay finite
+
+
 def frame_metrics(pred: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame PSNR and SSIM of uint8 (N, H, W, 3) frames (torchmetrics)."""
+    """Per-frame PSNR (at most `MAX_PSNR`) and SSIM of uint8 (N, H, W, 3) frames (torchmetrics)."""
     p = torch.from_numpy(np.asarray(pred)).permute(0, 3, 1, 2).float() / 255.0
     r = torch.from_numpy(np.asarray(real)).permute(0, 3, 1, 2).float() / 255.0
     psnr = peak_signal_noise_ratio(p, r, data_range=1.0, reduction="none", dim=(1, 2, 3))
     ssim = structural_similarity_index_measure(p, r, data_range=1.0, reduction="none")
-    return psnr.numpy(), ssim.numpy()
+    return psnr.clamp(max=MAX_PSNR).numpy(), ssim.numpy()
 
 
 def clips(ds: Dataset, episodes: list[int], k: int, horizon: int, stride: int) -> list[tuple[int, int]]:
