@@ -7,7 +7,9 @@ reference. Scenarios:
 - ``still``: every key released, camera still, for `still_steps` steps. Floor: the last start frame copied.
 - ``turn90`` / ``turn180``: turn right at 10 degrees a step, then back the same way; ``look``: look down 60
   degrees and back up. At the end the view is the start's again, so copying the start frame is the floor the
-  dream should come within a couple of dB of. Each also reports the real frames through the model's own
+  dream should come within a couple of dB of. At the step where the real view is furthest from the start, the
+  dream's PSNR against the start view says whether it turned away at all (a frozen dream scores high there
+  where the real game scores low). Each also reports the real frames through the model's own
   autoencoder: the closest any dream in that latent space can come (a still view renders identically, so
   copy-last is exact there and only a lossless autoencoder could match it).
 - ``play``: the human-like explorer for `play_steps` steps; per window, the colour-histogram overlap of the dream
@@ -201,6 +203,11 @@ def _score(name: str, ctx: np.ndarray, truth: np.ndarray, dream: np.ndarray, len
         key = "copy_last" if name == "still" else "copy_start"
         tail = slice(max(0, n - 10), n) if name == "still" else slice(n - 1, n)
         out = {"steps": n, "model_db": round(float(model[tail].mean()), 2), f"{key}_db": round(float(floor[tail].mean()), 2)}
+        if name != "still":  # did the dream turn away at all? At the step where the real view is furthest from the
+            far = int(np.argmin(floor))  # start, a dream that never turned still looks like the start view
+            out.update({"away_step": far, "model_db_away": round(float(model[far]), 2),
+                        "dream_vs_start_away_db": round(float(psnr(dream[:, far], ctx[:, -1]).mean()), 2),
+                        "real_vs_start_away_db": round(float(floor[far]), 2)})
         curves = {"model": model, key: floor}
         if ceiling is not None:
             ae = psnr(ceiling[:, :n], truth[:, :n]).mean(0)

@@ -21,6 +21,8 @@ def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed(
     play, _ = _score("play", ctx, truth, flat, [60, 60], 20)
     assert play["contrast_max" if "contrast_max" in play else "contrast_mean"] < 0.01
     assert play["colour_overlap_mean"] < 0.05 and play["dream_std_min"] == 0.0
+    frozen, _ = _score("turn90", truth[:, :1], truth, np.broadcast_to(truth[:, :1], truth.shape), [60, 60], 20)
+    assert frozen["dream_vs_start_away_db"] == 60.0 and frozen["real_vs_start_away_db"] < 20  # it never turned
     good, _ = _score("play", ctx, truth, truth.copy(), [60, 60], 20)
     assert good["colour_overlap_min"] == 1.0 and good["contrast_min"] == 1.0
     assert overlap(truth[0], truth[1]) > 0.8 and contrast(flat[0]) == 0.0
@@ -39,6 +41,9 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
         assert 0 < r["autoencoder_db"] <= 60 and len(r["autoencoder_db_curve"]) == r["steps"]
     assert report["still"]["copy_last_db"] > report["still"]["model_db"] - 60
     assert len(report["turn180"]["model_db_curve"]) == 36
+    for name in ("turn90", "turn180", "look"):  # the far point of the turn: the real view is not the start's there
+        r = report[name]
+        assert 0 <= r["away_step"] < r["steps"] and r["real_vs_start_away_db"] <= r["copy_start_db"]
     for name in ("play", "random"):
         r = report[name]
         assert r["windows"] >= 1 and 0 <= r["colour_overlap_min"] <= 1 and 0 < r["real_overlap_min"] <= 1
