@@ -144,13 +144,16 @@ def _tiny2_model() -> WorldModel:
     return WorldModel(cfg).eval()
 
 
-def test_generation_2_refuses_the_first_models_priors():
+def test_generation_2_refuses_the_first_models_sampling_tricks():
     cfg = preset("tiny2").model
     cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
-    cfg.motion_prior = True
-    with pytest.raises(ValueError, match="motion_prior"):
+    cfg.view_pitch = True
+    with pytest.raises(ValueError, match="view_pitch"):
         WorldModel(cfg)
-    cfg.motion_prior, cfg.sampler.steps = False, 3
+    cfg.view_pitch, cfg.sampler.pixel_prior = False, False  # a latent-space motion prior blurs: pixel space only
+    with pytest.raises(ValueError, match="pixel space"):
+        WorldModel(cfg)
+    cfg.sampler.pixel_prior, cfg.sampler.steps = True, 3
     with pytest.raises(ValueError, match="power of two"):
         WorldModel(cfg)
 
@@ -202,3 +205,62 @@ def test_long_context_trains_and_dreams_in_the_tiny_config(tiny_run):
     assert np.array_equal(f[2], g[0])
     with pytest.raises(ValueError, match="at most 6 frames"):
         SpaceTimeDreamer(m, np.zeros((1, 7, 32, 32, 3), np.uint8))
+
+
+def test_a_model_given_the_motion_prior_starts_as_the_model_without_it():
+    """The prior's input channels start at zero (`load_extending`): a model that gains the motion prior dreams, frame
+    for frame, what the model it grew from dreamed, through starts, turns and a cache that rolls."""
+    from worldsim.world_model import load_extending
+
+    with_prior = _tiny2_model()
+    cfg = preset("tiny2").model
+    cfg.action_space_json = with_prior.cfg.action_space_json
+    cfg.motion_prior = cfg.sampler.pixel_prior = False
+    without = WorldModel(cfg).eval()
+    with torch.no_grad():
+        for p in without.dit.parameters():
+            p.normal_(0.0, 0.1 if p.dim() > 1 else 0.05)
+    load_extending(with_prior, without.state_dict())
+    with_prior.cfg.camera_px_per_deg = (0.7, 0.65)
+    assert with_prior.dit.patch_in.weight.shape[1] == 2 * without.dit.patch_in.weight.shape[1]
+    rng = np.random.default_rng(0)
+    start = rng.integers(0, 256, (2, 2, 32, 32, 3), dtype=np.uint8)
+    flat = np.zeros((10, with_prior.codec.dim), np.float32)
+    flat[:, with_prior.camera] = rng.uniform(-10, 10, (10, 2))
+    a, b = SpaceTimeDreamer(with_prior, start, flat[None, :1].repeat(2, 0), seed=3), \
+        SpaceTimeDreamer(without, start, flat[None, :1].repeat(2, 0), seed=3)
+    for t in range(1, 10):
+        fa, fb = a.step(flat[None, t].repeat(2, 0)), b.step(flat[None, t].repeat(2, 0))
+        assert np.array_equal(fa, fb), t
+    assert a.pending_prior.abs().sum() > 0  # the prior was made (and read with zero weights)
+
+
+def test_training_reads_the_prior_a_dream_makes(tiny_run):
+    """The prior training reads from the latent cache (the recorded frame before, moved by the camera action and
+    encoded) is the one a dream makes from its last frame's pixels, and the loss's gradient reaches the prior's
+    input weights."""
+    import worldsim
+    from worldsim.data import LatentCache
+    from worldsim.dataset import Dataset
+
+    root, _ = tiny_run
+    m = worldsim.load(root / "run")
+    assert m.cfg.motion_prior and any(m.cfg.camera_px_per_deg)
+    cache = LatentCache(root / "run" / "latents")
+    ep = Dataset(root / "ds").episode(1)
+    flat = torch.from_numpy(m.codec.encode_batch(ep.actions))
+    a0 = int(cache.offsets[1])
+    z, acts, known, _ = cache.batch(np.array([a0]), 12)
+    prior = m.sequence_prior(cache.moved_seq(np.array([a0]), 12), acts, known)[0]
+    assert torch.equal(prior[0], torch.zeros_like(prior[0]))  # an episode's first frame has no frame before it
+    frames = torch.from_numpy(np.array(ep.frames[:12]))
+    dream = m.pixel_prior(frames[:11], flat[:11])  # what a dream makes for frames 1..11 from the frames before
+    assert torch.allclose(prior[1:], dream, atol=0.02)
+    m.train()
+    loss, _ = m.sequence_loss(z, acts, known, 0.25, 0.5, 0.8, torch.Generator().manual_seed(0),
+                              moved=cache.moved_seq(np.array([a0]), 12))
+    loss.backward()
+    c = m.cfg.ae.latent_channels * m.cfg.dit.patch ** 2
+    assert m.dit.patch_in.weight.grad[:, c:].abs().sum() > 0
+    with pytest.raises(ValueError, match="moved"):
+        m.sequence_loss(z, acts, known, 0.25, 0.5, 0.8)

@@ -173,14 +173,14 @@ def preset(name: str) -> Preset:
     if name == "tiny2":  # the space-time model (generation 2) in seconds, for tests
         return Preset(
             ModelConfig(generation=2, frame_size=32, context=6, start_frames=2, ae=AutoencoderConfig(channels=(16, 32), latent_channels=4),
-                        sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False),
+                        motion_prior=True, sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False, pixel_prior=True),
                         dit=DiTConfig(width=64, depth=4, heads=2, patch=2, mlp_ratio=8 / 3, action_hidden=64, time_every=2, step_levels=2)),
             TrainConfig(ae_steps=30, ae_batch=8, dit_steps=30, dit_batch=2, seq_len=4, long_seq=10, heads_steps=20, heads_batch=16,
                         decoder_steps=0, warmup=5, checkpoint_every=10, sample_every=20, log_every=5, ae_lr=2e-3, dit_lr=1e-3, ema=0.9))
     if name == "small2":  # the space-time model at 64x64: 40 frames of context (2 s), 64 tokens per frame
         return Preset(
             ModelConfig(generation=2, frame_size=64, context=40, start_frames=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8),
-                        sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False),
+                        motion_prior=True, sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False, pixel_prior=True),
                         dit=DiTConfig(width=192, depth=8, heads=3, patch=2, mlp_ratio=8 / 3, action_hidden=192, time_every=2, step_levels=4)),
             TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=20000, dit_batch=8, seq_len=16, long_seq=64, dit_lr=3e-4,
                         warmup=300, decoder_steps=0, checkpoint_every=250, sample_every=2000, log_every=25))

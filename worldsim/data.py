@@ -173,6 +173,13 @@ class LatentCache:
         p = torch.from_numpy(np.asarray(self.pitch[idx], np.float32))
         return z, a, k, p
 
+    def moved_seq(self, starts: np.ndarray, frames: int) -> torch.Tensor:
+        """The pixel-moved latents (B, F, C, h, w) of every frame of each window (the space-time model's prior)."""
+        if self.moved is None:
+            raise ValueError(f"{self.root} has no moved.f16: build it with LatentCache.write_pixel_prior")
+        idx = np.asarray(starts)[:, None] + np.arange(frames)[None]
+        return torch.from_numpy(self.moved[idx].astype(np.float32))
+
     def moved_last(self, starts: np.ndarray, frames: int) -> torch.Tensor:
         """The pixel-moved latents (B, C, h, w) of the last frame of each window (for `WorldModel.dynamics_loss`)."""
         if self.moved is None:

@@ -1,4 +1,4 @@
-"""The first model's motion prior (`ModelConfig.motion_prior`).
+"""The motion prior (`ModelConfig.motion_prior`), an input of both model generations.
 
 A camera turn moves the whole picture by a nearly constant number of pixels per degree, an exact, cheap piece of
 geometry that the first model's transformer over 16x16-pixel patches learnt only slowly (a 2 degree turn is a
@@ -6,8 +6,10 @@ geometry that the first model's transformer over 16x16-pixel patches learnt only
 frame's camera action (bilinear; the revealed strip per `prior_fill`); it predicts what the shift does not
 explain: parallax, the strip the turn reveals, walking, breaking. The pixels per degree are measured from the
 training data (`worldsim.motion`), so the prior knows no more than the recorded frames and actions.
-The space-time model (generation 2) has no prior: its space layers learn how far an action moves the picture
-(`worldsim.spacetime`, steering).
+The space-time model (generation 2) takes it in pixel space only (`pixel_prior`), for every frame of its
+sequences: without it, 1,100 steps of training left its dreams unmoved by the camera (a turn changed the next
+frame by 0.4 grey levels; `docs/generation2.md`), since learning to move a picture by a fraction of a patch from
+a few numbers is slow, and a learnt latent shift won by blurring.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 
 class MotionPrior:
-    """WorldModel's motion-prior methods (the first model only)."""
+    """WorldModel's motion-prior methods (the view-atlas fill and the latent prior: the first model only)."""
 
     def set_prior_fill(self, fill: str, atlas: torch.Tensor | None = None) -> WorldModel:
         """Change how the motion prior fills the strip a camera move reveals; "view" needs the view atlas

@@ -120,6 +120,9 @@ class SpaceTimeDreamer:
         self.time = torch.zeros(b, dtype=torch.int64, device=dev)  # the pending frame's time stamp
         # the last two frames (the outcome heads read them); the newest is not in the cache yet (`pending`)
         self.latents = torch.zeros(b, 2, c, h, w, device=dev)
+        # with the motion prior: the pending frame's prior (it enters the cache with it) and the newest pixels
+        self.pending_prior = torch.zeros(b, c, h, w, device=dev) if model.cfg.motion_prior else None
+        self.last_frame = torch.zeros(b, *model.cfg.frame_hw, 3, dtype=torch.uint8, device=dev)
         self.pitch = torch.full((b, 1), float("nan"), device=dev)
         if seeds is None:
             base = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -161,13 +164,23 @@ class SpaceTimeDreamer:
                 self.generators[i].manual_seed(int(sd))
         z = m.encode(frames)
         feats = m.action_features(flat, known)
+        prior = None
+        if m.cfg.motion_prior:  # each start frame's prior: the frame before it moved by the action between them
+            prior = torch.zeros_like(z)
+            if s > 1:
+                moved = m.pixel_prior(frames[:, :-1].reshape(-1, *frames.shape[2:]), flat[:, 1:].reshape(-1, flat.shape[-1]))
+                prior[:, 1:] = moved.reshape(r, s - 1, *z.shape[2:]) * known[:, 1:, None, None, None]
         part = self.cache.subset(rows)
         part.clear_rows(torch.arange(r, device=dev))
         if s > 1:  # every start frame but the last goes into the cache now; the last joins the first step
             eps = torch.stack([torch.randn(z.shape[1:], generator=self.generators[i], device=dev)[: s - 1]
                                for i in rows.tolist()])
-            m.commit(z[:, :-1], eps, feats[:, :-1], torch.arange(s - 1, device=dev).expand(r, s - 1), part)
+            m.commit(z[:, :-1], eps, feats[:, :-1], torch.arange(s - 1, device=dev).expand(r, s - 1), part,
+                     prior=None if prior is None else prior[:, :-1])
         self.cache.scatter(rows, part)
+        if prior is not None:
+            self.pending_prior[rows] = prior[:, -1]
+        self.last_frame[rows] = frames[:, -1]
         self.pending_feats[rows] = feats[:, -1]
         self.time[rows] = s - 1
         self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
@@ -183,12 +196,14 @@ class SpaceTimeDreamer:
         shape = self.latents.shape[2:]
         noise = torch.stack([torch.randn((2, *shape), generator=g, device=dev) for g in self.generators])
         feats = m.action_features(a)
-        z = m.generate(self.pending, noise[:, 0], self.pending_feats, noise[:, 1], feats, self.time, self.cache, self.steps)
+        prior = m.pixel_prior(self.last_frame, a) if m.cfg.motion_prior else None
+        z = m.generate(self.pending, noise[:, 0], self.pending_feats, noise[:, 1], feats, self.time, self.cache, self.steps,
+                       pending_prior=self.pending_prior, prior=prior)
         frames = m.decode(z)
         if m.cfg.sampler.reencode:
             z = m.encode(frames)
         self.latents = torch.stack([self.pending, z], dim=1)
-        self.pending_feats = feats
+        self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames
         self.time = self.time + 1
         return frames.cpu().numpy()
 

@@ -70,11 +70,18 @@ def velocity(x_hat: torch.Tensor, z: torch.Tensor, level: torch.Tensor) -> torch
 
 
 def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootstrap_share: float, rollout_share: float,
-         context_min: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+         context_min: float, generator: torch.Generator | None = None,
+         prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss of `net` on clean latent sequences x (B, F, C, h, w) under per-frame conditioning
-    cond (B, F, A) (the actions); `net(z, level, step, cond)` predicts clean frames. Returns the loss and its
-    flow / bootstrap parts."""
+    cond (B, F, A) (the actions); `net(z, level, step, cond)` predicts clean frames. prior (B, F, C', h, w): extra
+    input channels per frame, never noised (the motion prior), concatenated after each noisy frame's. Returns the
+    loss and its flow / bootstrap parts."""
     b, f = x.shape[:2]
+
+    def run(z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, c: torch.Tensor, rows=slice(None)) -> torch.Tensor:
+        """net on noisy frames z of sequences `rows`, the prior's channels (if any) after z's."""
+        return net(z if prior is None else torch.cat([z, prior[rows].to(z.dtype)], dim=2), level, step, c)
+
     level, step, boot = draw_levels(b, f, step_levels, bootstrap_share, rollout_share, context_min, generator, x.device)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     z = mix(x, eps, level)
@@ -85,13 +92,13 @@ def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootst
             zb, lb, sb, mb, cb = z[rows], level[rows], step[rows], boot[rows], cond[rows]
             half = torch.where(mb, 2.0 ** -(sb.float() + 1), torch.zeros_like(lb))
             s_half = torch.where(mb, sb + 1, sb)
-            v1 = velocity(net(zb, lb, s_half, cb), zb, lb)
+            v1 = velocity(run(zb, lb, s_half, cb, rows), zb, lb)
             z_mid = zb.float() + half[..., None, None, None] * v1  # only the bootstrap frames move
             l_mid = lb + half
-            v2 = velocity(net(z_mid.to(z.dtype), l_mid, s_half, cb), z_mid, l_mid)
+            v2 = velocity(run(z_mid.to(z.dtype), l_mid, s_half, cb, rows), z_mid, l_mid)
             x_boot = zb.float() + (1 - lb)[..., None, None, None] * (v1 + v2) / 2
             target[rows] = torch.where(mb[..., None, None, None], x_boot, target[rows])
-    x_hat = net(z, level, step, cond)
+    x_hat = run(z, level, step, cond)
     per_frame = (x_hat.float() - target).pow(2).mean(dim=(2, 3, 4)) * ramp(level)
     total = per_frame.mean()
     n_boot = boot.sum().clamp_min(1)

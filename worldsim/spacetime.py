@@ -23,7 +23,9 @@ in space; with learned absolute positions the network also has no cheap way to l
 So space layers use 2D rotary positions, and each head's queries sit at p + offset, the offset (rows, columns,
 in patches) learnt from the frame's conditioning (zero at the start). A head that attends locally then reads
 from where the action says the content came from: the model learns how far each key moves the picture instead
-of being told (the first model was given a camera-shifted frame, with pixels per degree measured from data).
+of being told. Steering alone did not learn it in 1,100 steps; with `ModelConfig.motion_prior` each frame is also
+given the frame before it moved by the camera action (`worldsim.motion_prior`), and steering is left to what the
+shift does not explain (parallax, the revealed strip read from the right place of the frames before).
 """
 
 from __future__ import annotations
@@ -212,13 +214,17 @@ class Block(nn.Module):
 class SpaceTimeTransformer(nn.Module):
     """Noisy latent frames + per-frame (signal level, step size, action features) -> predicted clean frames."""
 
-    def __init__(self, cfg: DiTConfig, latent_channels: int, latent_hw: tuple[int, int], context: int, cond_dim: int):
+    def __init__(self, cfg: DiTConfig, latent_channels: int, latent_hw: tuple[int, int], context: int, cond_dim: int,
+                 in_channels: int | None = None):
+        """in_channels: channels of each input frame (default latent_channels; twice that with the motion prior,
+        the prior's channels after the noisy frame's)."""
         super().__init__()
         self.cfg, self.c, self.p, self.context = cfg, latent_channels, cfg.patch, context
+        self.c_in = in_channels or latent_channels
         self.gh, self.gw = latent_hw[0] // cfg.patch, latent_hw[1] // cfg.patch
         self.tokens_per_frame = self.gh * self.gw
         d = cfg.width
-        self.patch_in = nn.Linear(latent_channels * cfg.patch**2, d)
+        self.patch_in = nn.Linear(self.c_in * cfg.patch**2, d)
         self.pos_space = nn.Parameter(torch.randn(1, 1, self.tokens_per_frame, d) * 0.02)
         self.level_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.step_embed = nn.Embedding(cfg.step_levels + 1, d)  # d = 2^-i for i = 0..step_levels
@@ -243,15 +249,16 @@ class SpaceTimeTransformer(nn.Module):
 
     def forward(self, z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, feats: torch.Tensor,
                 times: torch.Tensor | None = None, cache: KVCache | None = None, write: int = 0) -> torch.Tensor:
-        """z (B, F, C, h, w) noisy latents at signal levels `level` (B, F) in [0, 1] (1: clean), step-size indices
-        `step` (B, F) (d = 2^-step), conditioning features (B, F, A) -> predicted clean latents (B, F, C, h, w).
+        """z (B, F, C_in, h, w) noisy latents at signal levels `level` (B, F) in [0, 1] (1: clean), with the motion
+        prior's channels after them when the model has one, step-size indices `step` (B, F) (d = 2^-step),
+        conditioning features (B, F, A) -> predicted clean latents (B, F, C, h, w).
         times (B, F): the frames' time stamps (default 0..F-1). With `cache`, time layers also attend to the
         cached frames, and the first `write` frames are added to the cache."""
-        b, f, c, h, w = z.shape
-        p = self.p
+        b, f, c_in, h, w = z.shape
+        c, p = self.c, self.p
         if times is None:
             times = torch.arange(f, device=z.device).expand(b, f)
-        x = z.reshape(b, f, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, self.tokens_per_frame, c * p * p)
+        x = z.reshape(b, f, c_in, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, self.tokens_per_frame, c_in * p * p)
         x = self.patch_in(x) + self.pos_space
         cond = (self.level_mlp(fourier(level, 256).to(x.dtype)) + self.step_embed(step)
                 + self.action_mlp(feats.to(x.dtype)))

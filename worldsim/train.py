@@ -538,9 +538,10 @@ class Trainer:
             n = lengths[self.step % len(lengths)]
             pick = self.np_rng.choice(starts[n], max(1, frames_per_batch // n))
             z, a, known, _ = (t.to(self.device) for t in cache.batch(pick, n))
+            moved = cache.moved_seq(pick, n).to(self.device) if self.model.trains_on_pixel_prior else None
             with _autocast(self.device, self.bf16):
                 loss, parts = self.model.sequence_loss(z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
-                                                       self.noise_gen, net=dit)
+                                                       self.noise_gen, net=dit, moved=moved)
             return loss, {"lr": self.opt.param_groups[0]["lr"], **parts}
 
         return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,

@@ -2,7 +2,8 @@
 
 One class for both generations; each concept lives in its own module and is mixed in here:
 `worldsim.conditioning` (action features), `worldsim.spacetime_dynamics` (generation 2: loss and generation over a
-rolling cache), and the first model's `worldsim.first_dynamics` (loss, sampler) and `worldsim.motion_prior`.
+rolling cache), `worldsim.motion_prior` (the last frame moved by the camera action, an input of both), and the first
+model's `worldsim.first_dynamics` (loss, sampler).
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ class WorldModel(Conditioning, SpaceTimeDynamics, FirstDynamics, MotionPrior, nn
         lh, lw = cfg.latent_hw
         if cfg.generation == 2:
             self._check_generation_2(cfg)
-            self.dit = SpaceTimeTransformer(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context, self.codec.dim + 1)
+            c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
+            self.dit = SpaceTimeTransformer(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context, self.codec.dim + 1,
+                                            in_channels=c_in)
         elif cfg.generation == 1:
             c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
             cond_dim = self.codec.dim + 1 + (PITCH_FEATURES if cfg.view_pitch else 0)
@@ -85,13 +88,18 @@ class WorldModel(Conditioning, SpaceTimeDynamics, FirstDynamics, MotionPrior, nn
 
     @staticmethod
     def _check_generation_2(cfg: ModelConfig) -> None:
-        """The space-time model earns its frames from its context alone: none of the first model's priors."""
+        """The space-time model keeps the view in its context (no pitch), samples without guidance or warm starts,
+        and takes the motion prior only in pixel space (a latent shift by a fraction of a cell cross-fades cells)."""
         sc = cfg.sampler
-        used = [name for name, on in (("motion_prior", cfg.motion_prior), ("view_pitch", cfg.view_pitch),
-                                      ("sampler.key_guidance", sc.key_guidance), ("sampler.pixel_prior", sc.pixel_prior),
+        used = [name for name, on in (("view_pitch", cfg.view_pitch), ("sampler.key_guidance", sc.key_guidance),
                                       ("sampler.prior_start", sc.prior_start)) if on]
         if used:
             raise ValueError(f"ModelConfig.generation 2 does not use {', '.join(used)}: turn them off")
+        if cfg.motion_prior != sc.pixel_prior:
+            raise ValueError("ModelConfig.generation 2 takes the motion prior in pixel space only: set motion_prior "
+                             f"and sampler.pixel_prior together (got {cfg.motion_prior} and {sc.pixel_prior})")
+        if cfg.prior_fill == "view":
+            raise ValueError('ModelConfig.generation 2 fills what a turn reveals from its context: prior_fill "mean" or "edge"')
         shortcut.step_index(sc.steps, cfg.dit.step_levels)  # a power of two the shortcut steps reach
         if not 0 < sc.context_noise < 1:
             raise ValueError(f"SamplerConfig.context_noise must lie in (0, 1) for generation 2, got {sc.context_noise}")
