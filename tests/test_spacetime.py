@@ -238,7 +238,7 @@ def test_a_model_given_the_motion_prior_starts_as_the_model_without_it():
 def test_training_reads_the_prior_a_dream_makes(tiny_run):
     """The prior training reads from the latent cache (the recorded frame before, moved by the camera action and
     encoded) is the one a dream makes from its last frame's pixels, and the loss's gradient reaches the prior's
-    input weights."""
+    input weights and its gated skip."""
     import worldsim
     from worldsim.data import LatentCache
     from worldsim.dataset import Dataset
@@ -262,5 +262,6 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run):
     loss.backward()
     c = m.cfg.ae.latent_channels * m.cfg.dit.patch ** 2
     assert m.dit.patch_in.weight.grad[:, c:].abs().sum() > 0
+    assert m.dit.prior_gate.weight.grad.abs().sum() > 0  # and the prior's skip to the prediction
     with pytest.raises(ValueError, match="moved"):
         m.sequence_loss(z, acts, known, 0.25, 0.5, 0.8)

@@ -240,7 +240,13 @@ class SpaceTimeTransformer(nn.Module):
         self.norm_out = RMSNorm(d, affine=False)
         self.ada_out = nn.Linear(d, 2 * d)
         self.patch_out = nn.Linear(d, latent_channels * cfg.patch**2)
-        for lin in (self.ada_out, self.patch_out):
+        # with extra input channels (the motion prior): a skip from them to the prediction, its weight per channel
+        # learnt from each frame's conditioning (noise level, step, action), zero at the start. Through the
+        # network alone the prior's zero-initialised input weights grew slowly (500 steps: a thirteenth of the
+        # frame's) and the dream ignored it; one weight per channel sees the whole frame's gradient.
+        self.prior_gate = nn.Linear(d, latent_channels) if self.c_in > latent_channels else None
+        outs = (self.ada_out, self.patch_out) + ((self.prior_gate,) if self.prior_gate is not None else ())
+        for lin in outs:
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
@@ -274,4 +280,8 @@ class SpaceTimeTransformer(nn.Module):
         shift, scale = self.ada_out(F.silu(cond))[:, :, None].chunk(2, dim=-1)
         x = self.patch_out(self.norm_out(x) * (1 + scale) + shift)
         x = x.reshape(b, f, self.gh, self.gw, c, p, p).permute(0, 1, 4, 2, 5, 3, 6)
-        return x.reshape(b, f, c, self.gh * p, self.gw * p)
+        x = x.reshape(b, f, c, self.gh * p, self.gw * p)
+        if self.prior_gate is None:
+            return x
+        gate = self.prior_gate(F.silu(cond))[..., None, None]  # (B, F, C, 1, 1)
+        return x + gate * z[:, :, c:2 * c].to(x.dtype)
