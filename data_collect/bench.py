@@ -151,7 +151,8 @@ def bench_train(checkpoint_cfg: str = "small", batch: int | None = None, steps: 
             t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             if gen2:
-                loss = m.sequence_loss(z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min)[0]
+                moved = torch.randn_like(z) if cfg.motion_prior else None  # the speed does not depend on the prior's values
+                loss = m.sequence_loss(z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min, moved=moved)[0]
             else:
                 loss = m.dynamics_loss(z, a, known, 0.5, 0.15)
         opt.zero_grad()
