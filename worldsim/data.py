@@ -182,6 +182,4 @@ class LatentCache:
 
     def moved_last(self, starts: np.ndarray, frames: int) -> torch.Tensor:
         """The pixel-moved latents (B, C, h, w) of the last frame of each window (for `WorldModel.dynamics_loss`)."""
-        if self.moved is None:
-            raise ValueError(f"{self.root} has no moved.f16: build it with LatentCache.write_pixel_prior")
-        return torch.from_numpy(self.moved[np.asarray(starts) + frames - 1].astype(np.float32))
+        return self.moved_seq(np.asarray(starts) + frames - 1, 1)[:, 0]

@@ -166,10 +166,11 @@ class SpaceTimeDreamer:
         feats = m.action_features(flat, known)
         prior = None
         if m.cfg.motion_prior:  # each start frame's prior: the frame before it moved by the action between them
-            prior = torch.zeros_like(z)
+            moved = torch.zeros_like(z)
             if s > 1:
-                moved = m.pixel_prior(frames[:, :-1].reshape(-1, *frames.shape[2:]), flat[:, 1:].reshape(-1, flat.shape[-1]))
-                prior[:, 1:] = moved.reshape(r, s - 1, *z.shape[2:]) * known[:, 1:, None, None, None]
+                moved[:, 1:] = m.moved_latents(frames[:, :-1].reshape(-1, *frames.shape[2:]),
+                                               flat[:, 1:].reshape(-1, flat.shape[-1])).reshape(r, s - 1, *z.shape[2:])
+            prior = m.sequence_prior(moved, flat, known)  # as training makes it from the latent cache
         part = self.cache.subset(rows)
         part.clear_rows(torch.arange(r, device=dev))
         if s > 1:  # every start frame but the last goes into the cache now; the last joins the first step

@@ -215,12 +215,12 @@ class SpaceTimeTransformer(nn.Module):
     """Noisy latent frames + per-frame (signal level, step size, action features) -> predicted clean frames."""
 
     def __init__(self, cfg: DiTConfig, latent_channels: int, latent_hw: tuple[int, int], context: int, cond_dim: int,
-                 in_channels: int | None = None):
-        """in_channels: channels of each input frame (default latent_channels; twice that with the motion prior,
-        the prior's channels after the noisy frame's)."""
+                 prior: bool = False):
+        """prior: each input frame also carries its motion prior, latent_channels more channels after the noisy
+        frame's (`ModelConfig.motion_prior`)."""
         super().__init__()
         self.cfg, self.c, self.p, self.context = cfg, latent_channels, cfg.patch, context
-        self.c_in = in_channels or latent_channels
+        self.c_in = latent_channels * (2 if prior else 1)
         self.gh, self.gw = latent_hw[0] // cfg.patch, latent_hw[1] // cfg.patch
         self.tokens_per_frame = self.gh * self.gw
         d = cfg.width
@@ -244,7 +244,7 @@ class SpaceTimeTransformer(nn.Module):
         # learnt from each frame's conditioning (noise level, step, action), zero at the start. Through the
         # network alone the prior's zero-initialised input weights grew slowly (500 steps: a thirteenth of the
         # frame's) and the dream ignored it; one weight per channel sees the whole frame's gradient.
-        self.prior_gate = nn.Linear(d, latent_channels) if self.c_in > latent_channels else None
+        self.prior_gate = nn.Linear(d, latent_channels) if prior else None
         outs = (self.ada_out, self.patch_out) + ((self.prior_gate,) if self.prior_gate is not None else ())
         for lin in outs:
             nn.init.zeros_(lin.weight)
@@ -284,4 +284,4 @@ class SpaceTimeTransformer(nn.Module):
         if self.prior_gate is None:
             return x
         gate = self.prior_gate(F.silu(cond))[..., None, None]  # (B, F, C, 1, 1)
-        return x + gate * z[:, :, c:2 * c].to(x.dtype)
+        return x + gate * z[:, :, c:].to(x.dtype)

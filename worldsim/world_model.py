@@ -69,9 +69,8 @@ class WorldModel(Conditioning, SpaceTimeDynamics, FirstDynamics, MotionPrior, nn
         lh, lw = cfg.latent_hw
         if cfg.generation == 2:
             self._check_generation_2(cfg)
-            c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
             self.dit = SpaceTimeTransformer(cfg.dit, cfg.ae.latent_channels, (lh, lw), cfg.context, self.codec.dim + 1,
-                                            in_channels=c_in)
+                                            prior=cfg.motion_prior)
         elif cfg.generation == 1:
             c_in = cfg.ae.latent_channels * (2 if cfg.motion_prior else 1)
             cond_dim = self.codec.dim + 1 + (PITCH_FEATURES if cfg.view_pitch else 0)
