@@ -1,0 +1,62 @@
+"""Task rewards of the Indev env, computed from the game's `info` so datasets can recompute them for any task.
+
+- no task / `dig`: +1 per block the player breaks.
+- `treechop`: +1 per wood item collected (as MineRL's Treechop; in this version a log drops planks, so logs and
+  planks both count).
+- `obtain`: the staged task of MineRL's Obtain envs, each stage rewarded once: planks 1, workbench 2, wooden
+  pickaxe 4.
+"""
+
+from __future__ import annotations
+
+WOOD_ITEMS = ("wood", "planks")
+OBTAIN_STAGES = (("planks", 1.0), ("workbench", 2.0), ("pickaxeWood", 4.0))
+
+
+class Reward:
+    """Turns consecutive infos into a reward; `reset` takes the episode's first info."""
+
+    def reset(self, info: dict) -> None:
+        self._last = info
+
+    def step(self, info: dict) -> float:
+        r = self.between(self._last, info)
+        self._last = info
+        return r
+
+    def between(self, before: dict, after: dict) -> float:
+        raise NotImplementedError
+
+
+class BlocksBroken(Reward):
+    def between(self, before, after):
+        return float(after["blocks_broken"] - before["blocks_broken"])
+
+
+class WoodCollected(Reward):
+    def between(self, before, after):
+        count = lambda info: sum(info["inventory"].get(k, 0) for k in WOOD_ITEMS)  # noqa: E731
+        return float(max(0, count(after) - count(before)))
+
+
+class Staged(Reward):
+    def reset(self, info):
+        super().reset(info)
+        self._done = {name for name, _ in OBTAIN_STAGES if info["inventory"].get(name, 0) > 0}
+
+    def between(self, before, after):
+        r = 0.0
+        for name, value in OBTAIN_STAGES:
+            if name not in self._done and after["inventory"].get(name, 0) > 0:
+                self._done.add(name)
+                r += value
+        return r
+
+
+REWARDS = {None: BlocksBroken, "dig": BlocksBroken, "treechop": WoodCollected, "obtain": Staged}
+
+
+def make_reward(task: str | None) -> Reward:
+    if task not in REWARDS:
+        raise ValueError(f"unknown Indev task {task!r}; choose one of {sorted(k for k in REWARDS if k)}")
+    return REWARDS[task]()
