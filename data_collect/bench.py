@@ -25,7 +25,7 @@ def machine_info() -> dict[str, Any]:
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
-def bench_env(env_id: str = "worldsim/MinecraftClassic-v0", steps: int = 500, repeats: int = 3, size: int = 64,
+def bench_env(env_id: str = "worldsim/MinecraftIndev-v0", steps: int = 500, repeats: int = 3, size: int = 64,
               policy: str = "explore", seed: int = 0) -> dict[str, Any]:
     """Steps/s of the env alone (policy time excluded), median over `repeats` fresh episodes; reset time too."""
     import gymnasium as gym
@@ -128,7 +128,7 @@ def bench_train(checkpoint_cfg: str = "small", batch: int | None = None, steps: 
     import torch
 
     from envs.actions import minerl_action_space
-    from envs.classic.env import CLASSIC_KEYS
+    from envs.indev.env import INDEV_KEYS
     from worldsim.actions import space_to_json
     from worldsim.config import preset
     from worldsim.train import bf16_supported
@@ -136,7 +136,7 @@ def bench_train(checkpoint_cfg: str = "small", batch: int | None = None, steps: 
 
     p = preset(checkpoint_cfg)
     cfg, tc = p.model, p.train
-    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    cfg.action_space_json = space_to_json(minerl_action_space(INDEV_KEYS))
     m = WorldModel(cfg).train()
     opt = torch.optim.AdamW(m.dit.parameters(), 1e-4)
     gen2 = cfg.generation == 2

@@ -166,7 +166,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.what in ("collect", "all"):
         result["env"] = bench.bench_env(steps=a.steps, repeats=a.repeats, size=a.size)
         result["collector"] = bench.bench_collector(episodes=a.episodes, steps=a.steps, workers=a.workers, size=a.size)
-        print(f"classic game env: {result['env']['steps_per_s_median']} steps/s (median of {a.repeats}), "
+        print(f"Indev game env: {result['env']['steps_per_s_median']} steps/s (median of {a.repeats}), "
               f"reset {result['env']['reset_s_median']} s; collector: {result['collector']['steps_per_s']} steps/s "
               f"with {a.workers} workers")
     if a.out:
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("collect", help="record rollouts of a policy into a dataset")
-    c.add_argument("--env", default="worldsim/MinecraftClassic-v0")
+    c.add_argument("--env", default="worldsim/MinecraftIndev-v0")
     c.add_argument("--policy", default="explore", help="explore, random, or module:factory")
     c.add_argument("--episodes", type=int, default=10)
     c.add_argument("--steps", type=int, default=1000, help="steps per episode")
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("play", help="play the neural Minecraft in a window (or --real, or --side-by-side)")
     pl.add_argument("--checkpoint", help="world-model checkpoint (default: the shipped one)")
     g = pl.add_mutually_exclusive_group()
-    g.add_argument("--real", action="store_true", help="play the real classic game")
+    g.add_argument("--real", action="store_true", help="play the real game (Indev)")
     g.add_argument("--side-by-side", action="store_true", help="real game left, dream right, same inputs")
     pl.add_argument("--image", help="start the dream from this picture")
     pl.add_argument("--scale", type=int, default=8)
@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--quiet", action="store_true")
     at.set_defaults(func=_cmd_agent_train)
     ae = agsub.add_parser("eval", help="mean return and 95%% interval of policies over fixed seeds")
-    ae.add_argument("--env", default="worldsim/MinecraftClassic-Dig-v0")
+    ae.add_argument("--env", default="worldsim/MinecraftIndev-Dig-v0")
     ae.add_argument("--task", default="dig")
     ae.add_argument("--policy", nargs="+", required=True, help="random, explore, a policy folder, or module:factory")
     ae.add_argument("--episodes", type=int, default=20)

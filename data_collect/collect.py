@@ -21,11 +21,11 @@ from data_collect.dataset import DatasetWriter, Episode
 
 @dataclass
 class CollectConfig:
-    env_id: str = "worldsim/MinecraftClassic-v0"
+    env_id: str = "worldsim/MinecraftIndev-v0"
     policy: str = "explore"
     episodes: int = 10
     steps: int = 1000
-    out: str = "datasets/classic"
+    out: str = "datasets/indev"
     workers: int = 1
     size: int = 64
     seed: int = 0
@@ -39,16 +39,16 @@ def _make_env(cfg: CollectConfig):
     import envs  # noqa: F401  (registers worldsim ids)
 
     kwargs = dict(cfg.env_kwargs or {})
-    if cfg.env_id.startswith(("worldsim/MinecraftClassic", "worldsim/MineRL")):
+    if cfg.env_id.startswith(("worldsim/MinecraftIndev", "worldsim/MineRL")):
         kwargs.setdefault("size", cfg.size)
     return gym.make(cfg.env_id, **kwargs)
 
 
 def _env_info(env, cfg: CollectConfig) -> dict[str, Any]:
-    from envs.classic.game import GAME_VERSION
+    from envs.indev.game import GAME_VERSION
 
     info: dict[str, Any] = {"env_id": cfg.env_id, "source": "dream" if "Neural" in cfg.env_id else "collect"}
-    if "Classic" in cfg.env_id:
+    if "Indev" in cfg.env_id:
         info["game_version"] = GAME_VERSION
     elif "Neural" in cfg.env_id:
         info["checkpoint"] = str(getattr(env.unwrapped, "checkpoint_path", ""))
@@ -91,7 +91,7 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
 
 
 def _pose(info: dict) -> np.ndarray | None:
-    """[x, y, z, pitch, yaw] when the env reports them (the classic game does), for evaluation and tests."""
+    """[x, y, z, pitch, yaw] when the env reports them (the real game does), for evaluation and tests."""
     if not all(k in info for k in POSE_KEYS):
         return None
     return np.array([*np.asarray(info["pos"], np.float64), info["pitch"], info["yaw"]], np.float64)

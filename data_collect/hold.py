@@ -123,7 +123,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     model, path = load_model(checkpoint, "auto", "auto", None)
     codec = model.codec
     k = model.start_frames
-    real = gym.make("worldsim/MinecraftClassic-v0", size=model.cfg.frame_hw[0])
+    real = gym.make("worldsim/MinecraftIndev-v0", size=model.cfg.frame_hw[0])
     starts = [seed0 + i for i in range(seeds)]
     plans: dict[str, list[list[dict]]] = {"still": [[codec.noop()] * still_steps] * seeds}
     plans.update({name: [acts] * seeds for name, acts in scripts(codec).items()})

@@ -30,7 +30,7 @@ def _per_window(x: np.ndarray, windows: list[np.ndarray], digits: int = 2) -> li
 
 
 def real_game_stats(steps: int, seed: int, size: int, progress: bool = True, context: int = 4) -> tuple[np.ndarray, float]:
-    """(steps, 4) per-step (mean, std, detail, change) of the real classic game played by the same explore agent with the
+    """(steps, 4) per-step (mean, std, detail, change) of the real game played by the same explore agent with the
     same seed as the dream (the agent never reads the screen, so both get the same actions), from the same start
     (`envs.neural.start_from_env`: reset, then `context`-1 steps standing still); a game over restarts the game and
     the agent plays on. Also the game's steps/s."""
@@ -41,7 +41,7 @@ def real_game_stats(steps: int, seed: int, size: int, progress: bool = True, con
     from agents import make_policy
     from envs.neural import start_from_env
 
-    env = gym.make("worldsim/MinecraftClassic-v0", size=size)
+    env = gym.make("worldsim/MinecraftIndev-v0", size=size)
     pol = make_policy("explore", env.action_space, seed=seed)
     obs, _ = start_from_env(env, seed, context)
     prev = obs.astype(np.float32)
@@ -82,7 +82,7 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     k = env.unwrapped.context_length
     options = None
     if real:
-        game = gym.make("worldsim/MinecraftClassic-v0", size=size)
+        game = gym.make("worldsim/MinecraftIndev-v0", size=size)
         options = start_from_env(game, seed, k)[1]
         game.close()
     obs, _ = env.reset(seed=seed, options=options)

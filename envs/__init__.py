@@ -1,7 +1,8 @@
 """Gymnasium environments of worldsim. Importing this package registers:
 
-- `worldsim/MinecraftClassic-v0`: the embedded real game, Minecraft rd-161348 (headless, deterministic).
-- `worldsim/MinecraftClassic-Dig-v0`: the real game's dig task (envs/tasks.py), 200-step episodes.
+- `worldsim/MinecraftIndev-v0`: the embedded real game, Minecraft Indev 0.31 (headless, deterministic, one game
+  process per level).
+- `worldsim/MinecraftIndev-Dig-v0`, `-Treechop-v0`, `-Obtain-v0`: the real game's tasks (envs/tasks.py).
 - `worldsim/NeuralMinecraft-v0`: the world model as an env (single and `gym.make_vec`).
 - `worldsim/MineRL-<id>`: adapters for MineRL 1.0 envs (need the optional `minerl` package).
 """

@@ -44,7 +44,7 @@ class PlaySession:
         if cfg.mode not in ("neural", "real", "side-by-side"):
             raise ValueError(f"mode must be neural, real or side-by-side, got {cfg.mode!r}")
         self.cfg, self.pg = cfg, pygame
-        self.real = gym.make("worldsim/MinecraftClassic-v0") if cfg.mode != "neural" else None
+        self.real = gym.make("worldsim/MinecraftIndev-v0") if cfg.mode != "neural" else None
         self.neural = (gym.make("worldsim/NeuralMinecraft-v0", checkpoint=cfg.checkpoint, sampling_steps=cfg.sampling_steps,
                                  key_guidance=cfg.key_guidance)
                        if cfg.mode != "real" else None)

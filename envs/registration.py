@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-CLASSIC_ID = "worldsim/MinecraftClassic-v0"
+INDEV_ID = "worldsim/MinecraftIndev-v0"
 NEURAL_ID = "worldsim/NeuralMinecraft-v0"
-CLASSIC_DIG_ID = "worldsim/MinecraftClassic-Dig-v0"
 
 
 def register_all() -> None:
-    if CLASSIC_ID not in gym.registry:
-        gym.register(CLASSIC_ID, entry_point="envs.classic.env:MinecraftClassicEnv")
-    if CLASSIC_DIG_ID not in gym.registry:  # the dig task (envs/tasks.py): blocks broken in a fixed episode
-        from envs.tasks import TASKS
+    from envs.tasks import TASKS
 
-        gym.register(CLASSIC_DIG_ID, entry_point="envs.classic.env:MinecraftClassicEnv",
-                     max_episode_steps=TASKS["dig"].episode_steps)
+    if INDEV_ID not in gym.registry:
+        gym.register(INDEV_ID, entry_point="envs.indev.env:MinecraftIndevEnv")
+    for task in TASKS.values():  # one id per task: the task's reward and episode length
+        if task.real_env_id not in gym.registry:
+            gym.register(task.real_env_id, entry_point="envs.indev.env:MinecraftIndevEnv",
+                         max_episode_steps=task.episode_steps, kwargs={"task": task.name})
     if NEURAL_ID not in gym.registry:
         gym.register(NEURAL_ID, entry_point="envs.neural:NeuralMinecraftEnv",
                      vector_entry_point="envs.neural:NeuralMinecraftVectorEnv")

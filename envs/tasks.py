@@ -1,8 +1,8 @@
 """Tasks: what an agent is asked to do, the same in the real game and in the dream.
 
-A task fixes the reward and the episode length. The reward of `dig` is the classic game's own reward (+1 per
-block broken); the neural env predicts it with the outcome heads it learned from real rollouts, so a policy sees
-the same task in both worlds and only the world differs.
+A task fixes the reward and the episode length. The real game computes each task's reward from its own state
+(`envs/indev/rewards.py`); the neural env predicts it with the outcome heads it learned from real rollouts, so a
+policy sees the same task in both worlds and only the world differs.
 """
 
 from __future__ import annotations
@@ -16,14 +16,20 @@ import gymnasium as gym
 class Task:
     name: str
     real_env_id: str  # the registered real-game id of this task
-    episode_steps: int  # fixed episode length (truncation); falling out of the world still terminates earlier
+    episode_steps: int  # fixed episode length (truncation); death or falling out of the world terminates earlier
     description: str
 
 
 TASKS: dict[str, Task] = {
-    "dig": Task("dig", "worldsim/MinecraftClassic-Dig-v0", 200,
+    "dig": Task("dig", "worldsim/MinecraftIndev-Dig-v0", 200,
                 "+1 for every block broken within 200 steps (10 s of game time); needs to look at blocks within "
                 "reach and attack them"),
+    "treechop": Task("treechop", "worldsim/MinecraftIndev-Treechop-v0", 2000,
+                     "+1 for every wood item collected within 2,000 steps (as MineRL's Treechop; a log drops "
+                     "planks in this version): find a tree, break its logs, walk over what they drop"),
+    "obtain": Task("obtain", "worldsim/MinecraftIndev-Obtain-v0", 6000,
+                   "the staged task of MineRL's Obtain envs, each stage paid once: planks 1, a workbench 2, a "
+                   "wooden pickaxe 4 (crafted in the inventory and at the workbench)"),
 }
 
 

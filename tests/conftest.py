@@ -18,7 +18,7 @@ def act(space, **pressed) -> dict:
 
 
 @pytest.fixture
-def classic():
+def indev():
     import gymnasium as gym
 
     import envs  # noqa: F401
@@ -26,7 +26,7 @@ def classic():
     made = []
 
     def make(**kw):
-        env = gym.make("worldsim/MinecraftClassic-v0", **kw)
+        env = gym.make("worldsim/MinecraftIndev-v0", **kw)
         made.append(env)
         return env
 

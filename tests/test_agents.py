@@ -2,7 +2,7 @@ import numpy as np
 
 from agents import ExploreAgent, RandomAgent, make_policy
 from envs.actions import minerl_action_space
-from envs.classic.env import CLASSIC_KEYS
+from envs.indev.env import INDEV_KEYS
 from worldsim.actions import ActionCodec
 
 
@@ -11,7 +11,7 @@ def _run(agent, n):
 
 
 def test_policies_emit_valid_actions_and_are_seeded():
-    space = minerl_action_space(CLASSIC_KEYS)
+    space = minerl_action_space(INDEV_KEYS)
     codec = ActionCodec(space)
     for name in ("explore", "random", "mix"):
         a = _run(make_policy(name, space, seed=3), 300)
@@ -22,7 +22,7 @@ def test_policies_emit_valid_actions_and_are_seeded():
 
 
 def test_explore_moves_like_a_player_not_like_noise():
-    space = minerl_action_space(CLASSIC_KEYS)
+    space = minerl_action_space(INDEV_KEYS)
     acts = _run(ExploreAgent(space, seed=0), 20000)
     fwd = np.array([a["forward"] for a in acts])
     runs = np.diff(np.flatnonzero(np.diff(np.r_[0, fwd, 0])))[::2]  # lengths of forward-held streaks
@@ -42,7 +42,7 @@ def test_explore_moves_like_a_player_not_like_noise():
 
 
 def test_random_agent_is_uniform_noise():
-    space = minerl_action_space(CLASSIC_KEYS)
+    space = minerl_action_space(INDEV_KEYS)
     acts = _run(RandomAgent(space, seed=0), 4000)
     assert abs(np.mean([a["forward"] for a in acts]) - 0.5) < 0.05
     yaw = np.array([a["camera"][1] for a in acts])
@@ -52,7 +52,7 @@ def test_random_agent_is_uniform_noise():
 def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
     from agents.mix import MODES, MixAgent
 
-    space = minerl_action_space(CLASSIC_KEYS)
+    space = minerl_action_space(INDEV_KEYS)
     agent = MixAgent(space, seed=1)
     acts, modes = [], []
     for _ in range(30000):

@@ -172,11 +172,11 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
 
 def test_idm_scores_and_round_trip(tmp_path):
     from envs.actions import minerl_action_space
-    from envs.classic.env import CLASSIC_KEYS
+    from envs.indev.env import INDEV_KEYS
     from worldsim.actions import ActionCodec
     from worldsim.idm import InverseDynamics, idm_scores, load_idm, save_idm
 
-    codec = ActionCodec(minerl_action_space(CLASSIC_KEYS))
+    codec = ActionCodec(minerl_action_space(INDEV_KEYS))
     idm = InverseDynamics(codec)
     flat = np.zeros((4, codec.dim), np.float32)
     fwd, cam = codec.slices["forward"].start, codec.slices["camera"]

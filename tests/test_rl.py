@@ -11,7 +11,7 @@ from agents.discrete import DiscreteActions, DiscreteActionSpec
 
 
 def test_dig_task_is_the_real_game_with_fixed_length_episodes():
-    env = gym.make("worldsim/MinecraftClassic-Dig-v0", size=32)
+    env = gym.make("worldsim/MinecraftIndev-Dig-v0", size=32)
     try:
         assert env.spec.max_episode_steps == 200
         wrapped = DiscreteActions(env)
@@ -35,9 +35,9 @@ def test_dig_task_is_the_real_game_with_fixed_length_episodes():
 
 def test_discrete_spec_maps_batches_and_single_actions():
     from envs.actions import minerl_action_space
-    from envs.classic.env import CLASSIC_KEYS
+    from envs.indev.env import INDEV_KEYS
 
-    space = minerl_action_space(CLASSIC_KEYS)
+    space = minerl_action_space(INDEV_KEYS)
     spec = DiscreteActionSpec()
     a = np.array([[1, 0, 0, 0, 0, 1, 0, 0, 4], [0] * 7 + [2, 2]])
     d = spec.to_dict(a, space)
@@ -99,7 +99,7 @@ def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny
     assert meta["train"]["steps"] >= 256 and meta["train"]["env_steps_per_s"] > 0
     assert (out / "policy.safetensors").stat().st_size > 10_000
 
-    real = gym.make("worldsim/MinecraftClassic-Dig-v0", size=32)
+    real = gym.make("worldsim/MinecraftIndev-Dig-v0", size=32)
     try:
         policy = make_policy(str(out), real.action_space, seed=3)
         assert isinstance(policy, PPOAgent)
@@ -113,7 +113,7 @@ def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny
     finally:
         real.close()
 
-    r = evaluate_policy("worldsim/MinecraftClassic-Dig-v0", str(out), episodes=2, seed=0, progress=False, size=32)
+    r = evaluate_policy("worldsim/MinecraftIndev-Dig-v0", str(out), episodes=2, seed=0, progress=False, size=32)
     assert r["episodes"] == 2 and r["mean_length"] == 200 and r["ci95"][0] <= r["mean_return"] <= r["ci95"][1]
 
     (out / "policy.safetensors").write_bytes(b"not a safetensors file")
@@ -124,9 +124,9 @@ def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny
 def test_clicked_keys_alternate_and_the_click_phase_resets():
     from agents.discrete import ActionTranslator
     from envs.actions import minerl_action_space
-    from envs.classic.env import CLASSIC_KEYS
+    from envs.indev.env import INDEV_KEYS
 
-    space = minerl_action_space(CLASSIC_KEYS)
+    space = minerl_action_space(INDEV_KEYS)
     spec = DiscreteActionSpec(clicks=("attack",))
     tr = ActionTranslator(spec, space)
     hold = np.array([1, 1, 0, 0, 0, 0, 0, 2, 2])  # attack and forward chosen every step

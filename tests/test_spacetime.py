@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from envs.actions import minerl_action_space
-from envs.classic.env import CLASSIC_KEYS
+from envs.indev.env import INDEV_KEYS
 from worldsim import shortcut
 from worldsim.actions import space_to_json
 from worldsim.config import DiTConfig, preset
@@ -140,13 +140,13 @@ def test_the_sampler_lands_on_the_prediction():
 def _tiny2_model() -> WorldModel:
     torch.manual_seed(0)
     cfg = preset("tiny2").model
-    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    cfg.action_space_json = space_to_json(minerl_action_space(INDEV_KEYS))
     return WorldModel(cfg).eval()
 
 
 def test_generation_2_refuses_the_first_models_sampling_tricks():
     cfg = preset("tiny2").model
-    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    cfg.action_space_json = space_to_json(minerl_action_space(INDEV_KEYS))
     cfg.view_pitch = True
     with pytest.raises(ValueError, match="view_pitch"):
         WorldModel(cfg)

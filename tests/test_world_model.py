@@ -13,7 +13,7 @@ import torch
 
 import worldsim
 from envs.actions import minerl_action_space
-from envs.classic.env import CLASSIC_KEYS
+from envs.indev.env import INDEV_KEYS
 from worldsim.actions import space_to_json
 from worldsim.checkpoint import CheckpointError, save_checkpoint
 from worldsim.config import PRESETS, ModelConfig, preset
@@ -24,7 +24,7 @@ from worldsim.world_model import WorldModel
 def _tiny_model(seed=0) -> WorldModel:
     torch.manual_seed(seed)
     cfg = preset("tiny").model
-    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    cfg.action_space_json = space_to_json(minerl_action_space(INDEV_KEYS))
     m = WorldModel(cfg).eval()
     for p in m.dit.parameters():  # break the zero-init so outputs depend on everything
         p.data.add_(torch.randn_like(p) * 0.05)
@@ -75,7 +75,7 @@ def test_actions_change_the_prediction_and_small_turns_stay_distinct():
 def test_motion_prior_is_the_frame_before_moved_by_the_camera():
     torch.manual_seed(0)
     cfg = preset("tiny").model
-    cfg.action_space_json = space_to_json(minerl_action_space(CLASSIC_KEYS))
+    cfg.action_space_json = space_to_json(minerl_action_space(INDEV_KEYS))
     cfg.camera_px_per_deg = (1.0, -2.0)  # frames are downsampled 2x: 1 deg pitch -> 0.5 latent px down, yaw -> 1 left
     m = WorldModel(cfg).eval()
     cam = m.codec.slices["camera"]

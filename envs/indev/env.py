@@ -18,6 +18,10 @@ INDEV_KEYS = ("attack", "back", "camera", "forward", *(f"hotbar.{i}" for i in ra
               "jump", "left", "right", "use")
 
 
+#: Frame sizes the game renders natively; 32 is for tiny models and tests.
+FRAME_SIZES = (32, 64, 128)
+
+
 class MinecraftIndevEnv(gym.Env):
     """One 20 Hz game tick per step, one natively rendered RGB frame (HUD included) per tick.
 
@@ -34,8 +38,8 @@ class MinecraftIndevEnv(gym.Env):
                  prefetch: bool = True):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if size not in (64, 128):
-            raise ValueError(f"size must be 64 or 128 (rendered natively), got {size}")
+        if size not in FRAME_SIZES:
+            raise ValueError(f"size must be one of {FRAME_SIZES} (rendered natively), got {size}")
         if level_size not in LEVEL_SIZES:
             raise ValueError(f"level_size must be one of {LEVEL_SIZES}, got {level_size}")
         self.level = LevelSpec(level_size, level_type, theme)
@@ -100,9 +104,32 @@ class MinecraftIndevEnv(gym.Env):
         return out
 
     def block_at(self, x: int, y: int, z: int) -> str:
+        """The block at a world position, by the game's name for it (`air`, `wood`, `planks`, ...)."""
+        return self._running().block_at(x, y, z)
+
+    def teleport(self, x: float, y: float, z: float, pitch: float | None = None, yaw: float | None = None) -> dict:
+        """Move the player (as MineRL's `/tp`): for tests, evaluations and task set-ups; returns the new info."""
+        return self._command("teleport", x=x, y=y, z=z, pitch=pitch, yaw=yaw)
+
+    def set_block(self, x: int, y: int, z: int, name: str) -> dict:
+        """Put a block into the world (as `/setblock`)."""
+        return self._command("set_block", x=x, y=y, z=z, name=name)
+
+    def give(self, name: str, count: int = 1) -> dict:
+        """Put items into the player's inventory (as `/give`)."""
+        return self._command("give", name=name, count=count)
+
+    def _command(self, op: str, **args) -> dict:
+        info = self._running().command(op, **args)
+        self._reward.reset(info)  # a command is not the agent's doing: it earns no reward
+        self._frame = self._game.frame.copy()
+        self._info = self._with_seed(info)
+        return self._info
+
+    def _running(self) -> GameProcess:
         if self._game is None:
-            raise RuntimeError("call reset() before block_at()")
-        return self._game.block_at(x, y, z)
+            raise RuntimeError("call reset() first")
+        return self._game
 
     def render(self):
         if self.render_mode == "rgb_array" and self._frame is not None:

@@ -303,6 +303,19 @@ class IndevGame:
                 counts[name] = counts.get(name, 0) + int(stack.stackSize)
         return counts
 
+    def _target(self) -> list | None:
+        """[x, y, z, block name] under the crosshair within reach (as of the last frame), or None."""
+        hit = self.mc.objectMouseOver
+        if hit is None or hit.typeOfHit != 0:
+            return None
+        return [int(hit.blockX), int(hit.blockY), int(hit.blockZ), self.block_at(hit.blockX, hit.blockY, hit.blockZ)]
+
+    def _stack(self, stack) -> list | None:
+        """[name, count] of an item stack, None for an empty slot."""
+        if stack is None or stack.stackSize <= 0:
+            return None
+        return [self._g.names.get(stack.itemID, f"item{stack.itemID}"), int(stack.stackSize)]
+
     def info(self) -> dict:
         p, mc = self.mc.thePlayer, self.mc
         screen = mc.currentScreen
@@ -316,7 +329,10 @@ class IndevGame:
             "in_water": bool(p.handleWaterMovement()),
             "selected_slot": int(p.inventory.currentItem),
             "inventory": self.inventory_counts(),
+            "hotbar": [self._stack(s) for s in p.inventory.mainInventory[:9]],
+            "cursor_item": self._stack(getattr(screen, "_GuiContainer__itemStack", None)),
             "blocks_broken": self.blocks_broken,
+            "target": self._target(),
             "gui": None if screen is None else type(screen).__name__,
             "cursor": [float(x) for x in self.cursor],
             "tick": self.ticks,
@@ -325,6 +341,31 @@ class IndevGame:
     def block_at(self, x: int, y: int, z: int) -> str:
         block = self.mc.theWorld.getBlockId(int(x), int(y), int(z))
         return "air" if block == 0 else self._g.names.get(block, f"block{block}")
+
+    # ----- commands (as MineRL's chat commands /tp, /setblock, /give): for tests, evaluations and task set-ups -----
+    def teleport(self, x: float, y: float, z: float, pitch: float | None = None, yaw: float | None = None) -> None:
+        p = self.mc.thePlayer
+        p.setPosition(float(x), float(y), float(z))
+        p.prevPosX, p.prevPosY, p.prevPosZ = p.posX, p.posY, p.posZ
+        p.motionX = p.motionY = p.motionZ = 0.0
+        if pitch is not None:
+            p.rotationPitch = p.prevRotationPitch = float(pitch)
+        if yaw is not None:
+            p.rotationYaw = p.prevRotationYaw = float(yaw)
+
+    def set_block(self, x: int, y: int, z: int, name: str) -> None:
+        self.mc.theWorld.setBlockWithNotify(int(x), int(y), int(z), 0 if name == "air" else self._id(name))
+
+    def give(self, name: str, count: int = 1) -> None:
+        from mc.net.minecraft.game.item.ItemStack import ItemStack
+
+        self.mc.thePlayer.inventory.addItemStackToInventory(ItemStack(self._id(name), int(count)))
+
+    def _id(self, name: str) -> int:
+        ids = {v: k for k, v in self._g.names.items()}
+        if name not in ids:
+            raise ValueError(f"unknown block or item {name!r}")
+        return ids[name]
 
 
 def _make_client(g, size: int):

@@ -80,6 +80,13 @@ class GameProcess:
         self._send({"op": "block", "xyz": [int(x), int(y), int(z)]})
         return self._receive()["block"]
 
+    def command(self, op: str, **args) -> dict:
+        """Run one of the game's commands (`teleport`, `set_block`, `give`); returns the info after it."""
+        self.wait_ready()
+        self._send({"op": op, "args": args})
+        self.info = self._receive()["info"]
+        return self.info
+
     @property
     def pid(self) -> int:
         return self._proc.pid
@@ -106,6 +113,8 @@ class GameProcess:
                 message = json.loads(line)
                 if "error" in message:
                     self._fail(f"the Indev game failed: {message['error']}")
+                if "refused" in message:
+                    raise ValueError(message["refused"])
                 return message
 
     def _fail(self, what: str) -> None:

@@ -40,11 +40,22 @@ def serve(channel_in, channel_out) -> None:
                 reply(channel_out, {"info": game.info()})
             elif request["op"] == "block":
                 reply(channel_out, {"block": game.block_at(*request["xyz"])})
+            elif request["op"] in COMMANDS:
+                try:
+                    getattr(game, request["op"])(**request["args"])
+                except ValueError as e:  # a bad argument: refused, and the game goes on
+                    reply(channel_out, {"refused": str(e)})
+                    continue
+                frame[:] = game.render()
+                reply(channel_out, {"info": game.info()})
             else:
                 raise ValueError(f"unknown request {request['op']!r}")
     finally:
         del frame
         shm.close()
+
+
+COMMANDS = ("teleport", "set_block", "give")
 
 
 def reply(channel_out, message: dict) -> None:
