@@ -49,10 +49,13 @@ class MixAgent:
         self.mode = "explore"
         self.left = 0
         self.plan: list[np.ndarray] = []  # a sweep's camera moves, one per step
+        self._closing = False
+        self.started = False
 
     def _next_segment(self) -> None:
         r = self.rng
-        mode = str(r.choice(MODES, p=WEIGHTS))
+        mode = str(r.choice(MODES, p=WEIGHTS)) if self.started else "explore"  # explore first: out of the hut
+        self.started = True
         if mode == "sweep" and not self.has_camera:
             mode = "idle"
         self.mode = mode
@@ -86,8 +89,14 @@ class MixAgent:
         if self.left <= 0:
             self._next_segment()
         self.left -= 1
+        gui_open = bool(info and info.get("gui") is not None)
         if self.mode == "explore":
             action = self.explorer.act(observation, info)
+        elif gui_open and self.mode in ("idle", "sweep") and "inventory" in self.action_space.spaces:
+            action = self._released()  # random keys left a GUI open: close it first (a key press, then release)
+            action["inventory"] = np.int64(not self._closing)
+            self._closing = not self._closing
+            self.left += 1
         elif self.mode == "random":
             action = self._random()
         else:
