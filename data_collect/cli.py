@@ -335,11 +335,23 @@ def _cmd_agent_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_install_game(a) -> int:
+    from envs.indev.runtime import GAME_NUMPY, install_game_site
+
+    site = install_game_site(quiet=a.quiet)
+    print(f"the Indev game's process will use {GAME_NUMPY} from {site}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from worldsim.config import PRESETS
 
     p = argparse.ArgumentParser(prog="worldsim", description="A neural Minecraft: collect, train, play, evaluate.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    ig = sub.add_parser("install-game", help="once after pip install: the NumPy 1 the Indev game's process runs on")
+    ig.add_argument("--quiet", action="store_true")
+    ig.set_defaults(func=_cmd_install_game)
 
     c = sub.add_parser("collect", help="record rollouts of a policy into a dataset")
     c.add_argument("--env", default="worldsim/MinecraftIndev-v0")

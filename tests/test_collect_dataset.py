@@ -24,14 +24,14 @@ def test_collect_round_trip_replays_to_the_same_frames(tmp_path):
     assert summary["episodes_written"] == 2 and summary["steps"] == 50
     ds = Dataset(out)
     assert len(ds) == 2 and ds.total_steps == 50
-    assert ds.info["env_id"] == "worldsim/MinecraftClassic-v0" and ds.info["game_version"] == "rd-161348"
+    assert ds.info["env_id"] == "worldsim/MinecraftIndev-v0" and ds.info["game_version"].startswith("Indev 0.31")
     assert ds.info["frame_size"] == [64, 64]
     ep = ds.episode(1)
     assert ep.frames.shape == (26, 64, 64, 3) and ep.seed == 8
     assert ep.truncations[-1] and not ep.truncations[:-1].any()
     assert ep.infos["pose"].shape == (26, 5)
     # replaying the recorded actions in the real game reproduces the recorded frames exactly
-    env = gym.make("worldsim/MinecraftClassic-v0")
+    env = gym.make("worldsim/MinecraftIndev-v0")
     obs, _ = env.reset(seed=ep.seed)
     assert np.array_equal(obs, ep.frames[0])
     for t in range(len(ep)):
@@ -45,10 +45,10 @@ def test_collect_round_trip_replays_to_the_same_frames(tmp_path):
 def test_minari_reads_the_dataset(tmp_path, monkeypatch):
     import minari
 
-    out = tmp_path / "worldsim" / "classic-v0"
+    out = tmp_path / "worldsim" / "indev-v0"
     collect(CollectConfig(episodes=1, steps=10, out=str(out)), progress=False)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    m = minari.load_dataset("worldsim/classic-v0")
+    m = minari.load_dataset("worldsim/indev-v0")
     assert m.total_episodes == 1 and m.total_steps == 10
     ep = next(iter(m.iterate_episodes()))
     ours = Dataset(out).episode(0)

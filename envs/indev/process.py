@@ -21,6 +21,7 @@ from multiprocessing import shared_memory
 import numpy as np
 
 from envs.indev.game import Controls, LevelSpec
+from envs.indev.runtime import require_game_site
 
 _ADDR_NO_RANDOMIZE = 0x0040000
 
@@ -43,6 +44,7 @@ class GameProcess:
 
     def __init__(self, seed: int, size: int = 64, level: LevelSpec | None = None, timeout_s: float = 60.0,
                  wait: bool = True):
+        site = require_game_site()  # before anything is made that would need cleaning up
         self.size = size
         self.timeout_s = timeout_s
         self._shm = shared_memory.SharedMemory(create=True, size=size * size * 3)
@@ -51,7 +53,8 @@ class GameProcess:
         env = {**os.environ, "PYTHONHASHSEED": "0", "LP_NUM_THREADS": "0", "PYTHONUNBUFFERED": "1"}
         env.pop("DISPLAY", None)  # the game renders through EGL, never on the user's X display
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        path = [str(site), root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(path)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "envs.indev.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, env=env, preexec_fn=_fixed_addresses, text=True, bufsize=1)
