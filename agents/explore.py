@@ -30,7 +30,7 @@ from gymnasium.spaces import Dict
 BEHAVIOURS = ("walk", "look", "dig", "place", "inventory", "idle")
 WEIGHTS = np.array([0.36, 0.2, 0.14, 0.12, 0.06, 0.12])
 DURATION = {"walk": (15, 80), "look": (10, 40), "dig": (10, 40), "place": (8, 30), "inventory": (0, 0),
-            "idle": (5, 30), "chop": (120, 120), "leave": (40, 40)}
+            "idle": (5, 30), "chop": (120, 120), "leave": (20, 20)}
 PITCH_LIMIT = 70.0
 WOOD = ("wood",)  # the log's name in the game's info
 # The inventory screen in GUI pixels (the 176 × 166 screen centred in a 192 × 192 GUI; `envs/indev/game.py`)

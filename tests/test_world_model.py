@@ -18,7 +18,7 @@ from worldsim.actions import space_to_json
 from worldsim.checkpoint import CheckpointError, save_checkpoint
 from worldsim.config import PRESETS, ModelConfig, preset
 from worldsim.rollout import Dreamer
-from worldsim.world_model import WorldModel
+from worldsim.world_model import WorldModel, load_extending
 
 
 def _tiny_model(seed=0) -> WorldModel:
@@ -542,7 +542,8 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
     ctx, acts = torch.randn(1, k, c, h, w, generator=g), torch.randn(1, k + 1, src.codec.dim, generator=g)
     noise = src.draw_noise(1, g)
     pitch = torch.tensor([[25.0, 30.0]])
-    grown = _tool("finetune_latents").load_model(tmp_path / "old", view_pitch=True)  # what the latent fine-tuning tool does
+    grown = WorldModel(ModelConfig.from_dict({**src.cfg.to_dict(), "view_pitch": True}))  # grown: new weights zero
+    load_extending(grown, src.state_dict())
     same = [m.eval().predict_next(ctx, acts[:, :k], torch.ones(1, k), acts[:, k], noise=noise, context_pitch=pitch)
             for m in (src, t.ema.model, grown)]
     torch.testing.assert_close(same[0], same[1], atol=1e-5, rtol=1e-5)
@@ -564,55 +565,9 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
         Trainer(str(tiny_data), str(tmp_path / "bad"), bad.model, bad.train, progress=False, init=str(tmp_path / "old"))
 
 
-def _tool(name: str):
-    """A script under tools/, loaded as a module (the tools are not part of the installed packages)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_finetune_on_the_latent_cache_alone_and_merge_back(tiny_data, tmp_path):
-    """tools/finetune_latents.py (what ran on the lent GPU): trains the dynamics model from a run's latent cache for
-    a time budget, writes EMA snapshots with held-out losses, and `merge` puts the weights into a loadable checkpoint
-    that keeps the base's autoencoder."""
-    from safetensors.torch import load_file
-
-    from worldsim.train import train
-
-    train(str(tiny_data), str(tmp_path / "run"), "tiny", progress=False, ae_steps=5, dit_steps=5, sample_every=10**6)
-    ft = _tool("finetune_latents")
-    out = tmp_path / "ft"
-    assert ft.main(["train", "--checkpoint", str(tmp_path / "run"), "--latents", str(tmp_path / "run" / "latents"),
-                    "--out", str(out), "--minutes", "0.1", "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "3",
-                    "--warmup", "2", "--val-episodes", "1", "--val-windows", "8", "--snapshots", "0.5", "1.0",
-                    "--log-every", "2", "--ema-warmup", "--device", "cpu"]) == 0
-    log = json.loads((out / "finetune_log.json").read_text())
-    assert [s["fraction"] for s in log["snapshots"]] == [0.5, 1.0] and log["steps"] == log["total_steps"] >= 3
-    assert np.isfinite([log["val_loss_start"]] + [s["val_loss"] for s in log["snapshots"]]).all()
-    parts = sorted(out.glob("dit_100_*.safetensors"))
-    snap = {k: v for p in parts for k, v in load_file(p).items()}
-    base = worldsim.load(tmp_path / "run")
-    assert max((snap[k].float() - v.half().float()).abs().max().item() for k, v in base.dit.state_dict().items()) > 0
-    from safetensors.torch import save_file
-
-    first = sorted(snap)[0]
-    save_file({first: snap[first]}, str(tmp_path / "part.safetensors"))
-    for bad, says in ((out / "finetune_log.json", "not a safetensors file"), (tmp_path / "part.safetensors", "missing")):
-        with pytest.raises(ValueError, match=says):
-            ft.main(["merge", "--checkpoint", str(tmp_path / "run"), "--dit", str(bad), "--out", str(tmp_path / "bad")])
-    assert not (tmp_path / "bad").exists()
-    assert ft.main(["merge", "--checkpoint", str(tmp_path / "run"), "--dit", *map(str, parts), "--out", str(tmp_path / "merged")]) == 0
-    merged = worldsim.load(tmp_path / "merged")
-    assert all(torch.equal(merged.dit.state_dict()[k], v.float()) for k, v in snap.items())
-    assert all(torch.equal(a, b) for a, b in zip(base.ae.state_dict().values(), merged.ae.state_dict().values()))
-
-
 def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path):
     """The trainer caches each frame's pixel-moved predecessor (moved.f16) when the model samples with the pixel
-    prior, and both the trainer and the latent-cache fine-tuning tool train on it."""
+    prior, and the trainer trains on it."""
     from worldsim.config import preset
     from worldsim.data import LatentCache
     from worldsim.dataset import Dataset
@@ -634,77 +589,3 @@ def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path)
     torch.testing.assert_close(got, model.moved_latents(frames[:-1], acts), atol=2e-2, rtol=1e-2)
     log = [r for r in _log(run) if r["phase"] == "dit"]
     assert log and np.isfinite([r["dit_loss"] for r in log]).all()
-    out = tmp_path / "ft"
-    assert _tool("finetune_latents").main([
-        "train", "--checkpoint", str(run), "--latents", str(run / "latents"), "--out", str(out), "--minutes", "0.05",
-        "--reserve-s", "0", "--batch", "4", "--calibrate-steps", "2", "--warmup", "1", "--val-episodes", "1",
-        "--val-windows", "8", "--snapshots", "1.0", "--log-every", "1", "--device", "cpu"]) == 0
-    assert json.loads((out / "finetune_log.json").read_text())["pixel_prior"] is True
-    assert _tool("finetune_latents").main(["cache", "--checkpoint", str(run), "--data", str(tiny_data),
-                                           "--out", str(tmp_path / "again")]) == 0  # the tool builds the same cache
-    again = LatentCache(tmp_path / "again")
-    np.testing.assert_allclose(again.moved, cache.moved, atol=1e-2)
-    np.testing.assert_allclose(again.latents, cache.latents, atol=1e-2)
-    # the cache packed into small parts (what travels to a lent GPU) and unpacked with moved frames made from the
-    # decoded latents, as a rollout moves decoded frames
-    packer = _tool("pack_latents")
-    assert packer.main(["pack", "--latents", str(run / "latents"), "--out", str(tmp_path / "pack"), "--part-mb", "0.02",
-                        "--chunk-frames", "16"]) == 0
-    parts = sorted((tmp_path / "pack").iterdir())
-    assert len(parts) > 1
-    manifest = json.loads((parts[0] / "pack.json").read_text())
-    assert 0 < manifest["rms_error"] < 0.02
-    with pytest.raises(FileNotFoundError, match="lacks"):
-        packer.unpack(parts[0], tmp_path / "bad")
-    assert packer.main(["unpack", "--pack", str(tmp_path / "pack"), "--out", str(tmp_path / "unpacked"),
-                        "--checkpoint", str(run)]) == 0
-    got = LatentCache(tmp_path / "unpacked")
-    err = got.latents.astype(np.float32) - cache.latents.astype(np.float32)
-    assert np.sqrt((err ** 2).mean()) < 1.5 * manifest["rms_error"] + 1e-3
-    for name in ("actions", "known", "pitch", "offsets"):
-        np.testing.assert_array_equal(getattr(got, name), getattr(cache, name))
-    dec = model.decode(torch.from_numpy(got.latents[a:b - 1].astype(np.float32)))
-    torch.testing.assert_close(torch.from_numpy(got.moved[a + 1:b].astype(np.float32)),
-                               model.moved_latents(dec, acts), atol=2e-2, rtol=1e-2)
-    assert np.all(got.moved[a] == 0)
-    (run / "latents" / "moved.f16").unlink()  # a cache without it is refused by the tool
-    with pytest.raises(ValueError, match="moved.f16"):
-        _tool("finetune_latents").main(["train", "--checkpoint", str(run), "--latents", str(run / "latents"),
-                                        "--out", str(out), "--minutes", "0.05", "--device", "cpu"])
-
-
-def test_finetune_autoencoder_anchors_the_latents_and_keeps_the_dynamics(tiny_data, tmp_path):
-    """tools/finetune_autoencoder.py: more autoencoder training, the latents held near the ones the dynamics model
-    was trained on. The anchor is what holds them: the same run without it moves them further. The written
-    checkpoint has the new autoencoder and the old dynamics weights, and its log's figures are the model's."""
-    from worldsim.autoencoder import to_pixels
-    from worldsim.dataset import Dataset
-    from worldsim.train import train
-
-    train(str(tiny_data), str(tmp_path / "run"), "tiny", progress=False, ae_steps=5, dit_steps=5, sample_every=10**6)
-    tool = _tool("finetune_autoencoder")
-    common = ["--checkpoint", str(tmp_path / "run"), "--data", str(tiny_data), "--steps", "12", "--batch", "4",
-              "--lr", "3e-3", "--warmup", "1", "--ema", "0", "--val-episodes", "1", "--psnr-frames", "8", "--log-every", "4"]
-    logs = {}
-    for anchor in ("0", "30"):
-        assert tool.main([*common, "--anchor", anchor, "--out", str(tmp_path / f"a{anchor}")]) == 0
-        logs[anchor] = json.loads((tmp_path / f"a{anchor}" / "finetune_log.json").read_text())
-    assert logs["0"]["steps"] == logs["30"]["steps"] == 12 and [h["step"] for h in logs["30"]["history"]] == [4, 8, 12]
-    assert logs["30"]["latent_drift"] < 0.5 * logs["0"]["latent_drift"]
-    base, new = worldsim.load(tmp_path / "run"), worldsim.load(tmp_path / "a30" / "model")
-    assert all(torch.equal(a, b) for a, b in zip(base.dit.state_dict().values(), new.dit.state_dict().values()))
-    assert not torch.equal(base.ae.encoder.net[0].weight, new.ae.encoder.net[0].weight)
-    ds = Dataset(tiny_data)
-    probe = to_pixels(torch.from_numpy(np.array(ds.episode(len(ds) - 1).frames[:256])))
-    with torch.no_grad():
-        drift = ((new.ae.encode(probe) - base.ae.encode(probe)) / new.latent_std[:, None, None]).pow(2).mean().sqrt()
-    assert drift.item() == pytest.approx(logs["30"]["latent_drift"], abs=2e-4)
-    cfg = json.loads((tmp_path / "a30" / "model" / "config.json").read_text())
-    assert [(f["anchor"], f["steps"]) for f in cfg["autoencoder_finetune"]] == [(30.0, 12)]
-    again = [*common[2:], "--checkpoint", str(tmp_path / "a30" / "model"), "--steps", "2", "--anchor", "1"]
-    assert tool.main([*again, "--out", str(tmp_path / "again")]) == 0  # a second sitting adds to the record
-    cfg = json.loads((tmp_path / "again" / "model" / "config.json").read_text())
-    assert [(f["anchor"], f["steps"]) for f in cfg["autoencoder_finetune"]] == [(30.0, 12), (1.0, 2)]
-    with pytest.raises(SystemExit):
-        tool.main([*common, "--anchor", "-1", "--out", str(tmp_path / "bad")])
-    assert not (tmp_path / "bad").exists()
