@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.actions import restrict_action
+
 TURN_STEP = 10.0
 
 
@@ -70,10 +72,10 @@ def contrast(frames: np.ndarray) -> float:
     return float(frames.astype(np.float32).mean(axis=-1).reshape(len(frames), -1).std(axis=1).mean())
 
 
-def _start(env, seed: int, k: int):
+def _start(env, seed: int, k: int, space):
     from envs.neural import start_from_env
 
-    _, options = start_from_env(env, seed, k)
+    _, options = start_from_env(env, seed, k, space)
     return options["frames"], options["actions"]
 
 
@@ -144,7 +146,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         else:
             ctx, ctx_actions, truth, lengths = [], [], [], []
             for s, acts in zip(starts, per_seed):
-                f, a = _start(real, s, k)
+                f, a = _start(real, s, k, codec.space)
                 frames, n = _play(real, acts)
                 ctx.append(f)
                 ctx_actions.append(np.stack([codec.encode(x) for x in a]) if k > 1 else np.zeros((0, codec.dim), np.float32))
@@ -153,7 +155,8 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
             ctx, ctx_actions, truth = np.stack(ctx), np.stack(ctx_actions), np.stack(truth)
             stored.update({f"{name}_ctx": ctx, f"{name}_ctx_actions": ctx_actions, f"{name}_truth": truth,
                            f"{name}_lengths": np.array(lengths)})
-        flat = np.stack([np.stack([codec.encode(codec.validate(x)) for x in acts]) for acts in per_seed])
+        flat = np.stack([np.stack([codec.encode(codec.validate(restrict_action(x, codec.space))) for x in acts])
+                         for acts in per_seed])
         d = make_dreamer(model, ctx, ctx_actions, steps=sampling_steps, seed=seed0)
         dream = np.stack([d.step(flat[:, t]) for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)

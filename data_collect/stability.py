@@ -83,7 +83,7 @@ def stability(checkpoint: str | None, steps: int = 10000, seed: int = 0, out: st
     options = None
     if real:
         game = gym.make("worldsim/MinecraftIndev-v0", size=size)
-        options = start_from_env(game, seed, k)[1]
+        options = start_from_env(game, seed, k, env.action_space)[1]
         game.close()
     obs, _ = env.reset(seed=seed, options=options)
     prev = obs.astype(np.float32)

@@ -12,7 +12,8 @@ from gymnasium.spaces import Box, Dict, Discrete
 
 from worldsim.actions import ActionCodec, InvalidActionError
 
-__all__ = ["MINERL_KEYS", "minerl_action_space", "ActionCodec", "InvalidActionError", "CAMERA_LIMIT"]
+__all__ = ["MINERL_KEYS", "minerl_action_space", "restrict_action", "ActionCodec", "InvalidActionError",
+           "CAMERA_LIMIT"]
 
 MINERL_BUTTONS = (
     "ESC", "attack", "back", "drop", "forward", *(f"hotbar.{i}" for i in range(1, 10)), "inventory", "jump",
@@ -32,3 +33,10 @@ def minerl_action_space(keys: tuple[str, ...] | list[str] = MINERL_KEYS) -> Dict
     if unknown:
         raise ValueError(f"not MineRL 1.0 action keys: {unknown}")
     return Dict({k: camera_space() if k == "camera" else Discrete(2) for k in sorted(keys)})
+
+
+def restrict_action(action: dict, space: Dict) -> dict:
+    """`action` as `space` sees it: its keys kept, the rest dropped, keys it lacks released. Why: the real game and a
+    dream trained on another game's keys step under one player's input (play --side-by-side, the benches)."""
+    noop = ActionCodec(space).noop()
+    return {k: action.get(k, noop[k]) for k in space.spaces}

@@ -55,16 +55,18 @@ def load_model(checkpoint: str | None, device: str, precision: str = "auto", key
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]  # frames (K, H, W, 3) uint8, flat actions (K-1, A), pitch (K,)
 
 
-def start_from_env(env: gym.Env, seed: int | None, k: int) -> tuple[np.ndarray, dict[str, Any]]:
+def start_from_env(env: gym.Env, seed: int | None, k: int, dream_space: gym.spaces.Dict | None = None
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
     """Reset a real env and stand still for k-1 steps: its last frame and the `reset(options=...)` that starts a
-    dream of the same place (K frames, the no-op actions between them, the view's pitch when the env reports it;
-    standing still leaves the view where it was)."""
+    dream of the same place (K frames, the no-op actions between them in `dream_space`, default the env's; the
+    view's pitch when the env reports it; standing still leaves the view where it was)."""
     from worldsim.actions import ActionCodec
 
     noop = ActionCodec(env.action_space).noop()
     obs, info = env.reset(seed=seed)
     frames = [obs] + [env.step(noop)[0] for _ in range(k - 1)]
-    options: dict[str, Any] = {"frames": np.stack(frames), "actions": [noop] * (k - 1)}
+    still = ActionCodec(dream_space).noop() if dream_space is not None else noop
+    options: dict[str, Any] = {"frames": np.stack(frames), "actions": [still] * (k - 1)}
     if "pitch" in info:
         options["pitch"] = info["pitch"]
     return frames[-1], options

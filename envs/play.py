@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.actions import ActionCodec, restrict_action
+
 MOUSE_DEG_PER_PIXEL = 0.15  # Minecraft's default sensitivity (VPT: 2400 px = 360 degrees)
 ARROW_DEG_PER_TICK = 4.0
 
@@ -49,8 +51,8 @@ class PlaySession:
                                  key_guidance=cfg.key_guidance)
                        if cfg.mode != "real" else None)
         env = self.neural or self.real
-        self.space = env.action_space
-        self.codec = env.unwrapped.codec if self.neural is None else env.unwrapped.model.codec
+        self.space = (self.real or self.neural).action_space  # the real game's keys when it plays too
+        self.codec = ActionCodec(self.space)
         pygame.init()
         self.panels = 2 if cfg.mode == "side-by-side" else 1
         h, w = env.observation_space.shape[:2]
@@ -79,7 +81,8 @@ class PlaySession:
             if self.real is not None:  # start the dream from the real game's first K frames
                 from envs.neural import start_from_env
 
-                last, start = start_from_env(self.real, s, self.neural.unwrapped.context_length)
+                last, start = start_from_env(self.real, s, self.neural.unwrapped.context_length,
+                                             self.neural.action_space)
                 nf, _ = self.neural.reset(seed=s, options=start)
                 self.frames = [last, nf]
             elif self.cfg.image:
@@ -113,10 +116,10 @@ class PlaySession:
         t0 = time.perf_counter()
         frames = []
         if self.real is not None:
-            obs, _, term, trunc, _ = self.real.step({k: v for k, v in a.items() if k in self.real.action_space.spaces})
+            obs, _, term, trunc, _ = self.real.step(a)
             frames.append(obs)
         if self.neural is not None:
-            obs, _, term, trunc, _ = self.neural.step(a)
+            obs, _, term, trunc, _ = self.neural.step(restrict_action(a, self.neural.action_space))
             frames.append(obs)
         self.frames = frames
         self.fps_measured = 1.0 / max(1e-6, time.perf_counter() - t0)
@@ -125,7 +128,7 @@ class PlaySession:
             self.recording.append(self.composite())
 
     # ----- input -----
-    KEYS = {"w": "forward", "s": "back", "a": "left", "d": "right", "space": "jump",
+    KEYS = {"w": "forward", "s": "back", "a": "left", "d": "right", "space": "jump", "e": "inventory",
             "up": "arrow_up", "down": "arrow_down", "left": "arrow_left", "right": "arrow_right"}
 
     def handle(self, e) -> None:

@@ -49,7 +49,7 @@ def test_the_real_game_moves_left_when_turning_right_and_up_when_looking_down():
     import envs  # noqa: F401  (registers the ids)
     from worldsim.actions import ActionCodec
 
-    env = gym.make("worldsim/MinecraftClassic-v0")
+    env = gym.make("worldsim/MinecraftIndev-v0", prefetch=False)
     obs, _ = env.reset(seed=3)
     noop = ActionCodec(env.action_space).noop()
     frames, cams = [obs], []
