@@ -105,6 +105,7 @@ def boot(seed: int) -> types.SimpleNamespace:
     pyglet.resource.path = [resources]
     pyglet.resource.reindex()
     _install_gui_resolution(scaled_module.ScaledResolution)
+    render_global_module.cmp_to_key = _sort_key
     ns = types.SimpleNamespace(
         Minecraft=minecraft_module.Minecraft, EffectRenderer=EffectRenderer, GuiInventory=GuiInventory,
         FontRenderer=FontRenderer, GuiIngame=GuiIngame, GameSettings=GameSettings,
@@ -136,6 +137,23 @@ def _install_gui_resolution(original: type) -> None:
                 and getattr(module, "ScaledResolution", None) is original:
             module.ScaledResolution = GuiResolution
     sys.modules["mc.net.minecraft.client.gui.ScaledResolution"].ScaledResolution = GuiResolution
+
+
+def _sort_key(compare):
+    """`functools.cmp_to_key` for the world renderer's two chunk sorts, as key functions computing each chunk's
+    distance once. Why: the comparators (a Python call and two distances per comparison) were a third of the
+    frame time; the keys order chunks the same way (the comparators never say "equal"; ties keep their order)."""
+    import functools
+
+    sorter = getattr(compare, "__self__", None)
+    kind = type(sorter).__name__
+    if kind == "RenderSorter":  # chunks to rebuild: the visible last, nearer later (built from the end)
+        player = sorter._RenderSorter__player
+        return lambda chunk: (bool(chunk.isInFrustum), -chunk.distanceToEntitySquared(player))
+    if kind == "EntitySorter":  # chunks to draw: nearest first
+        player = sorter._EntitySorter__player
+        return lambda chunk: chunk.distanceToEntitySquared(player)
+    return functools.cmp_to_key(compare)
 
 
 def _item_names(blocks, items) -> dict[int, str]:
