@@ -33,7 +33,8 @@ def bench_env(env_id: str = "worldsim/MinecraftIndev-v0", steps: int = 500, repe
     import envs  # noqa: F401
     from agents import make_policy
 
-    env = gym.make(env_id, size=size)
+    kwargs = {"prefetch": False} if "Indev" in env_id else {}  # seeded resets: each is a cold start
+    env = gym.make(env_id, size=size, **kwargs)
     pol = make_policy(policy, env.action_space, seed=seed)
     rates, resets = [], []
     for r in range(repeats):

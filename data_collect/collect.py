@@ -41,6 +41,8 @@ def _make_env(cfg: CollectConfig):
     kwargs = dict(cfg.env_kwargs or {})
     if cfg.env_id.startswith(("worldsim/MinecraftIndev", "worldsim/MineRL")):
         kwargs.setdefault("size", cfg.size)
+    if cfg.env_id.startswith("worldsim/MinecraftIndev"):
+        kwargs.setdefault("prefetch", False)  # every episode is reset with its own seed: a prefetched level is wasted
     return gym.make(cfg.env_id, **kwargs)
 
 
