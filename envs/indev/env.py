@@ -54,6 +54,7 @@ class MinecraftIndevEnv(gym.Env):
         self.codec = ActionCodec(self.action_space)
         self._game: GameProcess | None = None
         self._next: tuple[int, GameProcess] | None = None
+        self._wasted = False
         self._frame: np.ndarray | None = None
         self._info: dict[str, Any] = {}
         self._episode_seed: int | None = None
@@ -67,10 +68,14 @@ class MinecraftIndevEnv(gym.Env):
             self._next = None
             self._game.wait_ready()
         else:
+            if self._next is not None:  # a new seed made the background level useless: stop making them...
+                self._wasted = True
             self._drop_prefetch()
             self._game = self._start(self._episode_seed)
             self._game.wait_ready()
-        if self.prefetch:
+        if seed is None:  # ...until resets go on without seeds again
+            self._wasted = False
+        if self.prefetch and not self._wasted:
             # the seed the next reset() will draw, read from a copy of the generator so the env's stream is unchanged
             upcoming = int(copy.deepcopy(self.np_random).integers(0, 2**31 - 1))
             self._next = (upcoming, self._start(upcoming))
