@@ -114,6 +114,7 @@ def boot(seed: int) -> types.SimpleNamespace:
             TextureWaterFlowFX, lambda: TextureFlamesFX(0), lambda: TextureFlamesFX(1),
             lambda: TextureGearsFX(0), lambda: TextureGearsFX(1)),
         items=items, blocks=blocks, gl=gl, pyglet=pyglet, names=_item_names(blocks, items))
+    ns.ids = {name: i for i, name in ns.names.items()}
     _BOOTED.update(seed=seed, ns=ns)
     return ns
 
@@ -241,7 +242,7 @@ class IndevGame:
         mc.ingameGUI = g.GuiIngame(mc)
         self.blocks_broken = 0
         self._count_breaks(mc.playerController)
-        self.input = _HeldKeys(g.MovementInput)
+        self.input = _held_keys(g.MovementInput)
         mc.thePlayer.movementInput = self.input
         self.cursor = [GUI_PIXELS / 2, GUI_PIXELS / 2]
         self._held = {"attack": False, "use": False, "inventory": False}
@@ -380,10 +381,9 @@ class IndevGame:
         self.mc.thePlayer.inventory.addItemStackToInventory(ItemStack(self._id(name), int(count)))
 
     def _id(self, name: str) -> int:
-        ids = {v: k for k, v in self._g.names.items()}
-        if name not in ids:
+        if name not in self._g.ids:
             raise ValueError(f"unknown block or item {name!r}")
-        return ids[name]
+        return self._g.ids[name]
 
 
 def _make_client(g, size: int):
@@ -429,7 +429,7 @@ class _DisplayListBudget:
         return getattr(self._gl, name)
 
 
-def _held_keys_class(base: type) -> type:
+def _held_keys(base: type):
     class HeldKeys(base):
         """The player's movement input, set from the action instead of the keyboard."""
 
@@ -452,11 +452,7 @@ def _held_keys_class(base: type) -> type:
             self.moveStrafe = float(right) - float(left)
             self.jump = jump
 
-    return HeldKeys
-
-
-def _HeldKeys(base: type):
-    return _held_keys_class(base)()
+    return HeldKeys()
 
 
 def _draw_cursor(frame: np.ndarray, x: float, y: float) -> None:
