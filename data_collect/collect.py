@@ -60,8 +60,15 @@ def _env_info(env, cfg: CollectConfig) -> dict[str, Any]:
 POSE_KEYS = ("pos", "pitch", "yaw")
 
 
-def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
-    """Play one episode of at most `steps` steps; `seed` seeds both the env and the policy."""
+def play_episode(env, policy, index: int, seed: int, steps: int) -> tuple[Episode, str | None]:
+    """Play one episode of at most `steps` steps; `seed` seeds both the env and the policy.
+
+    If the real game dies mid-episode, the episode ends there, truncated, and keeps what it recorded; the error
+    is returned beside it (the env starts a fresh game at the next reset). Why: one crash of the game in hours of
+    collection should cost one episode's tail, not the run; replaying the same seed meets the same crash."""
+    from envs.indev.process import GameProcessError
+
+    crash = None
     obs, info = env.reset(seed=seed)
     policy.reset(seed=seed)
     frames = [obs]
@@ -74,7 +81,16 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
         a = policy.act(obs, info)
         if modes:
             mode.append(modes.index(policy.mode))
-        obs, r, term, trunc, info = env.step(a)
+        try:
+            obs, r, term, trunc, info = env.step(a)
+        except GameProcessError as e:
+            if t == 0:
+                raise
+            if modes:
+                mode.pop()
+            truncs[-1] = True
+            crash = str(e).splitlines()[0]
+            break
         for k in actions:
             actions[k].append(np.asarray(a[k]))
         frames.append(obs)
@@ -87,9 +103,10 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> Episode:
     infos = {"pose": np.stack(poses)} if all(p is not None for p in poses) else {}
     if modes:
         infos["mode"] = np.asarray(mode, np.int64)
-    return Episode(index=index, frames=np.stack(frames), actions={k: np.stack(v) for k, v in actions.items()},
-                   rewards=np.asarray(rewards, np.float32), terminations=np.asarray(terms),
-                   truncations=np.asarray(truncs), seed=seed, infos=infos)
+    episode = Episode(index=index, frames=np.stack(frames), actions={k: np.stack(v) for k, v in actions.items()},
+                      rewards=np.asarray(rewards, np.float32), terminations=np.asarray(terms),
+                      truncations=np.asarray(truncs), seed=seed, infos=infos)
+    return episode, crash
 
 
 def _pose(info: dict) -> np.ndarray | None:
@@ -111,15 +128,13 @@ def _worker(cfg: CollectConfig, todo, results) -> None:
             index = todo.get()
             if index is None:
                 break
-            t0 = time.perf_counter()
-            ep = play_episode(env, policy, index, cfg.seed + index, cfg.steps)
-            play_s = time.perf_counter() - t0
+            ep, crash = play_episode(env, policy, index, cfg.seed + index, cfg.steps)
             writer.write_episode(ep)
             if cfg.video:
                 write_mp4(Path(cfg.out) / "videos" / f"episode_{index}.mp4", ep.frames, fps=20, scale=4)
-            results.put(("done", index, len(ep), play_s))
+            results.put(("done", index, len(ep), crash))
     except BaseException as e:  # report, so the parent stops with a clear message instead of hanging
-        results.put(("error", repr(e), 0, 0.0))
+        results.put(("error", repr(e), 0, None))
         raise
     finally:
         env.close()
@@ -157,9 +172,12 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     bar = tqdm(total=len(todo_idx) * cfg.steps, unit="step", disable=not progress, desc="collect")
     try:
         for _ in todo_idx:
-            kind, index, n, _play_s = _next_result(results, workers)
+            kind, index, n, crash = _next_result(results, workers)
             if kind == "error":
                 raise RuntimeError(f"a collection worker failed: {index}")
+            if crash:
+                summary.setdefault("game_crashes", {})[index] = crash
+                bar.write(f"episode {index}: the game died after {n} steps; kept them, truncated ({crash})")
             summary["episodes_written"] += 1
             summary["steps"] += n
             bar.update(n)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401
-from data_collect.collect import CollectConfig, collect
+from data_collect.collect import CollectConfig, collect, play_episode
 from data_collect.dataset import Dataset, DatasetError, DatasetWriter, Episode
 from data_collect.stats import action_stats
 from worldsim.video import read_mp4
@@ -40,6 +40,36 @@ def test_collect_round_trip_replays_to_the_same_frames(tmp_path):
     env.close()
     video = read_mp4(out / "videos" / "episode_1.mp4")
     assert video.shape == (26, 256, 256, 3)
+
+
+class _KillsTheGame:
+    """Plays no-ops and kills the real game process before its sixth action: a game crash mid-episode."""
+
+    def __init__(self, env):
+        self.env, self.t = env, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+
+    def act(self, obs, info):
+        self.t += 1
+        if self.t == 6:
+            os.kill(self.env.unwrapped.game_pid, signal.SIGKILL)
+        return self.env.action_space.sample() | {"camera": np.zeros(2, np.float32)}
+
+
+def test_a_game_crash_ends_the_episode_truncated_and_keeps_its_steps(tmp_path):
+    env = gym.make("worldsim/MinecraftIndev-v0", prefetch=False)
+    ep, crash = play_episode(env, _KillsTheGame(env), index=0, seed=3, steps=20)
+    assert "died" in crash and len(ep) == 5 and ep.frames.shape[0] == 6
+    assert ep.truncations[-1] and not ep.terminations.any()
+    writer = DatasetWriter(tmp_path / "ds", env.observation_space, env.action_space, {"env_id": "crash"})
+    writer.write_episode(ep)
+    writer.finalize({})
+    assert len(Dataset(tmp_path / "ds")) == 1
+    ep, crash = play_episode(env, _KillsTheGame(env), index=1, seed=4, steps=4)  # the env carries on, a new game
+    assert crash is None and len(ep) == 4
+    env.close()
 
 
 def test_minari_reads_the_dataset(tmp_path, monkeypatch):

@@ -228,6 +228,16 @@ def test_invalid_actions_get_one_clear_error(world):
         world.unwrapped.give("diamond_block")
 
 
+def test_the_eye_inside_a_solid_block_renders_instead_of_killing_the_game(world):
+    _, _, _, _, info = _open_spot(world)
+    x, y, z = (int(np.floor(v)) for v in info["pos"])
+    world.unwrapped.set_block(x, y, z, "stone")  # the block the eye is in (the game dies here upstream)
+    for _ in range(3):
+        obs, _, _, _, info = world.step(noop(world.action_space))
+    assert obs.std() > 0 and not info["dead"]
+    world.unwrapped.set_block(x, y, z, "air")
+
+
 def test_a_killed_game_process_gives_a_clear_error(indev):
     env = indev(prefetch=False)
     env.reset(seed=0)

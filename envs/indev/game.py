@@ -106,6 +106,9 @@ def boot(seed: int) -> types.SimpleNamespace:
     pyglet.resource.reindex()
     _install_gui_resolution(scaled_module.ScaledResolution)
     render_global_module.cmp_to_key = _sort_key
+    from mc.net.minecraft.client.render import EntityRenderer as entity_renderer_module
+
+    entity_renderer_module.RenderBlocks = _drawn_when_inside(entity_renderer_module.RenderBlocks)
     ns = types.SimpleNamespace(
         Minecraft=minecraft_module.Minecraft, EffectRenderer=EffectRenderer, GuiInventory=GuiInventory,
         FontRenderer=FontRenderer, GuiIngame=GuiIngame, GameSettings=GameSettings,
@@ -155,6 +158,23 @@ def _sort_key(compare):
         player = sorter._EntitySorter__player
         return lambda chunk: chunk.distanceToEntitySquared(player)
     return functools.cmp_to_key(compare)
+
+
+def _drawn_when_inside(render_blocks: type) -> type:
+    """The game's view from inside a solid block queues the surrounding blocks' faces on the shared tessellator
+    but never starts or draws them, so the next draw in the frame fails ("OMG ALREADY VERTICES!") and the game
+    dies whenever the eye enters a block (a jump under a ledge, a step into sand). Draw each of those blocks."""
+
+    class DrawnInside:
+        def __init__(self, tessellator, world):
+            self._tessellator, self._blocks = tessellator, render_blocks(tessellator, world)
+
+        def renderBlockAllFaces(self, block, x: int, y: int, z: int) -> None:
+            self._tessellator.startDrawingQuads()
+            self._blocks.renderBlockAllFaces(block, x, y, z)
+            self._tessellator.draw()
+
+    return DrawnInside
 
 
 def _item_names(blocks, items) -> dict[int, str]:
