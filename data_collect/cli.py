@@ -15,7 +15,7 @@ def _cmd_collect(a: argparse.Namespace) -> int:
     from data_collect.stats import action_stats, format_stats
 
     cfg = CollectConfig(env_id=a.env, policy=a.policy, episodes=a.episodes, steps=a.steps, out=a.out,
-                        workers=a.workers, size=a.size, seed=a.seed, video=a.video)
+                        workers=a.workers, size=a.size, seed=a.seed, video=a.video, ray=a.ray)
     summary = collect(cfg, progress=not a.quiet)
     print(json.dumps(summary))
     stats = action_stats(Dataset(a.out))
@@ -359,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--episodes", type=int, default=10)
     c.add_argument("--steps", type=int, default=1000, help="steps per episode")
     c.add_argument("--out", required=True, help="dataset folder (resumes if it exists)")
-    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--workers", type=int, default=1, help="games played at once (processes, or Ray actors)")
+    c.add_argument("--ray", metavar="ADDRESS", help="play on a Ray cluster (\"auto\", \"ray://host:10001\") or "
+                   "\"local\" (a Ray instance here); episodes come back and are written here (pip install 'worldsim[ray]')")
     c.add_argument("--size", type=int, default=64)
     c.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
     c.add_argument("--video", action="store_true", help="also write an mp4 per episode")

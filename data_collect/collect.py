@@ -4,6 +4,10 @@ Episode i is played with seed `seed + i` (env and policy), so a dataset is repro
 skips the episodes already on disk and plays only the missing ones. Workers are separate processes (each game
 owns an OpenGL context and the GIL would serialise threads); each writes its finished episodes itself,
 atomically, and reports to the parent, which shows progress and keeps the metadata up to date.
+
+With `ray` set (an address, or "local" for a Ray instance on this machine) the workers are Ray actors anywhere
+on a cluster, each holding one env; they send finished episodes back and this process writes them, so only it
+needs the dataset folder. Same seeds, same policy, same episodes as a local run.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class CollectConfig:
     seed: int = 0
     video: bool = False
     env_kwargs: dict | None = None
+    ray: str | None = None  # a Ray cluster address ("auto", "ray://host:10001") or "local"; None: local processes
 
 
 def _make_env(cfg: CollectConfig):
@@ -158,23 +163,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     if not todo_idx:
         writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
         return summary
-    ctx = mp.get_context("spawn")
-    todo, results = ctx.Queue(), ctx.Queue()
-    for i in todo_idx:
-        todo.put(i)
-    workers = [ctx.Process(target=_worker, args=(cfg, todo, results), daemon=True)
-               for _ in range(min(cfg.workers, len(todo_idx)))]
-    for _ in workers:
-        todo.put(None)
-    t0 = time.perf_counter()
-    for w in workers:
-        w.start()
     bar = tqdm(total=len(todo_idx) * cfg.steps, unit="step", disable=not progress, desc="collect")
+    t0 = time.perf_counter()
     try:
-        for _ in todo_idx:
-            kind, index, n, crash = _next_result(results, workers)
-            if kind == "error":
-                raise RuntimeError(f"a collection worker failed: {index}")
+        if cfg.ray:
+            done = _episodes_on_ray(cfg, todo_idx, writer)
+        else:
+            done = _episodes_in_processes(cfg, todo_idx)
+        for index, n, crash in done:
             if crash:
                 summary.setdefault("game_crashes", {})[index] = crash
                 bar.write(f"episode {index}: the game died after {n} steps; kept them, truncated ({crash})")
@@ -185,14 +181,82 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
             writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
     finally:
         bar.close()
-        for w in workers:
-            w.join(timeout=30)
-            if w.is_alive():
-                w.terminate()
     elapsed = time.perf_counter() - t0
     summary.update(seconds=round(elapsed, 2), steps_per_s=round(summary["steps"] / elapsed, 1))
     writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
     return summary
+
+
+def _episodes_in_processes(cfg: CollectConfig, todo_idx: list[int]):
+    """Yield (index, steps, crash) as local worker processes finish (and write) the episodes."""
+    ctx = mp.get_context("spawn")
+    todo, results = ctx.Queue(), ctx.Queue()
+    for i in todo_idx:
+        todo.put(i)
+    workers = [ctx.Process(target=_worker, args=(cfg, todo, results), daemon=True)
+               for _ in range(min(cfg.workers, len(todo_idx)))]
+    for _ in workers:
+        todo.put(None)
+    for w in workers:
+        w.start()
+    try:
+        for _ in todo_idx:
+            kind, index, n, crash = _next_result(results, workers)
+            if kind == "error":
+                raise RuntimeError(f"a collection worker failed: {index}")
+            yield index, n, crash
+    finally:
+        for w in workers:
+            w.join(timeout=30)
+            if w.is_alive():
+                w.terminate()
+
+
+class _RayWorker:
+    """One env and one policy on a Ray node; plays the episodes it is handed and returns them."""
+
+    def __init__(self, cfg: CollectConfig):
+        from agents import make_policy
+
+        self.cfg, self.env = cfg, _make_env(cfg)
+        self.policy = make_policy(cfg.policy, self.env.action_space, seed=cfg.seed)
+
+    def play(self, index: int) -> tuple[Episode, str | None]:
+        return play_episode(self.env, self.policy, index, self.cfg.seed + index, self.cfg.steps)
+
+
+def _episodes_on_ray(cfg: CollectConfig, todo_idx: list[int], writer: DatasetWriter):
+    """Yield (index, steps, crash) as Ray actors finish episodes; each is written here, atomically, on arrival."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--ray needs Ray: pip install 'worldsim[ray]'") from None
+    from worldsim.video import write_mp4
+
+    started = not ray.is_initialized()
+    if started:
+        local = cfg.ray == "local"
+        ray.init(address=None if local else cfg.ray, num_cpus=cfg.workers if local else None,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        actor = ray.remote(num_cpus=1)(_RayWorker)
+        actors = [actor.remote(cfg) for _ in range(min(cfg.workers, len(todo_idx)))]
+        queue, running = list(todo_idx), {}
+        for a in actors:
+            running[a.play.remote(queue.pop(0))] = a
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            a = running.pop(ref)
+            if queue:
+                running[a.play.remote(queue.pop(0))] = a
+            ep, crash = ray.get(ref)
+            writer.write_episode(ep)
+            if cfg.video:
+                write_mp4(Path(cfg.out) / "videos" / f"episode_{ep.index}.mp4", ep.frames, fps=20, scale=4)
+            yield ep.index, len(ep), crash
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _next_result(results, workers):

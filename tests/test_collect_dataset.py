@@ -164,3 +164,16 @@ def test_the_policy_mix_is_recorded_per_step_and_reported(tmp_path):
     stats = action_stats(Dataset(out))
     assert abs(sum(stats["mode_fraction"].values()) - 1) < 1e-3
     assert stats["camera"]["exactly_still_fraction"] >= stats["mode_fraction"].get("idle", 0) - 1e-3
+
+
+def test_collect_on_a_local_ray_instance_gives_the_same_episodes(tmp_path):
+    cfg = dict(episodes=3, steps=15, seed=21, policy="mix")
+    collect(CollectConfig(out=str(tmp_path / "local"), workers=1, **cfg), progress=False)
+    summary = collect(CollectConfig(out=str(tmp_path / "ray"), workers=2, ray="local", **cfg), progress=False)
+    assert summary["episodes_written"] == 3 and summary["steps"] == 45
+    local, remote = Dataset(tmp_path / "local"), Dataset(tmp_path / "ray")
+    assert len(remote) == 3 and remote.info["env_id"] == local.info["env_id"]
+    for i in range(3):
+        a, b = local.episode(i), remote.episode(i)
+        assert a.seed == b.seed and np.array_equal(a.frames, b.frames)
+        assert all(np.array_equal(a.actions[k], b.actions[k]) for k in a.actions)

@@ -213,6 +213,9 @@ def test_a_fall_kills_and_death_ends_the_episode(indev):
         if terminated:
             break
     assert terminated and info["dead"] and info["health"] <= 0
+    for _ in range(3):  # stepping on shows the game-over screen (upstream's screen killed the game here)
+        obs, _, terminated, _, info = env.step(noop(env.action_space))
+    assert terminated and info["gui"] is not None and obs.std() > 0
 
 
 def test_invalid_actions_get_one_clear_error(world):

@@ -83,6 +83,7 @@ def boot(seed: int) -> types.SimpleNamespace:
     from mc.net.minecraft.client import Minecraft as minecraft_module
 
     minecraft_module.time = clock
+    minecraft_module.GuiGameOver = _game_over_screen(minecraft_module.GuiGameOver)
     from mc.net.minecraft.client.effect.EffectRenderer import EffectRenderer
     from mc.net.minecraft.client.gui import ScaledResolution as scaled_module
     from mc.net.minecraft.client.gui.container.GuiInventory import GuiInventory
@@ -158,6 +159,20 @@ def _sort_key(compare):
         player = sorter._EntitySorter__player
         return lambda chunk: chunk.distanceToEntitySquared(player)
     return functools.cmp_to_key(compare)
+
+
+def _game_over_screen(original: type) -> type:
+    """The game-over screen upstream adds two buttons, then disables a third it never made (IndexError): the game
+    died on the tick after every death. The two buttons are in place when it fails, so the screen is complete."""
+
+    class GameOver(original):
+        def setWorldAndResolution(self, minecraft, width, height):
+            try:
+                super().setWorldAndResolution(minecraft, width, height)
+            except IndexError:
+                pass
+
+    return GameOver
 
 
 def _drawn_when_inside(render_blocks: type) -> type:
