@@ -59,15 +59,16 @@ def _parabolic(left: float, mid: float, right: float) -> float:
     return 0.0 if abs(denom) < 1e-12 else float(np.clip(0.5 * (left - right) / denom, -0.5, 0.5))
 
 
-def camera_slopes(shifts: np.ndarray, camera: np.ndarray, min_turn: float = 1.5) -> dict[str, float | None]:
-    """Pixels per degree: the median of dx / yaw over the steps that turn at least `min_turn` degrees sideways,
-    and of dy / pitch over those that turn as much up or down (camera (N, 2) = [pitch, yaw] degrees, as in the
-    action space); None where fewer than 3 steps turn that much. A median, not a least-squares fit: steps where the view is sky or points straight down have no
+def camera_slopes(shifts: np.ndarray, camera: np.ndarray, min_turn: float = 1.5,
+                  max_turn: float = 180.0) -> dict[str, float | None]:
+    """Pixels per degree: the median of dx / yaw over the steps that turn between `min_turn` and `max_turn` degrees
+    sideways, and of dy / pitch over those that turn as much up or down (camera (N, 2) = [pitch, yaw] degrees, as
+    in the action space); None where fewer than 3 steps turn that much. A median, not a least-squares fit: steps where the view is sky or points straight down have no
     texture to track and read as "no shift", which would drag a fit toward zero."""
     out: dict[str, float | None] = {}
     for axis, col in (("yaw", 1), ("pitch", 0)):
         turn = camera[:, col]
-        ok = np.isfinite(shifts).all(1) & (np.abs(turn) >= min_turn)
+        ok = np.isfinite(shifts).all(1) & (np.abs(turn) >= min_turn) & (np.abs(turn) <= max_turn)
         out[f"{axis}_px_per_deg"] = round(float(np.median(shifts[ok, col] / turn[ok])), 4) if ok.sum() >= 3 else None
         out[f"{axis}_pairs"] = int(ok.sum())
     return out
@@ -92,7 +93,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) -> tuple[float, float]:
     """The game's (down, right) pixel shift per degree of (pitch, yaw), read off random consecutive frame pairs of
     a dataset (`worldsim.dataset.Dataset`) with a 'camera' action: what the motion prior of the world model
-    needs. (0.0, 0.0) for an axis the data never turns far enough to measure."""
+    needs. (0.0, 0.0) for an axis the data never turns far enough to measure.
+
+    Where the episodes record the pose (the real game's do), the turn is the view's own change of pitch and yaw,
+    not the camera action: with a GUI open the camera moves a cursor, and pitch stops at ±90°. Only turns of at
+    most 10° count, whose shifts stay well inside the frame (random play turns up to 180° a step)."""
     rng = np.random.default_rng(seed)
     lengths = np.array([ds.episode_length(e) for e in episodes], dtype=np.float64)
     per_episode = rng.multinomial(pairs, lengths / lengths.sum())
@@ -103,6 +108,12 @@ def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) ->
         ep = ds.episode(e)
         t = np.sort(rng.choice(len(ep), size=min(int(n), len(ep)), replace=False))
         shifts.append(frame_shift(ep.frames[t], ep.frames[t + 1]))
-        cams.append(np.asarray(ep.actions["camera"], np.float64)[t])
-    slopes = camera_slopes(np.concatenate(shifts), np.concatenate(cams))
+        pose = ep.infos.get("pose")
+        if pose is not None:
+            turn = np.diff(np.asarray(pose, np.float64)[:, 3:5], axis=0)[t]
+            turn[:, 1] = (turn[:, 1] + 180.0) % 360.0 - 180.0
+        else:
+            turn = np.asarray(ep.actions["camera"], np.float64)[t]
+        cams.append(turn)
+    slopes = camera_slopes(np.concatenate(shifts), np.concatenate(cams), max_turn=10.0)
     return slopes["pitch_px_per_deg"] or 0.0, slopes["yaw_px_per_deg"] or 0.0
