@@ -64,6 +64,7 @@ class PlaySession:
             pygame.mouse.set_visible(False)
         self.font = pygame.font.Font(None, 22)
         self.held: set[str] = set()
+        self.tapped: set[str] = set()  # pressed since the last tick: a tap shorter than a tick still counts once
         self.mouse = np.zeros(2, np.float32)
         self.paused = self.hud = False
         self.running = True
@@ -96,7 +97,7 @@ class PlaySession:
     def action(self) -> dict:
         """The action the keys, buttons and mouse currently say."""
         a = self.codec.noop()
-        for key in self.held:
+        for key in self.held | self.tapped:
             if key in a:
                 a[key] = np.int64(1)
         cam = self.mouse * MOUSE_DEG_PER_PIXEL
@@ -104,8 +105,7 @@ class PlaySession:
         cam[1] += ARROW_DEG_PER_TICK * (("arrow_right" in self.held) - ("arrow_left" in self.held))
         a["camera"] = np.clip(cam, -180, 180).astype(np.float32)
         self.mouse[:] = 0
-        for k in [k for k in self.held if k.startswith("hotbar.")]:  # a hotbar key selects once, it is not held
-            self.held.discard(k)
+        self.tapped.clear()
         return a
 
     def tick(self) -> None:
@@ -140,8 +140,10 @@ class PlaySession:
             down = e.type == pg.KEYDOWN
             if name in self.KEYS:
                 (self.held.add if down else self.held.discard)(self.KEYS[name])
+                if down:
+                    self.tapped.add(self.KEYS[name])
             elif down and name.isdigit() and f"hotbar.{name}" in self.space.spaces:
-                self.held.add(f"hotbar.{name}")
+                self.tapped.add(f"hotbar.{name}")  # a hotbar key selects once, it is not held
             elif down and name == "escape":
                 self.running = False
             elif down and name == "r":
@@ -157,6 +159,8 @@ class PlaySession:
         elif e.type in (pg.MOUSEBUTTONDOWN, pg.MOUSEBUTTONUP) and e.button in (1, 3):
             key = "attack" if e.button == 1 else "use"
             (self.held.add if e.type == pg.MOUSEBUTTONDOWN else self.held.discard)(key)
+            if e.type == pg.MOUSEBUTTONDOWN:
+                self.tapped.add(key)
         elif e.type == pg.MOUSEMOTION:
             self.mouse += np.array([e.rel[1], e.rel[0]], np.float32)  # [pitch, yaw]: down and right positive
 

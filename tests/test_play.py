@@ -49,6 +49,12 @@ def test_real_mode_keys_mouse_screenshot_recording_quit(tmp_path):
         _post_and_tick(s, [key(pygame.K_e, down=False)])
         _post_and_tick(s, [key(pygame.K_e)])
         assert s.real.unwrapped._info["gui"] is None  # and closes it
+        _post_and_tick(s, [key(pygame.K_e, down=False)])
+        _post_and_tick(s, [key(pygame.K_e), key(pygame.K_e, down=False)])
+        assert s.real.unwrapped._info["gui"] == "GuiInventory"  # a tap shorter than a tick still counts
+        _post_and_tick(s)
+        _post_and_tick(s, [key(pygame.K_e), key(pygame.K_e, down=False)])
+        assert s.real.unwrapped._info["gui"] is None
         _post_and_tick(s, [pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(0, 0))])
         assert s.last_action["attack"] == 1
         _post_and_tick(s, [key(pygame.K_F12), key(pygame.K_F9)], ticks=4)
