@@ -13,6 +13,7 @@ needs the dataset folder. Same seeds, same policy, same episodes as a local run.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,8 @@ def _episodes_on_ray(cfg: CollectConfig, todo_idx: list[int], writer: DatasetWri
     started = not ray.is_initialized()
     if started:
         local = cfg.ray == "local"
+        if local:  # Ray nices its workers to 15: the games would get only what every other process leaves over
+            os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address=None if local else cfg.ray, num_cpus=cfg.workers if local else None,
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
