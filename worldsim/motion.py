@@ -101,7 +101,7 @@ def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     lengths = np.array([ds.episode_length(e) for e in episodes], dtype=np.float64)
     per_episode = rng.multinomial(pairs, lengths / lengths.sum())
-    shifts, cams = [], []
+    shifts, cams, actions = [], [], []
     for e, n in zip(episodes, per_episode):
         if n == 0:
             continue
@@ -115,5 +115,9 @@ def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) ->
         else:
             turn = np.asarray(ep.actions["camera"], np.float64)[t]
         cams.append(turn)
-    slopes = camera_slopes(np.concatenate(shifts), np.concatenate(cams), max_turn=10.0)
-    return slopes["pitch_px_per_deg"] or 0.0, slopes["yaw_px_per_deg"] or 0.0
+        actions.append(np.asarray(ep.actions["camera"], np.float64)[t])
+    shifts = np.concatenate(shifts)
+    slopes = camera_slopes(shifts, np.concatenate(cams), max_turn=10.0)
+    by_action = camera_slopes(shifts, np.concatenate(actions))  # where too few small view turns were recorded
+    return (slopes["pitch_px_per_deg"] or by_action["pitch_px_per_deg"] or 0.0,
+            slopes["yaw_px_per_deg"] or by_action["yaw_px_per_deg"] or 0.0)
