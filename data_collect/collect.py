@@ -122,9 +122,17 @@ def _pose(info: dict) -> np.ndarray | None:
     return np.array([*np.asarray(info["pos"], np.float64), info["pitch"], info["yaw"]], np.float64)
 
 
+def _save(writer: DatasetWriter, cfg: CollectConfig, ep: Episode) -> None:
+    """Write a finished episode (atomically) and, with --video, its mp4."""
+    from worldsim.video import write_mp4
+
+    writer.write_episode(ep)
+    if cfg.video:
+        write_mp4(Path(cfg.out) / "videos" / f"episode_{ep.index}.mp4", ep.frames, fps=20, scale=4)
+
+
 def _worker(cfg: CollectConfig, todo, results) -> None:
     from agents import make_policy
-    from worldsim.video import write_mp4
 
     env = _make_env(cfg)
     writer = DatasetWriter(cfg.out, env.observation_space, env.action_space, _env_info(env, cfg))
@@ -135,9 +143,7 @@ def _worker(cfg: CollectConfig, todo, results) -> None:
             if index is None:
                 break
             ep, crash = play_episode(env, policy, index, cfg.seed + index, cfg.steps)
-            writer.write_episode(ep)
-            if cfg.video:
-                write_mp4(Path(cfg.out) / "videos" / f"episode_{index}.mp4", ep.frames, fps=20, scale=4)
+            _save(writer, cfg, ep)
             results.put(("done", index, len(ep), crash))
     except BaseException as e:  # report, so the parent stops with a clear message instead of hanging
         results.put(("error", repr(e), 0, None))
@@ -232,7 +238,6 @@ def _episodes_on_ray(cfg: CollectConfig, todo_idx: list[int], writer: DatasetWri
         import ray
     except ImportError:
         raise RuntimeError("--ray needs Ray: pip install 'worldsim[ray]'") from None
-    from worldsim.video import write_mp4
 
     started = not ray.is_initialized()
     if started:
@@ -253,9 +258,7 @@ def _episodes_on_ray(cfg: CollectConfig, todo_idx: list[int], writer: DatasetWri
             if queue:
                 running[a.play.remote(queue.pop(0))] = a
             ep, crash = ray.get(ref)
-            writer.write_episode(ep)
-            if cfg.video:
-                write_mp4(Path(cfg.out) / "videos" / f"episode_{ep.index}.mp4", ep.frames, fps=20, scale=4)
+            _save(writer, cfg, ep)
             yield ep.index, len(ep), crash
     finally:
         if started:

@@ -108,14 +108,13 @@ def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) ->
         ep = ds.episode(e)
         t = np.sort(rng.choice(len(ep), size=min(int(n), len(ep)), replace=False))
         shifts.append(frame_shift(ep.frames[t], ep.frames[t + 1]))
+        action = np.asarray(ep.actions["camera"], np.float64)[t]
         pose = ep.infos.get("pose")
         if pose is not None:
             turn = np.diff(np.asarray(pose, np.float64)[:, 3:5], axis=0)[t]
             turn[:, 1] = (turn[:, 1] + 180.0) % 360.0 - 180.0
-        else:
-            turn = np.asarray(ep.actions["camera"], np.float64)[t]
-        cams.append(turn)
-        actions.append(np.asarray(ep.actions["camera"], np.float64)[t])
+        cams.append(turn if pose is not None else action)
+        actions.append(action)
     shifts = np.concatenate(shifts)
     slopes = camera_slopes(shifts, np.concatenate(cams), max_turn=10.0)
     by_action = camera_slopes(shifts, np.concatenate(actions))  # where too few small view turns were recorded
