@@ -69,14 +69,14 @@ def make_vector_env(env_id: str, num_envs: int, episode_steps: int | None, **env
                         vector_kwargs={"autoreset_mode": same}, **kwargs)
 
 
-def _progress_callback(total: int, enabled: bool):
+def _progress_callback(total: int, enabled: bool, initial: int = 0):
     """A tqdm bar over env steps with the mean episode return, as an SB3 callback (SB3 imported only here)."""
     from stable_baselines3.common.callbacks import BaseCallback
     from tqdm import tqdm
 
     class Bar(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=total, desc="ppo", unit="step", disable=not enabled)
+            self.bar = tqdm(total=total, initial=initial, desc="ppo", unit="step", disable=not enabled)
 
         def _on_step(self) -> bool:
             self.bar.update(self.training_env.num_envs)
@@ -91,22 +91,31 @@ def _progress_callback(total: int, enabled: bool):
     return Bar()
 
 
+CHECKPOINT = "checkpoint.safetensors"  # an unfinished run's state, in its policy folder
+
+
 def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task: str = "dig", steps: int = 100_000,
               num_envs: int = 16, seed: int = 0, n_steps: int = 64, batch_size: int = 256, n_epochs: int = 4,
               learning_rate: float = 3e-4, gamma: float = 0.95, ent_coef: float = 0.01, features_dim: int = 256,
               net_arch: tuple[int, ...] = (64,), spec: DiscreteActionSpec | None = None, progress: bool = True,
-              device: str = "cpu", **env_kwargs) -> dict[str, Any]:
-    """Train PPO on `env_id` under `task` for `steps` env steps; writes the policy folder `out`."""
+              device: str = "cpu", resume: bool = False, checkpoint_every: int = 10_000, **env_kwargs) -> dict[str, Any]:
+    """Train PPO on `env_id` under `task` for `steps` env steps; writes the policy folder `out`.
+
+    Every `checkpoint_every` env steps (at the end of a rollout) the weights, Adam's state and the step count go
+    to `out/checkpoint.safetensors`, atomically; `resume` carries a killed run on from there (the same settings
+    are required), and a finished run removes it."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecMonitor
 
     import envs  # noqa: F401  (registers the ids)
     from agents.sb3_vec import SB3VectorEnv
-    from envs.tasks import get_task
+    from envs.tasks import get_task, is_dream
 
     t = get_task(task)
     spec = spec or DiscreteActionSpec()
     episode_steps = None if env_id == t.real_env_id else t.episode_steps
+    if is_dream(env_id):
+        env_kwargs = {**env_kwargs, "task": task}
     venv = discrete_vector_actions(make_vector_env(env_id, num_envs, episode_steps, **env_kwargs), spec)
     timed = _timed(SB3VectorEnv(venv))
     vec = VecMonitor(timed)
@@ -114,8 +123,14 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
     model = PPO("CnnPolicy", vec, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
                 learning_rate=learning_rate, gamma=gamma, ent_coef=ent_coef, seed=seed, device=device, verbose=0,
                 policy_kwargs=_policy_kwargs(features_dim, list(net_arch)))
+    run = {"env_id": env_id, "task": task, "steps": steps, "num_envs": num_envs, "seed": seed, "n_steps": n_steps,
+           "batch_size": batch_size, "n_epochs": n_epochs, "learning_rate": learning_rate, "gamma": gamma,
+           "ent_coef": ent_coef, "features_dim": features_dim, "net_arch": list(net_arch), "action_spec": spec.to_json(),
+           "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}}
+    done = _restore(Path(out), model, run) if resume else _refuse_unfinished(Path(out))
     t0 = time.time()
-    model.learn(total_timesteps=steps, callback=_progress_callback(steps, progress))
+    callbacks = [_progress_callback(steps, progress, done), _checkpoint_callback(Path(out), run, checkpoint_every)]
+    model.learn(total_timesteps=max(0, steps - done), callback=callbacks, reset_num_timesteps=done == 0)
     wall = time.time() - t0
     returns = [float(e["r"]) for e in model.ep_info_buffer]
     info = {"env_id": env_id, "task": task, "steps": int(model.num_timesteps), "num_envs": num_envs, "seed": seed,
@@ -126,8 +141,88 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
                     "gamma": gamma, "ent_coef": ent_coef},
             "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}}
     save_policy(out, model.policy, spec, features_dim, list(net_arch), info)
+    (Path(out) / CHECKPOINT).unlink(missing_ok=True)
     vec.close()
     return info
+
+
+def _refuse_unfinished(out: Path) -> int:
+    if (out / CHECKPOINT).exists():
+        raise FileExistsError(f"{out} holds an unfinished run ({CHECKPOINT}): pass --resume to carry it on, or "
+                              "choose another --out")
+    return 0
+
+
+def _save_checkpoint(out: Path, model, run: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    from worldsim.checkpoint import optimizer_to_tensors
+
+    opt_t, opt_j = optimizer_to_tensors(model.policy.optimizer)
+    tensors = {f"policy.{k}": v.detach().contiguous() for k, v in _unaliased(model.policy).items()}
+    tensors.update({k: v.contiguous() for k, v in opt_t.items()})
+    meta = {"run": run, "num_timesteps": int(model.num_timesteps), "optimizer": opt_j}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(out / CHECKPOINT)
+    save_file(tensors, str(tmp), metadata={"worldsim": json.dumps(meta)})
+    tmp.replace(out / CHECKPOINT)
+
+
+def _unaliased(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with each shared tensor once (the actor and critic share one CNN; safetensors refuses
+    aliases)."""
+    seen, out = set(), {}
+    for k, v in module.state_dict(keep_vars=False).items():
+        if v.data_ptr() not in seen:
+            seen.add(v.data_ptr())
+            out[k] = v
+    return out
+
+
+def _restore(out: Path, model, run: dict[str, Any]) -> int:
+    """Load an unfinished run's checkpoint into `model`; -> the env steps it had done (0: nothing to resume)."""
+    from safetensors import SafetensorError, safe_open
+
+    from worldsim.checkpoint import optimizer_from_tensors
+
+    path = out / CHECKPOINT
+    if not path.exists():
+        print(f"--resume: no {CHECKPOINT} in {out}, starting fresh")
+        return 0
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata()["worldsim"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError, KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable PPO checkpoint ({e})") from e
+    differ = {k: (meta["run"].get(k), v) for k, v in run.items() if k != "steps" and meta["run"].get(k) != v}
+    if differ:
+        raise ValueError(f"{path} was written with other settings: {differ} (checkpoint, now)")
+    weights = {k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")}
+    if set(weights) != set(_unaliased(model.policy)):
+        raise ValueError(f"{path}: its weights do not match this policy network")
+    model.policy.load_state_dict(weights, strict=False)  # the aliases of a shared CNN fill in with it
+    optimizer_from_tensors(model.policy.optimizer, tensors, meta["optimizer"])
+    model.num_timesteps = int(meta["num_timesteps"])
+    print(f"resumed {out} at {model.num_timesteps} env steps")
+    return model.num_timesteps
+
+
+def _checkpoint_callback(out: Path, run: dict[str, Any], every: int):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Checkpoint(BaseCallback):
+        last = 0
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if every > 0 and self.model.num_timesteps - self.last >= every:
+                _save_checkpoint(out, self.model, run)
+                self.last = self.model.num_timesteps
+
+    return Checkpoint()
 
 
 def _timed(venv):

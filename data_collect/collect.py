@@ -58,6 +58,9 @@ def _env_info(env, cfg: CollectConfig) -> dict[str, Any]:
     info: dict[str, Any] = {"env_id": cfg.env_id, "source": "dream" if "Neural" in cfg.env_id else "collect"}
     if "Indev" in cfg.env_id:
         info["game_version"] = GAME_VERSION
+        from envs.indev.rewards import COUNT_KEYS
+
+        info["count_keys"] = list(COUNT_KEYS)  # the columns of each episode's infos["counts"]
     elif "Neural" in cfg.env_id:
         info["checkpoint"] = str(getattr(env.unwrapped, "checkpoint_path", ""))
     return info
@@ -81,6 +84,7 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> tuple[Episod
     actions: dict[str, list] = {k: [] for k in env.action_space.spaces}
     rewards, terms, truncs = [], [], []
     poses = [_pose(info)]
+    counts = [_counts(info)]
     modes = getattr(policy, "MODES", None)  # a policy mix names what each action came from (agents.mix)
     mode = [-1]  # per frame: the mode of the action that led into it (none for the first)
     for t in range(steps):
@@ -104,15 +108,28 @@ def play_episode(env, policy, index: int, seed: int, steps: int) -> tuple[Episod
         terms.append(bool(term))
         truncs.append(bool(trunc) or (t == steps - 1 and not term))
         poses.append(_pose(info))
+        counts.append(_counts(info))
         if term or trunc:
             break
     infos = {"pose": np.stack(poses)} if all(p is not None for p in poses) else {}
+    if all(c is not None for c in counts):
+        infos["counts"] = np.asarray(counts, np.float32)
     if modes:
         infos["mode"] = np.asarray(mode, np.int64)
     episode = Episode(index=index, frames=np.stack(frames), actions={k: np.stack(v) for k, v in actions.items()},
                       rewards=np.asarray(rewards, np.float32), terminations=np.asarray(terms),
                       truncations=np.asarray(truncs), seed=seed, infos=infos)
     return episode, crash
+
+
+def _counts(info: dict) -> list[float] | None:
+    """The task counts of the real game's info (envs.indev.rewards.COUNT_KEYS), from which any task's reward is
+    recomputed later; None for envs without them."""
+    if "inventory" not in info or "blocks_broken" not in info:
+        return None
+    from envs.indev.rewards import counts_of
+
+    return counts_of(info)
 
 
 def _pose(info: dict) -> np.ndarray | None:

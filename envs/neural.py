@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import worldsim
+from envs.tasks import DreamReward
 from worldsim.checkpoint import resolve
 from worldsim.openings import load_openings
 from worldsim.rollout import Dreamer, SpaceTimeDreamer, make_dreamer
@@ -153,7 +154,9 @@ class NeuralMinecraftEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", sampling_steps: int | None = None,
-                 render_mode: str | None = None, precision: str = "auto", key_guidance: float | None = None):
+                 render_mode: str | None = None, precision: str = "auto", key_guidance: float | None = None,
+                 task: str | None = None):
+        """task: whose reward the dream pays (`envs.tasks`; None: +1 per block broken, as the real game's)."""
         if render_mode not in (None, "rgb_array", "human"):
             raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
         self.model, self.checkpoint_path = load_model(checkpoint, device, precision, key_guidance)
@@ -164,6 +167,7 @@ class NeuralMinecraftEnv(gym.Env):
         self.action_space = self.model.codec.space
         self.context_length = self.model.start_frames  # the frames a dream starts from (options['frames'])
         self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
+        self._reward = DreamReward(self.model.cfg.outcome_events, task)
         self._dreamer: Dreamer | None = None
         self._frame: np.ndarray | None = None
         self._viewer = None
@@ -175,6 +179,7 @@ class NeuralMinecraftEnv(gym.Env):
                                      seed=int(self.np_random.integers(0, 2**31 - 1)), pitch=pitch[None])
         self._frame = np.array(frames[-1])
         self._steps = 0
+        self._reward.reset()
         if self.render_mode == "human":
             self.render()
         return self._frame.copy(), {"context_length": self.context_length, **self._pitch_info()}
@@ -191,13 +196,14 @@ class NeuralMinecraftEnv(gym.Env):
         t0 = time.perf_counter()
         self._frame = self._dreamer.step(flat[None])[0]
         z = self._dreamer.latents
-        reward, terminated = self.model.outcome(z[:, -2], z[:, -1], torch.from_numpy(flat[None]).to(z.device))
+        events, terminated = self.model.outcome(z[:, -2], z[:, -1], torch.from_numpy(flat[None]).to(z.device))
+        reward = self._reward.step(events[0].cpu().numpy())
         self._steps += 1
         info = {"step_time_s": StepTime(time.perf_counter() - t0), "step": self._steps,
                 "reward_model": bool(self.model.heads_trained), **self._pitch_info()}
         if self.render_mode == "human":
             self.render()
-        return self._frame.copy(), float(reward[0]), bool(terminated[0]), False, info
+        return self._frame.copy(), reward, bool(terminated[0]), False, info
 
     def render(self):
         if self._frame is None:
@@ -232,7 +238,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, device: str = "auto",
                  sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None,
                  precision: str = "auto", autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP,
-                 key_guidance: float | None = None):
+                 key_guidance: float | None = None, task: str | None = None):
         mode = gym.vector.AutoresetMode(autoreset_mode)
         if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
@@ -251,6 +257,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self.context_length = self.model.start_frames  # the frames a dream starts from (options['frames'])
         self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
         self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
+        self._rewards = [DreamReward(self.model.cfg.outcome_events, task) for _ in range(num_envs)]
         self._dreamer: Dreamer | None = None
         self._needs_reset = np.zeros(num_envs, bool)
         self._steps = np.zeros(num_envs, np.int64)
@@ -275,6 +282,8 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self._frames = np.stack([f[-1] for f, _, _ in starts])
         self._needs_reset[:] = False
         self._steps[:] = 0
+        for r in self._rewards:
+            r.reset()
         return self._frames.copy(), {}
 
     def _restart(self, i: int, frames: np.ndarray) -> None:
@@ -283,6 +292,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self._dreamer.restart(i, start, int(self._rngs[i].integers(0, 2**31 - 1)))
         frames[i] = start[0][-1]
         self._steps[i] = 0
+        self._rewards[i].reset()
 
     def step(self, actions: dict[str, np.ndarray]):
         if self._dreamer is None:
@@ -292,11 +302,13 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         t0 = time.perf_counter()
         frames = self._dreamer.step(flat)
         z_prev, z_next = self._dreamer.last_two()
-        reward_t, term_t = self.model.outcome(z_prev, z_next, torch.from_numpy(flat).to(z_prev.device))
+        events_t, term_t = self.model.outcome(z_prev, z_next, torch.from_numpy(flat).to(z_prev.device))
+        events = events_t.cpu().numpy()
+        rewards = np.array([0.0 if self._needs_reset[i] else self._rewards[i].step(events[i])
+                            for i in range(self.num_envs)])
         for i in np.flatnonzero(self._needs_reset):
             self._restart(i, frames)
         self._steps[~self._needs_reset] += 1
-        rewards = np.where(self._needs_reset, 0.0, reward_t.cpu().numpy()).astype(np.float64)
         terminated = term_t.cpu().numpy() & ~self._needs_reset
         truncated = np.zeros(self.num_envs, bool)
         if self.max_episode_steps is not None:

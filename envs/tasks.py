@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gymnasium as gym
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,63 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def is_dream(env_id: str) -> bool:
+    """Whether `env_id` is the neural env (which takes the task as an argument and predicts its reward)."""
+    return str(gym.spec(env_id).entry_point).startswith("envs.neural")
+
+
 def make_task_env(env_id: str, task: str | None = None, **kwargs) -> gym.Env:
-    """`gym.make(env_id)` with the task's episode length (the task's own id already has it)."""
+    """`gym.make(env_id)` with the task's episode length (the task's own id already has it) and, in the dream,
+    the task's reward."""
     if task is None:
         return gym.make(env_id, **kwargs)
     t = get_task(task)
     if env_id == t.real_env_id:
         return gym.make(env_id, **kwargs)
+    if is_dream(env_id):
+        kwargs = {**kwargs, "task": task}
     return gym.make(env_id, max_episode_steps=t.episode_steps, **kwargs)
+
+
+class DreamReward:
+    """A task's reward in a dream: the outcome heads predict which counts rose on a step (`outcome_events`); the
+    dream keeps the counts and pays what the real game's reward code (`envs/indev/rewards.py`) pays for them."""
+
+    def __init__(self, events: tuple[str, ...], task: str | None):
+        from envs.indev.rewards import COUNT_KEYS, make_reward
+
+        if task is not None:
+            get_task(task)
+        self.task = task
+        if tuple(events) == ("reward",):  # heads trained on a dataset's reward alone (no counts recorded)
+            if task not in (None, "dig"):
+                raise ValueError(f"this world model's outcome heads learned only its dataset's reward: task {task!r} "
+                                 "needs a model trained on episodes that record the task counts (`worldsim collect` "
+                                 "on the Indev env records them)")
+            self._columns = None
+        else:
+            unknown = [e for e in events if e not in COUNT_KEYS]
+            if unknown:
+                raise ValueError(f"the world model predicts events {unknown} that no task knows")
+            self._columns = [COUNT_KEYS.index(e) for e in events]
+            self._reward = make_reward(task)
+            self._n = len(COUNT_KEYS)
+        self.reset()
+
+    def reset(self) -> None:
+        if self._columns is None:
+            return
+        from envs.indev.rewards import info_of
+
+        self.counts = np.zeros(self._n)
+        self._reward.reset(info_of(self.counts))
+
+    def step(self, events: np.ndarray) -> float:
+        """events: this step's predicted events (E,) in {0, 1} -> the task's reward."""
+        if self._columns is None:
+            return float(events[0])
+        from envs.indev.rewards import info_of
+
+        self.counts = self.counts.copy()
+        self.counts[self._columns] += np.asarray(events) > 0
+        return float(self._reward.step(info_of(self.counts)))

@@ -138,3 +138,77 @@ def test_clicked_keys_alternate_and_the_click_phase_resets():
     both = np.stack([hold, np.zeros(9, np.int64)])
     assert [batch(both)["attack"].tolist() for _ in range(2)] == [[1, 0], [0, 0]]
     assert DiscreteActionSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_a_killed_agent_train_resumes_from_its_last_checkpoint(tiny_ckpt, tmp_path):
+    """`worldsim agent train` killed mid-run keeps its last checkpoint; `--resume` carries on from it to the end;
+    a fresh start into the unfinished folder is refused."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors import safe_open
+
+    from data_collect.cli import main
+
+    out = tmp_path / "ppo"
+    def cli(steps: int, *more: str) -> list[str]:
+        return ["agent", "train", "--checkpoint", tiny_ckpt, "--task", "dig", "--steps", str(steps), "--num-envs", "2",
+                "--n-steps", "16", "--batch-size", "32", "--checkpoint-every", "32", "--out", str(out), "--quiet", *more]
+
+    args = cli(100_000)
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from data_collect.cli import main; sys.exit(main())", *args])
+    ckpt = out / "checkpoint.safetensors"
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and done < 64:  # let it write at least two checkpoints, then kill it
+        time.sleep(0.5)
+        if ckpt.exists():
+            with safe_open(str(ckpt), "pt") as f:
+                done = json.loads(f.metadata()["worldsim"])["num_timesteps"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done >= 64 and not (out / "policy.json").exists()
+
+    assert main(cli(64)) == 2  # not --resume: refused, the checkpoint is kept
+    assert ckpt.exists()
+    with safe_open(str(ckpt), "pt") as f:
+        done = json.loads(f.metadata()["worldsim"])["num_timesteps"]
+    total = done + 64
+    assert main(cli(total, "--resume")) == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert total <= meta["train"]["steps"] < total + 64 and not ckpt.exists()
+    assert main(cli(total)) == 0  # a finished folder: a fresh run may overwrite it
+
+
+def test_the_dream_pays_a_task_from_predicted_events_as_the_game_pays_it(indev, tiny_ckpt):
+    """The outcome heads predict which counts rose (blocks broken, wood, planks, workbench, pickaxe); the dream's
+    task reward runs the real game's reward code on those counts: staged stages are paid once, as in the game."""
+    from envs.indev.rewards import COUNT_KEYS, counts_of, make_reward
+    from envs.tasks import DreamReward
+
+    game = indev(size=32)
+    first = game.reset(seed=0)[1]
+    infos = [game.unwrapped.give(name, n) for name, n in
+             (("planks", 4), ("planks", 1), ("workbench", 1), ("wood", 1), ("pickaxeWood", 1), ("workbench", 1))]
+    counts = np.array([counts_of(first)] + [counts_of(i) for i in infos])
+    events = np.diff(counts, axis=0) > 0
+    for task in ("obtain", "treechop"):
+        real = make_reward(task)
+        real.reset(first)
+        dream = DreamReward(COUNT_KEYS, task)
+        paid = [dream.step(e) for e in events]
+        if task == "obtain":
+            assert paid == [real.step(i) for i in infos] == [1.0, 0.0, 2.0, 0.0, 4.0, 0.0]
+        else:  # one item per predicted event: the 4 planks of a crafted log count once
+            assert paid == [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+        dream.reset()
+        assert dream.step(events[0]) == paid[0]  # a new dream starts from empty counts
+
+    model_events = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt).unwrapped.model.cfg.outcome_events
+    assert model_events == COUNT_KEYS  # learned from the real game's recorded counts
+    with pytest.raises(ValueError, match="task"):
+        gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt, task="fly")
+    with pytest.raises(ValueError, match="treechop"):
+        DreamReward(("reward",), "treechop")

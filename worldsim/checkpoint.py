@@ -147,3 +147,19 @@ def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path / 'train_state.json'} is missing or corrupt: {e}") from e
     return tensors, info
+
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as safetensors-ready tensors (`opt.<param id>.<name>`) + JSON: resumable, never pickled."""
+    sd = opt.state_dict()
+    tensors = {f"opt.{pid}.{k}": v for pid, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})

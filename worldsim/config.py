@@ -73,6 +73,10 @@ class ModelConfig:
     # where the horizon is. The pitch is summed from the camera actions in a dream and clamped as the game does.
     view_pitch: bool = False
     pitch_limit: float = 90.0  # the game clamps pitch to +-pitch_limit degrees
+    # What the outcome heads predict (worldsim.heads): per name, whether that count of the dataset's
+    # infos["counts"] rose on a step ("reward": the recorded reward was positive, for datasets without counts).
+    # Set from the training data, as the action space is.
+    outcome_events: tuple[str, ...] = ("reward",)
 
     @property
     def frame_hw(self) -> tuple[int, int]:
@@ -182,7 +186,7 @@ def preset(name: str) -> Preset:
             ModelConfig(generation=2, frame_size=64, context=40, start_frames=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8),
                         motion_prior=True, sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False, pixel_prior=True),
                         dit=DiTConfig(width=192, depth=8, heads=3, patch=2, mlp_ratio=8 / 3, action_hidden=192, time_every=2, step_levels=4)),
-            TrainConfig(ae_steps=1500, ae_batch=24, ae_lr=1e-3, dit_steps=20000, dit_batch=8, seq_len=16, long_seq=64, dit_lr=3e-4,
+            TrainConfig(ae_steps=1000, ae_batch=24, ae_lr=1e-3, dit_steps=20000, dit_batch=8, seq_len=16, long_seq=64, dit_lr=3e-4,
                         warmup=300, decoder_steps=0, checkpoint_every=250, sample_every=2000, log_every=25))
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
@@ -204,7 +208,7 @@ def _from_dict(cls, d: dict[str, Any]):
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         if sub is not None and dataclasses.is_dataclass(sub):
             value = _from_dict(sub, value)
-        elif isinstance(value, list) and name in ("channels", "camera_px_per_deg"):
+        elif isinstance(value, list) and name in ("channels", "camera_px_per_deg", "outcome_events"):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

@@ -22,7 +22,6 @@ from worldsim.motion import camera_response, frame_shift
 from worldsim.rollout import make_dreamer
 from worldsim.world_model import WorldModel
 
-
 MAX_PSNR = 60.0  # identical frames (a still view renders identically) score this, not infinity, so means stay finite
 
 

@@ -1,9 +1,16 @@
-"""Reward and termination heads: what happened on the transition frame t -> frame t+1 under action a_t.
+"""Outcome heads: what happened on the transition frame t -> frame t+1 under action a_t.
 
 A small conv net over the two latent frames plus the action (DIAMOND keeps a separate reward/termination model
-too). The reward is predicted as its sign, -1 / 0 / +1, as DIAMOND does; that is exact for the classic game,
-whose reward is +1 per broken block. Both events are rare (a block breaks on ~2% of steps, a fall off the world
-ends ~0.02% of them), so the losses weight the rare classes up.
+too). It predicts *events*, not a task's reward: for each count the real game reports (blocks broken, wood,
+planks, a workbench, a wooden pickaxe in the inventory: `ModelConfig.outcome_events`) whether it rose on this
+step, and whether the episode ended (death). A task's reward is then computed from those counts by the same
+code as in the real game (`envs/indev/rewards.py`), so one model serves every task, staged ones included.
+Datasets without counts train one event, "reward": the recorded reward was positive.
+
+Every event is rare (a block breaks on ~2 % of steps, a log is picked up on far fewer, a death ends ~0.03 %), so
+training draws half of each batch from the positives of each event in turn. That shifts the odds the heads
+learn; `prior_shift` (the log of that shift, measured on the sampler) is subtracted at prediction, so an event
+is predicted where it is more likely than not at the real game's rates: a dream pays no reward the game would not.
 """
 
 from __future__ import annotations
@@ -14,36 +21,39 @@ from torch import nn
 
 
 class OutcomeHeads(nn.Module):
-    def __init__(self, latent_channels: int, action_dim: int, width: int = 64):
+    def __init__(self, latent_channels: int, action_dim: int, events: int, width: int = 64):
         super().__init__()
+        self.events = events
         self.conv = nn.Sequential(
             nn.Conv2d(2 * latent_channels, width, 3, padding=1), nn.SiLU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
             nn.AdaptiveAvgPool2d(2), nn.Flatten())
         self.act = nn.Sequential(nn.Linear(action_dim, width), nn.SiLU())
-        self.out = nn.Sequential(nn.Linear(4 * width + width, 2 * width), nn.SiLU(), nn.Linear(2 * width, 4))
+        self.out = nn.Sequential(nn.Linear(4 * width + width, 2 * width), nn.SiLU(), nn.Linear(2 * width, events + 1))
+        self.register_buffer("prior_shift", torch.zeros(events + 1))  # log-odds added by oversampling (train.py)
 
     def forward(self, z_prev: torch.Tensor, z_next: torch.Tensor, action_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> reward-sign logits (B, 3) for (-1, 0, +1) and a termination logit (B,)."""
+        """-> event logits (B, E) and a termination logit (B,)."""
         h = torch.cat([self.conv(torch.cat([z_prev, z_next], dim=1)), self.act(action_feats)], dim=-1)
         o = self.out(h)
-        return o[:, :3], o[:, 3]
+        return o[:, :-1], o[:, -1]
 
     @torch.no_grad()
     def predict(self, z_prev, z_next, action_feats) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> reward in {-1, 0, +1} (B,) and terminated (B,) bool."""
+        """-> events (B, E) in {0, 1} and terminated (B,) bool, at the real data's rates."""
         logits, term = self(z_prev, z_next, action_feats)
-        return (logits.argmax(-1) - 1).float(), term > 0
+        return (logits > self.prior_shift[:-1]).float(), term > self.prior_shift[-1]
 
 
-def outcome_loss(logits: torch.Tensor, term: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor,
-                 reward_weights: torch.Tensor, term_pos_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """Class-weighted cross-entropy on the reward sign + positively weighted BCE on termination."""
-    target = (torch.sign(reward) + 1).long()
-    lr = F.cross_entropy(logits.float(), target, weight=reward_weights)
-    lt = F.binary_cross_entropy_with_logits(term.float(), terminated.float(),
-                                            pos_weight=torch.tensor(term_pos_weight, device=term.device))
+def outcome_loss(logits: torch.Tensor, term: torch.Tensor, events: torch.Tensor, terminated: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """BCE on every event (B, E) and on termination (B,), on batches that oversample the positives."""
+    le = F.binary_cross_entropy_with_logits(logits.float(), events.float())
+    lt = F.binary_cross_entropy_with_logits(term.float(), terminated.float())
     with torch.no_grad():
-        acc = (logits.argmax(-1) == target).float().mean().item()
-    return lr + lt, {"heads_reward_loss": lr.item(), "heads_term_loss": lt.item(), "heads_reward_acc": acc}
+        hit = ((logits > 0) == (events > 0)).float()
+        positive = events > 0
+        recall = hit[positive].mean().item() if positive.any() else 1.0
+    return le + lt, {"heads_event_loss": le.item(), "heads_term_loss": lt.item(), "heads_event_recall": recall,
+                     "heads_event_acc": hit.mean().item()}

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from worldsim.atomic import write_json_atomic
-from worldsim.checkpoint import load_train_state, save_checkpoint
+from worldsim.checkpoint import load_train_state, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint
 from worldsim.config import ModelConfig, TrainConfig
 from worldsim.data import FrameSource, LatentCache
 from worldsim.dataset import Dataset
@@ -106,20 +106,6 @@ def _lr(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-# ----- optimizer / RNG state <-> safetensors + JSON (never pickle) -----
-def _opt_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors = {f"opt.{pid}.{k}": v for pid, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _opt_from_flat(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
 
 
 class Trainer:
@@ -138,6 +124,7 @@ class Trainer:
             torch.set_num_threads(train_cfg.num_threads)
         self.ds = Dataset(data)
         model_cfg.action_space_json = _space_json(self.ds)
+        model_cfg.outcome_events = _outcome_events(self.ds)
         if tuple(self.ds.observation_space.shape[:2]) != model_cfg.frame_hw:
             raise ValueError(f"dataset {data} has {self.ds.observation_space.shape[:2]} frames but the model expects "
                              f"{model_cfg.frame_hw}: collect at that size or pick another preset")
@@ -242,7 +229,7 @@ class Trainer:
         if self.rank != 0:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt_t, opt_j = _opt_to_flat(self.opt)
+        opt_t, opt_j = optimizer_to_tensors(self.opt)
         tensors.update(opt_t)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.noise"] = self.noise_gen.get_state()
@@ -291,7 +278,7 @@ class Trainer:
                 opt_state = None
         self.opt = self._make_opt()
         if opt_state is not None:
-            _opt_from_flat(self.opt, *opt_state)
+            optimizer_from_tensors(self.opt, *opt_state)
         torch.set_rng_state(tensors["rng.torch"])
         self.noise_gen.set_state(tensors["rng.noise"])
         self.np_rng.bit_generator.state = info["np_rng"]
@@ -552,32 +539,40 @@ class Trainer:
 
         tc = self.tc
         cache = self._latent_cache()
-        reward, term = _outcomes(self.ds, cache)
+        events, term = _outcomes(self.ds, cache, self.model.cfg.outcome_events)
         val_lo = cache.offsets[self.val_eps[0]] if self.val_eps else cache.offsets[-1]
         idx = np.flatnonzero(np.asarray(cache.known) > 0)
         idx = idx[idx < val_lo]
-        cls = np.sign(reward[idx]).astype(int) + 1
-        counts = np.bincount(cls, minlength=3).astype(np.float64)
-        weights = torch.tensor(np.clip(counts.sum() / (3 * np.maximum(counts, 1)), 0.2, 50.0), dtype=torch.float32, device=self.device)
-        pos = max(1.0, float(term[idx].sum()))
-        pos_weight = float(min(1000.0, (len(idx) - pos) / pos))
+        outcomes = np.concatenate([events, term[:, None]], axis=1)  # (N, E + 1)
+        strata = [idx[outcomes[idx, j] > 0] for j in range(outcomes.shape[1])]
+        strata = [s for s in strata if len(s)] or [idx]
+
+        def draw(rng: np.random.Generator) -> np.ndarray:
+            """Half the batch uniform, the other half from each outcome's positives in turn."""
+            half = tc.heads_batch // 2
+            rare = [rng.choice(strata[i % len(strata)]) for i in range(tc.heads_batch - half)]
+            return np.concatenate([rng.choice(idx, half), np.asarray(rare, np.int64)])
+
+        # the log-odds the oversampling adds to each outcome, measured on the sampler, removed at prediction
+        probe = np.concatenate([draw(np.random.default_rng(tc.seed + i)) for i in range(64)])
+        eps = 0.5 / len(idx)
+        logit = lambda p: np.log(p.clip(eps, 1 - eps) / (1 - p.clip(eps, 1 - eps)))  # noqa: E731
+        p_real = outcomes[idx].mean(0)
+        shift = np.where(p_real > 0, logit(outcomes[probe].mean(0)) - logit(p_real), 0.0)  # never seen: no shift
+        self.model.heads.prior_shift.copy_(torch.from_numpy(shift).float())
         self.model.heads.train()
         heads = self._ddp(self.model.heads)
-        rare = idx[(cls != 1) | (term[idx] > 0)]
 
         def compute():
-            # half the batch uniform, half from the rare events, so both are seen every step
-            half = tc.heads_batch // 2
-            pick = np.concatenate([self.np_rng.choice(idx, half),
-                                   self.np_rng.choice(rare if len(rare) else idx, tc.heads_batch - half)])
+            pick = draw(self.np_rng)
             z = torch.from_numpy(cache.latents[np.stack([pick - 1, pick], 1)].astype(np.float32)).to(self.device)
             a = self.model.action_features(torch.from_numpy(np.asarray(cache.actions[pick])).to(self.device))
             logits, term_logit = heads(z[:, 0], z[:, 1], a)
-            return outcome_loss(logits, term_logit, torch.from_numpy(reward[pick]).to(self.device),
-                                torch.from_numpy(term[pick]).to(self.device), weights, pos_weight)
+            return outcome_loss(logits, term_logit, torch.from_numpy(events[pick]).to(self.device),
+                                torch.from_numpy(term[pick]).to(self.device))
 
         return self._loop("heads", tc.heads_steps, tc.heads_lr, min(tc.warmup, tc.heads_steps // 10 + 1),
-                          self.model.heads, tc.heads_batch, compute, show="heads_reward_acc")
+                          self.model.heads, tc.heads_batch, compute, show="heads_event_recall")
 
     def _train_decoder(self) -> bool:
         """Decoder fine-tuning (as GameNGen does): more reconstruction training for the decoder alone, on the latents
@@ -655,15 +650,29 @@ class Trainer:
         return ok
 
 
-def _outcomes(ds: Dataset, cache: LatentCache) -> tuple[np.ndarray, np.ndarray]:
-    """Per cached frame i: the reward and termination of the transition that led into it (0 for first frames)."""
+def _outcome_events(ds: Dataset) -> tuple[str, ...]:
+    """What the outcome heads learn from this dataset: its count columns where it records them, else the reward."""
+    keys = ds.info.get("count_keys")
+    return tuple(keys) if keys else ("reward",)
+
+
+def _outcomes(ds: Dataset, cache: LatentCache, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per cached frame i: the events (N, E) of the transition that led into it (each count of `names` rose, or
+    "reward": the reward was positive) and its termination (N,); zeros for first frames."""
     n = int(cache.offsets[-1])
-    reward, term = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    events, term = np.zeros((n, len(names)), np.float32), np.zeros(n, np.float32)
+    keys = list(ds.info.get("count_keys") or [])
     for e, off in zip(json.loads((cache.root / "index.json").read_text())["episodes"], cache.offsets[:-1]):
         ep = ds.episode(e)
-        reward[off + 1: off + 1 + len(ep)] = ep.rewards
-        term[off + 1: off + 1 + len(ep)] = ep.terminations
-    return reward, term
+        rows = slice(off + 1, off + 1 + len(ep))
+        for j, name in enumerate(names):
+            if name == "reward":
+                events[rows, j] = ep.rewards > 0
+            else:
+                counts = ep.infos["counts"][:, keys.index(name)]
+                events[rows, j] = np.diff(counts) > 0
+        term[rows] = ep.terminations
+    return events, term
 
 
 def _pixels(frames: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class WorldModel(Conditioning, SpaceTimeDynamics, FirstDynamics, MotionPrior, nn
         else:
             raise ValueError(f"ModelConfig.generation must be 1 or 2, got {cfg.generation!r}")
         c = cfg.ae.latent_channels
-        self.heads = OutcomeHeads(c, self.codec.dim + 1)
+        self.heads = OutcomeHeads(c, self.codec.dim + 1, len(cfg.outcome_events))
         self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
         self.register_buffer("latent_mean", torch.zeros(c))
         self.register_buffer("latent_std", torch.ones(c))
@@ -152,11 +152,12 @@ class WorldModel(Conditioning, SpaceTimeDynamics, FirstDynamics, MotionPrior, nn
 
     @torch.no_grad()
     def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, flat_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted reward (B,) and termination (B,) of the transition z_prev -> z_next under the action;
-        zeros / False when this model's heads were never trained."""
+        """Predicted events (B, E) in {0, 1} (`cfg.outcome_events`) and termination (B,) of the transition
+        z_prev -> z_next under the action; zeros / False when this model's heads were never trained."""
         b = z_prev.shape[0]
         if not bool(self.heads_trained):
-            return torch.zeros(b, device=z_prev.device), torch.zeros(b, dtype=torch.bool, device=z_prev.device)
+            return (torch.zeros(b, len(self.cfg.outcome_events), device=z_prev.device),
+                    torch.zeros(b, dtype=torch.bool, device=z_prev.device))
         return self.heads.predict(z_prev.float(), z_next.float(), self.action_features(flat_action))
 
 

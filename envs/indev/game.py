@@ -85,11 +85,11 @@ def boot(seed: int) -> types.SimpleNamespace:
     minecraft_module.time = clock
     minecraft_module.GuiGameOver = _game_over_screen(minecraft_module.GuiGameOver)
     from mc.net.minecraft.client.effect.EffectRenderer import EffectRenderer
+    from mc.net.minecraft.client.GameSettings import GameSettings
     from mc.net.minecraft.client.gui import ScaledResolution as scaled_module
     from mc.net.minecraft.client.gui.container.GuiInventory import GuiInventory
     from mc.net.minecraft.client.gui.FontRenderer import FontRenderer
     from mc.net.minecraft.client.gui.GuiIngame import GuiIngame
-    from mc.net.minecraft.client.GameSettings import GameSettings
     from mc.net.minecraft.client.OpenGlCapsChecker import OpenGlCapsChecker
     from mc.net.minecraft.client.player.MovementInput import MovementInput
     from mc.net.minecraft.client.render import RenderGlobal as render_global_module

@@ -11,6 +11,20 @@ from __future__ import annotations
 
 WOOD_ITEMS = ("wood", "planks")
 OBTAIN_STAGES = (("planks", 1.0), ("workbench", 2.0), ("pickaxeWood", 4.0))
+#: What a recorded episode keeps of each step's info (`infos["counts"]`, one column each), so every task's reward
+#: can be recomputed and a world model's outcome heads can learn when each of them rises.
+COUNT_KEYS = ("blocks_broken", "wood", "planks", "workbench", "pickaxeWood")
+
+
+def counts_of(info: dict) -> list[float]:
+    """The COUNT_KEYS of one info: the blocks broken so far, then inventory counts."""
+    inv = info.get("inventory", {})
+    return [float(info.get("blocks_broken", 0))] + [float(inv.get(k, 0)) for k in COUNT_KEYS[1:]]
+
+
+def info_of(counts) -> dict:
+    """The inverse of `counts_of`: an info the rewards below read (a dream's, from predicted events)."""
+    return {"blocks_broken": counts[0], "inventory": {k: counts[i] for i, k in enumerate(COUNT_KEYS) if i}}
 
 
 class Reward:
