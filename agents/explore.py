@@ -7,6 +7,9 @@ switches between *behaviours* that last from a fraction of a second to several s
 - walk (forward held, with strafes, back-steps and jumps over obstacles, swimming up when in water);
 - look around (smooth yaw sweeps, pitch drifting between looking up and down, never past ±70°);
 - chop (a log under the crosshair: hold attack until it breaks, then walk over what it dropped);
+- with `seek_trees`, go to a tree (the game's `info["nearest_log"]`: turn to it, walk, break leaves in the
+  way) and chop it: the collector's mix plays so, so that datasets hold trees being chopped; the `explore`
+  baseline does not;
 - dig (look down-ish, hold attack) and place (pick a hotbar slot, hold use);
 - inventory (open it, move the cursor between slots, pick up and put down items, craft a workbench from planks
   when it holds four, close it);
@@ -30,7 +33,8 @@ from gymnasium.spaces import Dict
 BEHAVIOURS = ("walk", "look", "dig", "place", "inventory", "idle")
 WEIGHTS = np.array([0.36, 0.2, 0.14, 0.12, 0.06, 0.12])
 DURATION = {"walk": (15, 80), "look": (10, 40), "dig": (10, 40), "place": (8, 30), "inventory": (0, 0),
-            "idle": (5, 30), "chop": (120, 120), "leave": (20, 20)}
+            "idle": (5, 30), "chop": (120, 120), "leave": (20, 20), "tree": (100, 200)}
+TREE_SHARE = 0.35  # with seek_trees: share of behaviour changes that go to the nearest tree when one is known
 PITCH_LIMIT = 70.0
 WOOD = ("wood",)  # the log's name in the game's info
 # The inventory screen in GUI pixels (the 176 × 166 screen centred in a 192 × 192 GUI; `envs/indev/game.py`)
@@ -43,8 +47,9 @@ CURSOR_SPEED = 24.0  # GUI pixels (degrees of camera) per step at most
 
 
 class ExploreAgent:
-    def __init__(self, action_space: Dict, seed: int | None = None):
+    def __init__(self, action_space: Dict, seed: int | None = None, seek_trees: bool = False):
         self.action_space = action_space
+        self.seek_trees = seek_trees
         self.keys = set(action_space.spaces)
         self.hotbar = sorted(k for k in self.keys if k.startswith("hotbar."))
         self.rng = np.random.default_rng(seed)
@@ -70,6 +75,8 @@ class ExploreAgent:
     def _next_behaviour(self, info: dict) -> None:
         r = self.rng
         self.behaviour = str(r.choice(BEHAVIOURS, p=WEIGHTS))
+        if self.seek_trees and info.get("nearest_log") and r.random() < TREE_SHARE:
+            self.behaviour = "tree"
         if self.behaviour == "inventory" and "inventory" not in self.keys:
             self.behaviour = "look"
         lo, hi = DURATION[self.behaviour]
@@ -131,7 +138,7 @@ class ExploreAgent:
         if "cursor" in info:
             self.cursor = list(info["cursor"])
         target = info.get("target")
-        if self.behaviour != "chop" and target and target[3] in WOOD and self.rng.random() < 0.5:
+        if self.behaviour != "chop" and target and target[3] in WOOD and (self.behaviour == "tree" or self.rng.random() < 0.5):
             self.behaviour, self.left_in_behaviour, self.chopping = "chop", DURATION["chop"][0], target[:3]
         closing = self.gui_open and self.behaviour != "inventory" and "inventory" in self.keys
         if not closing and self.behaviour != "inventory" and self.left_in_behaviour <= 0:
@@ -178,18 +185,35 @@ class ExploreAgent:
         self.cursor = [self.cursor[0] + move[1], self.cursor[1] + move[0]]
         return set(), (float(move[0]), float(move[1]))
 
+    def _toward_log(self, info: dict) -> tuple[float, float]:
+        """Camera (pitch, yaw) moves of at most 10 degrees that turn the view to the centre of the nearest log,
+        from the pose the game reports (the view faces (sin yaw, -cos yaw) in x, z; pitch > 0 looks down)."""
+        log, pos = info.get("nearest_log"), info.get("pos")
+        if not log or pos is None or "yaw" not in info:
+            return 0.0, 0.0
+        d = np.array(log, np.float64) + 0.5 - np.asarray(pos, np.float64)
+        want_yaw = float(np.degrees(np.arctan2(d[0], -d[2])))
+        want_pitch = float(np.degrees(np.arctan2(-d[1], max(np.hypot(d[0], d[2]), 1e-6))))
+        dyaw = (want_yaw - float(info["yaw"]) + 180.0) % 360.0 - 180.0
+        dpitch = float(np.clip(want_pitch, -PITCH_LIMIT, PITCH_LIMIT)) - float(info.get("pitch", self.pitch))
+        self.pitch = float(info.get("pitch", self.pitch))  # the game's pose keeps our estimate honest
+        return float(np.clip(dpitch, -10.0, 10.0)), float(np.clip(dyaw, -10.0, 10.0))
+
     def _play(self, info: dict) -> tuple[set[str], tuple[float, float]]:
         r = self.rng
         b = self.behaviour
         pressed: set[str] = set()
         # camera: OU velocity around a per-behaviour turning bias, pitch pulled toward its target
-        turniness = {"walk": 1.2, "look": 3.0, "dig": 0.6, "place": 0.6, "idle": 0.3, "chop": 0.0, "leave": 0.0}[b]
+        turniness = {"walk": 1.2, "look": 3.0, "dig": 0.6, "place": 0.6, "idle": 0.3, "chop": 0.0, "leave": 0.0,
+                     "tree": 0.0}[b]
         self.yaw_vel += 0.25 * (self.turn_bias * turniness - self.yaw_vel) + r.normal(0.0, 0.6 * turniness)
         self.pitch_vel += 0.2 * (0.15 * (self.target_pitch - self.pitch) - self.pitch_vel) + r.normal(0.0, 0.3)
         yaw = float(np.clip(self.yaw_vel, -15.0, 15.0))
         pitch = float(np.clip(self.pitch_vel, -10.0, 10.0))
         if b in ("chop", "leave"):
             yaw, pitch = 0.0, 0.0
+        if b == "tree":
+            pitch, yaw = self._toward_log(info)
         pitch = float(np.clip(self.pitch + pitch, -PITCH_LIMIT, PITCH_LIMIT) - self.pitch)
         self.pitch += pitch
 
@@ -204,6 +228,16 @@ class ExploreAgent:
         elif b == "look":
             if r.random() < 0.1:
                 pressed.add("jump")
+        elif b == "tree":
+            log, target = info.get("nearest_log"), info.get("target")
+            if not log:
+                self.left_in_behaviour = 0
+            elif target and target[3] == "leaves":
+                pressed.add("attack")  # leaves in the way break in a moment by hand
+            elif abs(yaw) < 8.0:
+                pressed.add("forward")
+                if r.random() < 0.1:
+                    pressed.add("jump")
         elif b == "chop":
             target = info.get("target")
             if target and list(target[:3]) == list(self.chopping):

@@ -36,7 +36,7 @@ class MixAgent:
 
     def __init__(self, action_space: Dict, seed: int | None = None):
         self.action_space = action_space
-        self.explorer = ExploreAgent(action_space, seed=seed)
+        self.explorer = ExploreAgent(action_space, seed=seed, seek_trees=True)  # datasets hold trees being chopped
         self.rng = np.random.default_rng(seed)
         self.has_camera = isinstance(action_space.spaces.get("camera"), Box)
         self.reset()

@@ -238,9 +238,10 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     if breaks:  # one row per block broken: frame before | real after | dream, attack pressed | dream, released
         Image.fromarray(strip([np.stack(event) for event in breaks], scale=2)).save(out / "break_events.png")
     m = result["metrics"]
-    print(f"{'h':>3} {'model':>8} {'blind':>8} {'copy':>8}   (PSNR dB, {result['clips']} clips)")
+    cols = [n for n in ("model", "action_blind", "copy_last", "camera_shift") if f"{n}_psnr" in m]
+    print(f"{'h':>3} " + " ".join(f"{n:>12}" for n in cols) + f"   (PSNR dB, {result['clips']} clips)")
     for h in sorted({0, 3, 7, 15, a.horizon - 1} & set(range(a.horizon))):
-        print(f"{h + 1:>3} {m['model_psnr']['mean'][h]:8.2f} {m['action_blind_psnr']['mean'][h]:8.2f} {m['copy_last_psnr']['mean'][h]:8.2f}")
+        print(f"{h + 1:>3} " + " ".join(f"{m[f'{n}_psnr']['mean'][h]:12.2f}" for n in cols))
     if "idm" in result:
         r, d = result["idm"]["real"], result["idm"]["dream"]
         print(f"IDM key F1 real {r['key_f1']:.3f} / dream {d['key_f1']:.3f}; camera error real {r['camera_mae_deg']:.2f} deg"

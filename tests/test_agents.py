@@ -76,3 +76,21 @@ def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
     assert len(sums) > 20 and np.allclose(sums, 0, atol=1e-3)
     assert max(np.abs(np.cumsum(cam[a:b, 1])).max() for a, b in zip(edges[::2], edges[1::2])) >= 179
     assert (keys[sweep] == 0).all()
+
+
+def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):
+    """The collector's explorer (seek_trees, as the mix plays) turns to the nearest log the game reports, walks
+    there and chops: datasets then hold trees being chopped, which the Treechop reward heads learn from."""
+    from agents.explore import ExploreAgent
+
+    env = indev(size=32, prefetch=False)
+    agent = ExploreAgent(env.action_space, seed=0, seek_trees=True)
+    obs, info = env.reset(seed=0)
+    seen = set()
+    for _ in range(600):
+        obs, _, term, _, info = env.step(agent.act(obs, info))
+        seen.add(agent.behaviour)
+        if info["inventory"].get("planks", 0) >= 4 or term:
+            break
+    assert info["inventory"].get("planks", 0) >= 4 and {"tree", "chop"} <= seen  # a log drops planks here
+    assert not ExploreAgent(env.action_space, seed=0).seek_trees  # the `explore` baseline plays blind to trees

@@ -157,7 +157,7 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     for kind in ("real", "dream"):  # the IDM read every clip's 3 actions back from real and dreamed pairs
         assert report["idm"][kind]["pairs"] == report["clips"] * 3 and 0 <= report["idm"][kind]["key_f1"] <= 1
     assert (tmp_path / "idm" / "idm.safetensors").exists() and any("IDM key F1" in v for v in report["verdict"])
-    for name in ("model", "copy_last", "action_blind"):
+    for name in ("model", "copy_last", "action_blind", "camera_shift"):
         assert len(report["metrics"][f"{name}_psnr"]["mean"]) == 3
         assert len(report["metrics"][f"{name}_ssim"]["ci95"]) == 3
     assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0
@@ -168,6 +168,18 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     assert sh["real"] > 0 and len(sh["dream_over_real_per_step"]) == 3 and any(v.startswith("detail") for v in report["verdict"])
     for f in ("psnr_over_horizon.png", "ssim_over_horizon.png", "real_vs_dream.png", "real_vs_dream.mp4"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_the_camera_shift_baseline_moves_the_last_frame_as_the_camera_turns():
+    from worldsim.evaluate import camera_shift
+
+    frame = np.zeros((1, 16, 16, 3), np.uint8)
+    frame[0, :, 8] = 255  # a bright column
+    camera = np.array([[[0.0, 0.0], [0.0, 2.0], [1.0, 2.0]]], np.float32)  # still, then yaw 2 degrees twice, pitch 1
+    out = camera_shift(frame, camera, (-1.0, -1.0))  # the picture moves left / up as the view turns right / down
+    assert out.shape == (1, 3, 16, 16, 3) and np.array_equal(out[0, 0], frame[0])
+    assert out[0, 1, 5, 6, 0] == 255 and out[0, 1, 5, 8, 0] == 0  # 2 degrees: 2 px left
+    assert out[0, 2, 5, 4, 0] == 255  # 4 degrees summed: 4 px left
 
 
 def test_idm_scores_and_round_trip(tmp_path):

@@ -186,7 +186,7 @@ def preset(name: str) -> Preset:
             ModelConfig(generation=2, frame_size=64, context=40, start_frames=4, ae=AutoencoderConfig(channels=(32, 64, 128), latent_channels=8),
                         motion_prior=True, sampler=SamplerConfig(steps=2, context_noise=0.1, reencode=False, pixel_prior=True),
                         dit=DiTConfig(width=192, depth=8, heads=3, patch=2, mlp_ratio=8 / 3, action_hidden=192, time_every=2, step_levels=4)),
-            TrainConfig(ae_steps=1000, ae_batch=24, ae_lr=1e-3, dit_steps=20000, dit_batch=8, seq_len=16, long_seq=64, dit_lr=3e-4,
+            TrainConfig(ae_steps=3000, ae_batch=24, ae_lr=1e-3, dit_steps=20000, dit_batch=8, seq_len=16, long_seq=64, dit_lr=3e-4,
                         warmup=300, decoder_steps=0, checkpoint_every=250, sample_every=2000, log_every=25))
     raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 

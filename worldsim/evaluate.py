@@ -2,9 +2,11 @@
 
 For each clip: the model starts from K real frames (and the K-1 real actions between them), replays the clip's
 real actions open-loop for H steps, and each dreamed frame is compared with the real frame at the same step.
-Two baselines share the table: copy-last-frame (the last real context frame repeated) and action-blind (the
-same model and context, every action replaced by the no-op): a model that does not beat the first is not
-predicting, one that does not beat the second is not using the actions.
+Three baselines share the table: copy-last-frame (the last real context frame repeated), camera-shift (that
+frame moved in pixels as the clip's camera actions turn the view, at the model's pixels per degree: what a
+picture that only follows the camera scores) and action-blind (the same model and context, every action
+replaced by the no-op): a model that does not beat the first two is not predicting, one that does not beat the
+third is not using the actions.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     if not todo:
         raise ValueError(f"no clip of {k}+{horizon} frames in the chosen episodes of {ds.root}")
     noop = model.codec.encode(model.codec.noop())
-    scores: dict[str, list[np.ndarray]] = {f"{n}_{m}": [] for n in ("model", "copy_last", "action_blind") for m in ("psnr", "ssim")}
+    baselines = ("copy_last", "action_blind") + (("camera_shift",) if any(model.cfg.camera_px_per_deg) else ())
+    scores: dict[str, list[np.ndarray]] = {f"{n}_{m}": [] for n in ("model", *baselines) for m in ("psnr", "ssim")}
     examples = []
     idm_preds: dict[str, list] = {"real": [], "dream": [], "actions": []}
     cam = model.codec.slices.get("camera") if "camera" in model.codec.space.spaces else None
@@ -93,6 +96,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
                 idm_preds["actions"].append(acts.reshape(-1, acts.shape[-1]))
             _collect(scores, name, dream, real)
         _collect(scores, "copy_last", np.repeat(ctx[:, -1:], horizon, axis=1), real)
+        if "camera_shift" in baselines:
+            _collect(scores, "camera_shift", camera_shift(ctx[:, -1], flat[:, k - 1:, cam], model.cfg.camera_px_per_deg), real)
     table = {}
     for key, rows in scores.items():
         a = np.stack(rows)  # (clips, horizon)
@@ -138,6 +143,20 @@ def _pairs(ctx: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _shifts(ctx: np.ndarray, seq: np.ndarray) -> np.ndarray:
     return frame_shift(*_pairs(ctx, seq))
+
+
+def camera_shift(last: np.ndarray, camera: np.ndarray, px_per_deg: tuple[float, float]) -> np.ndarray:
+    """The camera-shift baseline: frames (B, H, W, 3) moved by the summed camera actions (B, T, 2) (pitch, yaw
+    degrees) at `px_per_deg` (down, right), the edge repeated where the view reveals something new -> (B, T, H, W, 3)."""
+    from worldsim.motion_prior import shift
+
+    b, t = camera.shape[:2]
+    turned = np.cumsum(camera.astype(np.float64), axis=1)
+    x = torch.from_numpy(np.repeat(last[:, None], t, axis=1).reshape(b * t, *last.shape[1:])).permute(0, 3, 1, 2).float()
+    dy = torch.from_numpy(turned[..., 0].reshape(-1) * px_per_deg[0]).float()
+    dx = torch.from_numpy(turned[..., 1].reshape(-1) * px_per_deg[1]).float()
+    out = shift(x, dy, dx, fill="edge").round().clamp(0, 255).to(torch.uint8)
+    return out.permute(0, 2, 3, 1).reshape(b, t, *last.shape[1:]).numpy()
 
 
 def _collect(scores, name: str, pred: np.ndarray, real: np.ndarray) -> None:

@@ -18,7 +18,10 @@ def plot_horizon(result: dict[str, Any], path: str | os.PathLike, metric: str = 
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     h = np.arange(1, result["horizon"] + 1)
-    for name, label in (("model", "world model"), ("action_blind", "action-blind (no-op actions)"), ("copy_last", "copy last frame")):
+    for name, label in (("model", "world model"), ("action_blind", "action-blind (no-op actions)"), ("copy_last", "copy last frame"),
+                        ("camera_shift", "last frame moved by the camera")):
+        if f"{name}_{metric}" not in result["metrics"]:
+            continue
         m = result["metrics"][f"{name}_{metric}"]
         mean, ci = np.array(m["mean"]), np.array(m["ci95"])
         ax.plot(h, mean, label=label)

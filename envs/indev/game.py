@@ -364,6 +364,24 @@ class IndevGame:
             return None
         return [int(hit.blockX), int(hit.blockY), int(hit.blockZ), self.block_at(hit.blockX, hit.blockY, hit.blockZ)]
 
+    def _nearest_log(self, reach: int = 10, every: int = 10) -> list[int] | None:
+        """[x, y, z] of the closest log within `reach` blocks across and a few up or down, looked up every `every`
+        ticks (a scan of ~3,000 blocks): what a scripted player that chops trees walks to (agents.explore)."""
+        if self.ticks - getattr(self, "_log_tick", -every) < every:
+            return self._log
+        self._log_tick = self.ticks
+        p, world, wood = self.mc.thePlayer, self.mc.theWorld, self._g.ids["wood"]
+        px, py, pz = (int(np.floor(v)) for v in (p.posX, p.posY, p.posZ))
+        best, self._log = None, None
+        for y in range(py - 3, py + 4):
+            for x in range(px - reach, px + reach + 1):
+                for z in range(pz - reach, pz + reach + 1):
+                    if world.getBlockId(x, y, z) == wood:
+                        d = (x - px) ** 2 + (z - pz) ** 2 + 4 * (y - py) ** 2  # prefer logs at eye height
+                        if best is None or d < best:
+                            best, self._log = d, [x, y, z]
+        return self._log
+
     def _stack(self, stack) -> list | None:
         """[name, count] of an item stack, None for an empty slot."""
         if stack is None or stack.stackSize <= 0:
@@ -387,6 +405,7 @@ class IndevGame:
             "cursor_item": self._stack(getattr(screen, "_GuiContainer__itemStack", None)),
             "blocks_broken": self.blocks_broken,
             "target": self._target(),
+            "nearest_log": self._nearest_log(),
             "gui": None if screen is None else type(screen).__name__,
             "cursor": [float(x) for x in self.cursor],
             "tick": self.ticks,
