@@ -9,11 +9,15 @@ from agents.explore import ExploreAgent
 from agents.mix import MixAgent
 from agents.random_agent import RandomAgent
 
-POLICIES = {"explore": ExploreAgent, "random": RandomAgent, "mix": MixAgent}
+def _mix_trees(action_space: Dict, seed: int | None = None) -> MixAgent:
+    return MixAgent(action_space, seed=seed, seek_trees=True)
+
+
+POLICIES = {"explore": ExploreAgent, "random": RandomAgent, "mix": MixAgent, "mix-trees": _mix_trees}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: 'explore', 'random', a folder written by `worldsim agent train`, or 'package.module:factory'
+    """Build a policy: 'explore', 'random', 'mix', 'mix-trees', a folder written by `worldsim agent train`, or 'package.module:factory'
     (called as factory(action_space, seed=seed))."""
     if name in POLICIES:
         return POLICIES[name](action_space, seed=seed)

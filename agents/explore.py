@@ -8,8 +8,8 @@ switches between *behaviours* that last from a fraction of a second to several s
 - look around (smooth yaw sweeps, pitch drifting between looking up and down, never past ±70°);
 - chop (a log under the crosshair: hold attack until it breaks, then walk over what it dropped);
 - with `seek_trees`, go to a tree (the game's `info["nearest_log"]`: turn to it, walk, break leaves in the
-  way) and chop it: the collector's mix plays so, so that datasets hold trees being chopped; the `explore`
-  baseline does not;
+  way) and chop it: the collector's `mix-trees` policy plays so, so that datasets hold trees being chopped; the
+  `explore` baseline does not;
 - dig (look down-ish, hold attack) and place (pick a hotbar slot, hold use);
 - inventory (open it, move the cursor between slots, pick up and put down items, craft a workbench from planks
   when it holds four, close it);

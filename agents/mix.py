@@ -34,9 +34,11 @@ PITCH_LIMIT = 90.0  # the game clamps the view's pitch here
 class MixAgent:
     MODES = MODES  # the collector records `MODES.index(mode)` per step
 
-    def __init__(self, action_space: Dict, seed: int | None = None):
+    def __init__(self, action_space: Dict, seed: int | None = None, seek_trees: bool = False):
+        """seek_trees: the explorer goes to trees and chops them (policy `mix-trees`), so a dataset holds trees
+        being chopped, which Treechop's reward heads learn from."""
         self.action_space = action_space
-        self.explorer = ExploreAgent(action_space, seed=seed, seek_trees=True)  # datasets hold trees being chopped
+        self.explorer = ExploreAgent(action_space, seed=seed, seek_trees=seek_trees)
         self.rng = np.random.default_rng(seed)
         self.has_camera = isinstance(action_space.spaces.get("camera"), Box)
         self.reset()

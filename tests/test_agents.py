@@ -79,7 +79,7 @@ def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
 
 
 def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):
-    """The collector's explorer (seek_trees, as the mix plays) turns to the nearest log the game reports, walks
+    """The collector's explorer (seek_trees, as the `mix-trees` policy plays) turns to the nearest log the game reports, walks
     there and chops: datasets then hold trees being chopped, which the Treechop reward heads learn from."""
     from agents.explore import ExploreAgent
 
