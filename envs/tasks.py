@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from envs.indev.rewards import COUNT_KEYS, info_of, make_reward
+
 
 @dataclass(frozen=True)
 class Task:
@@ -63,8 +65,6 @@ class DreamReward:
     dream keeps the counts and pays what the real game's reward code (`envs/indev/rewards.py`) pays for them."""
 
     def __init__(self, events: tuple[str, ...], task: str | None):
-        from envs.indev.rewards import COUNT_KEYS, make_reward
-
         if task is not None:
             get_task(task)
         self.task = task
@@ -80,23 +80,17 @@ class DreamReward:
                 raise ValueError(f"the world model predicts events {unknown} that no task knows")
             self._columns = [COUNT_KEYS.index(e) for e in events]
             self._reward = make_reward(task)
-            self._n = len(COUNT_KEYS)
         self.reset()
 
     def reset(self) -> None:
         if self._columns is None:
             return
-        from envs.indev.rewards import info_of
-
-        self.counts = np.zeros(self._n)
+        self.counts = np.zeros(len(COUNT_KEYS))
         self._reward.reset(info_of(self.counts))
 
     def step(self, events: np.ndarray) -> float:
         """events: this step's predicted events (E,) in {0, 1} -> the task's reward."""
         if self._columns is None:
             return float(events[0])
-        from envs.indev.rewards import info_of
-
-        self.counts = self.counts.copy()
         self.counts[self._columns] += np.asarray(events) > 0
         return float(self._reward.step(info_of(self.counts)))

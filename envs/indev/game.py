@@ -276,6 +276,7 @@ class IndevGame:
         mc.effectRenderer = g.EffectRenderer(mc.theWorld, engine)
         mc.ingameGUI = g.GuiIngame(mc)
         self.blocks_broken = 0
+        self._log, self._log_tick = None, None  # the nearest log and the tick it was looked up (None: look again)
         self._count_breaks(mc.playerController)
         self.input = _held_keys(g.MovementInput)
         mc.thePlayer.movementInput = self.input
@@ -367,7 +368,7 @@ class IndevGame:
     def _nearest_log(self, reach: int = 10, every: int = 10) -> list[int] | None:
         """[x, y, z] of the closest log within `reach` blocks across and a few up or down, looked up every `every`
         ticks (a scan of ~3,000 blocks): what a scripted player that chops trees walks to (agents.explore)."""
-        if self.ticks - getattr(self, "_log_tick", -every) < every:
+        if self._log_tick is not None and self.ticks - self._log_tick < every:
             return self._log
         self._log_tick = self.ticks
         p, world, wood = self.mc.thePlayer, self.mc.theWorld, self._g.ids["wood"]
@@ -425,9 +426,11 @@ class IndevGame:
             p.rotationPitch = p.prevRotationPitch = float(pitch)
         if yaw is not None:
             p.rotationYaw = p.prevRotationYaw = float(yaw)
+        self._log_tick = None  # moved: look for the nearest log again
 
     def set_block(self, x: int, y: int, z: int, name: str) -> None:
         self.mc.theWorld.setBlockWithNotify(int(x), int(y), int(z), 0 if name == "air" else self._id(name))
+        self._log_tick = None
 
     def give(self, name: str, count: int = 1) -> None:
         from mc.net.minecraft.game.item.ItemStack import ItemStack
