@@ -9,6 +9,7 @@ from agents.explore import ExploreAgent
 from agents.mix import MixAgent
 from agents.random_agent import RandomAgent
 
+
 def _mix_trees(action_space: Dict, seed: int | None = None) -> MixAgent:
     return MixAgent(action_space, seed=seed, seek_trees=True)
 
