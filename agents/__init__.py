@@ -14,12 +14,19 @@ def _mix_trees(action_space: Dict, seed: int | None = None) -> MixAgent:
     return MixAgent(action_space, seed=seed, seek_trees=True)
 
 
-POLICIES = {"explore": ExploreAgent, "random": RandomAgent, "mix": MixAgent, "mix-trees": _mix_trees}
+def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
+    """The explorer that walks to the nearest log the game reports (`info["nearest_log"]`) and chops it: a
+    scripted Treechop reference that reads the world's state, which no pixel policy sees."""
+    return ExploreAgent(action_space, seed=seed, seek_trees=True)
+
+
+POLICIES = {"explore": ExploreAgent, "explore-trees": _explore_trees, "random": RandomAgent, "mix": MixAgent,
+            "mix-trees": _mix_trees}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: 'explore', 'random', 'mix', 'mix-trees', a folder written by `worldsim agent train`, or 'package.module:factory'
-    (called as factory(action_space, seed=seed))."""
+    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees), a folder written by
+    `worldsim agent train`, or 'package.module:factory' (called as factory(action_space, seed=seed))."""
     if name in POLICIES:
         return POLICIES[name](action_space, seed=seed)
     from agents.ppo import PPOAgent, is_policy_folder

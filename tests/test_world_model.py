@@ -587,5 +587,7 @@ def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path)
     assert np.all(cache.moved[a] == 0)  # an episode's first frame has no frame before it
     got = torch.from_numpy(cache.moved[a + 1:b].astype(np.float32))
     torch.testing.assert_close(got, model.moved_latents(frames[:-1], acts), atol=2e-2, rtol=1e-2)
+    still = ~model.camera_moves(acts).numpy()  # not re-encoded: the frame before's own cached latent
+    assert still.any() and np.array_equal(cache.moved[a + 1:b][still], cache.latents[a:b - 1][still])
     log = [r for r in _log(run) if r["phase"] == "dit"]
     assert log and np.isfinite([r["dit_loss"] for r in log]).all()

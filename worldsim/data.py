@@ -124,7 +124,8 @@ class LatentCache:
     @torch.no_grad()
     def write_pixel_prior(root: str | os.PathLike, ds: Dataset | None, model, batch: int = 256, progress: bool = True) -> Path:
         """moved.f16 for a cache built with `model`'s autoencoder: per frame, `model.moved_latents` of the frame
-        before it under the action that led into it. One encoder pass per frame, as building the cache.
+        before it under the action that led into it: one encoder pass per frame the camera moved (a frame it did not
+        move is its own moved frame, already encoded in the cache, which must be built at the same precision).
 
         The frames moved are `ds`'s recorded ones, or, with `ds=None`, the cache's own latents decoded: what a
         rollout moves once it dreams (the last frame it has is a decoded one), and all a machine that holds only
@@ -146,12 +147,18 @@ class LatentCache:
                     raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
             for i in range(1, b - a, batch):
                 j = min(i + batch, b - a)
-                if ds is not None:
-                    prev = torch.from_numpy(np.array(frames[i - 1:j - 1])).to(device)
-                else:
-                    prev = model.decode(torch.from_numpy(np.array(cache.latents[a + i - 1:a + j - 1])).to(device))
                 act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
-                out[a + i:a + j] = model.moved_latents(prev, act).cpu().numpy().astype(np.float16)
+                if ds is None:
+                    prev = model.decode(torch.from_numpy(np.array(cache.latents[a + i - 1:a + j - 1])).to(device))
+                    out[a + i:a + j] = model.moved_latents(prev, act).cpu().numpy().astype(np.float16)
+                    continue
+                # a frame the camera did not move is its own moved frame: its latent is already in the cache
+                still = ~model.camera_moves(act).cpu().numpy()
+                out[a + i:a + j][still] = cache.latents[a + i - 1:a + j - 1][still]
+                if (~still).any():
+                    prev = torch.from_numpy(np.array(frames[i - 1:j - 1])[~still]).to(device)
+                    moved = model.moved_latents(prev, act[torch.from_numpy(~still).to(device)])
+                    out[a + i:a + j][~still] = moved.cpu().numpy().astype(np.float16)
         out.flush()
         del out
         os.replace(tmp, root / "moved.f16")

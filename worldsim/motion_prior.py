@@ -110,6 +110,11 @@ class MotionPrior:
             return inside * z
         return inside * z + (1 - inside) * self._view_rows(pitch, len(z))[..., None]
 
+    def camera_moves(self, action: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the flat actions' (B, A) camera turn moves the picture at all (else a moved frame is itself)."""
+        dy, dx = self._camera_px(action)
+        return (dy != 0) | (dx != 0)
+
     def _camera_px(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (down, right) pixel shift (B,), (B,) of the flat actions' (B, A) camera turn."""
         cam = action[:, self.camera].float()
