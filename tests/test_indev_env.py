@@ -138,7 +138,7 @@ def test_breaking_a_log_yields_wood_then_placing_puts_a_block(world):
     x, y, z = (int(np.floor(v)) for v in info["pos"])
     world.unwrapped.set_block(x, y, z - 2, "wood")  # a log at eye height, two blocks ahead
     before = info["inventory"].get("planks", 0)
-    for t in range(200):
+    for t in range(200):  # noqa: B007  (t is read after the loop)
         obs, reward, _, _, info = world.step(act(world.action_space, attack=1))
         if world.unwrapped.block_at(x, y, z - 2) == "air":
             break
@@ -208,7 +208,7 @@ def test_a_fall_kills_and_death_ends_the_episode(indev):
     _, info = env.reset(seed=4)
     x, y, z = info["pos"]
     env.unwrapped.teleport(x, y + 45, z)
-    for t in range(200):
+    for _ in range(200):
         _, _, terminated, truncated, info = env.step(noop(env.action_space))
         if terminated:
             break
