@@ -571,7 +571,7 @@ def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path)
     from worldsim.config import preset
     from worldsim.data import LatentCache
     from worldsim.dataset import Dataset
-    from worldsim.train import Trainer
+    from worldsim.train import Trainer, bf16_supported
 
     p = preset("tiny")
     p.model.sampler.pixel_prior = True
@@ -586,6 +586,7 @@ def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path)
     assert (acts[:, model.codec.slices["camera"]].abs().sum(1) > 0).any()  # the episode turns
     assert np.all(cache.moved[a] == 0)  # an episode's first frame has no frame before it
     got = torch.from_numpy(cache.moved[a + 1:b].astype(np.float32))
+    model.set_precision("bf16" if bf16_supported(torch.device("cpu")) else "fp32")  # the numerics it was cached at
     torch.testing.assert_close(got, model.moved_latents(frames[:-1], acts), atol=2e-2, rtol=1e-2)
     still = ~model.camera_moves(acts).numpy()  # not re-encoded: the frame before's own cached latent
     assert still.any() and np.array_equal(cache.moved[a + 1:b][still], cache.latents[a:b - 1][still])

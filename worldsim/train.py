@@ -458,14 +458,8 @@ class Trainer:
         self.ema.model.load_state_dict(self.model.state_dict())
         self.phase, self.step = "dit", 0
         self.opt = self._make_opt()
-        cache_dir = self.out / "latents"
-        if self.rank == 0:
-            self.model.eval()
-            LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress)
-            if self.model.trains_on_pixel_prior:
-                LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress)
-            self.model.train()
-        _barrier()
+        self._latent_cache()
+        self.model.train()
         self.save()
 
     def _train_dit(self) -> bool:
