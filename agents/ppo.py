@@ -98,8 +98,12 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
               num_envs: int = 16, seed: int = 0, n_steps: int = 64, batch_size: int = 256, n_epochs: int = 4,
               learning_rate: float = 3e-4, gamma: float = 0.95, ent_coef: float = 0.01, features_dim: int = 256,
               net_arch: tuple[int, ...] = (64,), spec: DiscreteActionSpec | None = None, progress: bool = True,
-              device: str = "cpu", resume: bool = False, checkpoint_every: int = 10_000, **env_kwargs) -> dict[str, Any]:
+              device: str = "cpu", resume: bool = False, checkpoint_every: int = 10_000, episode_steps: int | None = None,
+              **env_kwargs) -> dict[str, Any]:
     """Train PPO on `env_id` under `task` for `steps` env steps; writes the policy folder `out`.
+
+    `episode_steps`: episodes of that many steps instead of the task's (not for the task's own real id): a dream
+    drifts from its opening as it goes, so shorter dreams restart from real openings more often.
 
     Every `checkpoint_every` env steps (at the end of a rollout) the weights, Adam's state and the step count go
     to `out/checkpoint.safetensors`, atomically; `resume` carries a killed run on from there (the same settings
@@ -113,7 +117,9 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
 
     t = get_task(task)
     spec = spec or DiscreteActionSpec()
-    episode_steps = None if env_id == t.real_env_id else t.episode_steps
+    if episode_steps is not None and env_id == t.real_env_id:
+        raise ValueError(f"episode_steps: {env_id} is the task's own env, whose episodes are {t.episode_steps} steps")
+    episode_steps = None if env_id == t.real_env_id else episode_steps or t.episode_steps
     if is_dream(env_id):
         env_kwargs = {**env_kwargs, "task": task}
     venv = discrete_vector_actions(make_vector_env(env_id, num_envs, episode_steps, **env_kwargs), spec)
@@ -125,7 +131,7 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
                 policy_kwargs=_policy_kwargs(features_dim, list(net_arch)))
     run = {"env_id": env_id, "task": task, "steps": steps, "num_envs": num_envs, "seed": seed, "n_steps": n_steps,
            "batch_size": batch_size, "n_epochs": n_epochs, "learning_rate": learning_rate, "gamma": gamma,
-           "ent_coef": ent_coef, "features_dim": features_dim, "net_arch": list(net_arch), "action_spec": spec.to_json(),
+           "ent_coef": ent_coef, "episode_steps": episode_steps, "features_dim": features_dim, "net_arch": list(net_arch), "action_spec": spec.to_json(),
            "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}}
     done = _restore(Path(out), model, run) if resume else _refuse_unfinished(Path(out))
     t0 = time.time()
@@ -134,6 +140,7 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
     wall = time.time() - t0
     returns = [float(e["r"]) for e in model.ep_info_buffer]
     info = {"env_id": env_id, "task": task, "steps": int(model.num_timesteps), "num_envs": num_envs, "seed": seed,
+            "episode_steps": episode_steps,
             "wall_s": round(wall, 1), "steps_per_s": round(model.num_timesteps / wall, 1),
             "env_steps_per_s": round(model.num_timesteps / max(timed.env_time_s, 1e-9), 1),
             "last_episodes_mean_return": float(np.mean(returns)) if returns else None,

@@ -316,7 +316,7 @@ def _cmd_agent_train(a: argparse.Namespace) -> int:
     info = train_ppo(a.out, env_id=a.env, task=a.task, steps=a.steps, num_envs=a.num_envs, seed=a.seed,
                      n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, progress=not a.quiet,
                      spec=DiscreteActionSpec(clicks=tuple(a.click)), resume=a.resume,
-                     checkpoint_every=a.checkpoint_every, **_neural_kwargs(a))
+                     checkpoint_every=a.checkpoint_every, episode_steps=a.episode_steps, **_neural_kwargs(a))
     print(json.dumps(info))
     return 0
 
@@ -513,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--resume", action="store_true", help="carry on the unfinished run in --out from its checkpoint")
     at.add_argument("--checkpoint-every", type=int, default=10_000, help="env steps between checkpoints (0: none)")
+    at.add_argument("--episode-steps", type=int, help="episodes of this many steps instead of the task's (dreams drift "
+                    "as they go: shorter ones restart from real openings more often)")
     at.add_argument("--checkpoint", help="world model (default: the shipped one)")
     at.add_argument("--sampling-steps", type=int)
     at.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
