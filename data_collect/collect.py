@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from data_collect.dataset import DatasetWriter, Episode
+from worldsim.dataset import DatasetWriter, Episode
 
 
 @dataclass

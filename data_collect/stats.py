@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_collect.dataset import Dataset
+from worldsim.dataset import Dataset
 
 
 def action_stats(ds: Dataset) -> dict:

@@ -8,7 +8,6 @@ single still image. Same seed, same options, same actions -> the same frames.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -18,11 +17,8 @@ from PIL import Image
 
 import worldsim
 from envs.tasks import DreamReward
-from worldsim.checkpoint import resolve
 from worldsim.openings import load_openings
 from worldsim.rollout import Dreamer, SpaceTimeDreamer, make_dreamer
-
-DEFAULT_CHECKPOINT = Path(worldsim.__file__).parent / "assets" / "default"
 
 
 class StepTime(float):
@@ -33,24 +29,6 @@ class StepTime(float):
         return True if isinstance(other, StepTime) else float.__eq__(self, other)
 
     __hash__ = float.__hash__
-
-
-def _device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def load_model(checkpoint: str | None, device: str, precision: str = "auto", key_guidance: float | None = None):
-    """The env's own copy of the world model; `key_guidance` (None: the checkpoint's) is set on that copy."""
-    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    if checkpoint is None and not (path / "config.json").exists():
-        raise FileNotFoundError(f"no default checkpoint is shipped in {path} yet: pass checkpoint=PATH "
-                                "(a folder written by `worldsim train`)")
-    model = worldsim.load(path, device=_device(device)).set_precision(precision)
-    if key_guidance is not None:
-        model.set_key_guidance(key_guidance)
-    return model, resolve(path)
 
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]  # frames (K, H, W, 3) uint8, flat actions (K-1, A), pitch (K,)
@@ -159,7 +137,8 @@ class NeuralMinecraftEnv(gym.Env):
         """task: whose reward the dream pays (`envs.tasks`; None: +1 per block broken, as the real game's)."""
         if render_mode not in (None, "rgb_array", "human"):
             raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
-        self.model, self.checkpoint_path = load_model(checkpoint, device, precision, key_guidance)
+        self.model = worldsim.load(checkpoint, device, precision, key_guidance)  # the env's own copy
+        self.checkpoint_path = self.model.checkpoint_dir
         self.render_mode = render_mode
         self.sampling_steps = sampling_steps
         h, w = self.model.cfg.frame_hw
@@ -244,7 +223,8 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
         self.autoreset_mode = mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.model, self.checkpoint_path = load_model(checkpoint, device, precision, key_guidance)
+        self.model = worldsim.load(checkpoint, device, precision, key_guidance)  # the env's own copy
+        self.checkpoint_path = self.model.checkpoint_dir
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.sampling_steps = sampling_steps

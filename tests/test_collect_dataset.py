@@ -13,8 +13,8 @@ import pytest
 
 import envs  # noqa: F401
 from data_collect.collect import CollectConfig, collect, play_episode
-from data_collect.dataset import Dataset, DatasetError, DatasetWriter, Episode
 from data_collect.stats import action_stats
+from worldsim.dataset import Dataset, DatasetError, DatasetWriter, Episode
 from worldsim.video import read_mp4
 
 
@@ -89,7 +89,7 @@ def test_minari_reads_the_dataset(tmp_path, monkeypatch):
 
 def test_collect_resumes_after_kill_9(tmp_path):
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "data_collect.cli", "collect", "--episodes", "6", "--steps", "40",
+    cmd = [sys.executable, "-m", "cli", "collect", "--episodes", "6", "--steps", "40",
            "--workers", "2", "--out", "ds", "--quiet", "--seed", "3"]  # a relative --out, as users type it
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=tmp_path)

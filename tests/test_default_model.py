@@ -7,8 +7,8 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401
-from envs.neural import DEFAULT_CHECKPOINT
 from tests.conftest import act
+from worldsim.checkpoint import DEFAULT_CHECKPOINT
 
 
 def _sky(frame: np.ndarray) -> float:

@@ -130,7 +130,7 @@ def test_vector_env_autoresets_on_the_next_step(tiny_ckpt):
 
 
 def test_rollout_records_dreams_in_the_dataset_format(tiny_ckpt, tmp_path):
-    from data_collect.cli import main
+    from cli import main
     from worldsim.dataset import Dataset
     from worldsim.video import read_mp4
 
@@ -148,7 +148,7 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     import json
     from pathlib import Path
 
-    from data_collect.cli import main
+    from cli import main
 
     data = Path(tiny_ckpt).parent / "ds"
     assert main(["eval", "--checkpoint", tiny_ckpt, "--data", str(data), "--horizon", "3", "--stride", "10",
@@ -211,7 +211,7 @@ def test_idm_scores_and_round_trip(tmp_path):
 
 
 def test_bench_neural_measures_single_and_vector_rates(tiny_ckpt):
-    from data_collect.bench import bench_neural
+    from bench.throughput import bench_neural
 
     r = bench_neural(tiny_ckpt, batch_sizes=(1, 2), sampling_steps=(1, 2), frames=2, precisions=("fp32",), repeats=1)
     assert set(r["single"]["fp32"]) == {"1", "2"} and all(v > 0 for v in r["single"]["fp32"].values())
@@ -221,7 +221,7 @@ def test_bench_neural_measures_single_and_vector_rates(tiny_ckpt):
 def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(tmp_path):
     """The long-rollout bench plays the real game with the same agent and seed, and reports the dream's picture
     statistics as a share of the game's, per window; the figure and the JSON land in the output folder."""
-    from data_collect.stability import real_game_stats, stability
+    from bench.stability import real_game_stats, stability
 
     r = stability(None, steps=24, out=str(tmp_path), progress=False)
     assert r["nan_steps"] == 0 and r["flat_frames"] == 0 and r["fps"] > 0
@@ -237,7 +237,7 @@ def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(t
 def test_many_dreams_reports_how_often_dreams_lose_the_picture():
     """`bench stability --dreams N`: N dreams at once from the shipped openings; per window, the share of frames
     whose contrast collapsed (few at the start: the openings are real scenes)."""
-    from data_collect.stability import many_dreams
+    from bench.stability import many_dreams
 
     r = many_dreams(None, dreams=3, steps=12, windows=3, progress=False)
     assert r["dreams"] == 3 and r["frames_per_s"] > 0
@@ -254,7 +254,7 @@ def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp
     from pathlib import Path
 
     import worldsim
-    from data_collect.cli import main
+    from cli import main
     from worldsim import view_atlas
 
     out = tmp_path / "view"

@@ -89,7 +89,7 @@ def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny
     from agents import make_policy
     from agents.evaluate import evaluate_policy
     from agents.ppo import PPOAgent
-    from data_collect.cli import main
+    from cli import main
 
     out = tmp_path / "ppo"
     rc = main(["agent", "train", "--checkpoint", tiny_ckpt, "--task", "dig", "--steps", "256", "--num-envs", "4",
@@ -150,7 +150,7 @@ def test_a_killed_agent_train_resumes_from_its_last_checkpoint(tiny_ckpt, tmp_pa
 
     from safetensors import safe_open
 
-    from data_collect.cli import main
+    from cli import main
 
     out = tmp_path / "ppo"
     def cli(steps: int, *more: str) -> list[str]:
@@ -158,7 +158,7 @@ def test_a_killed_agent_train_resumes_from_its_last_checkpoint(tiny_ckpt, tmp_pa
                 "--n-steps", "16", "--batch-size", "32", "--checkpoint-every", "32", "--out", str(out), "--quiet", *more]
 
     args = cli(100_000)
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from data_collect.cli import main; sys.exit(main())", *args])
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from cli import main; sys.exit(main())", *args])
     ckpt = out / "checkpoint.safetensors"
     deadline = time.time() + 240
     done = 0

@@ -509,7 +509,7 @@ def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path, name)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "-m", "data_collect.cli", "train", "--data", str(tiny_data), "--preset", name, "--out", str(run),
+           "-m", "cli", "train", "--data", str(tiny_data), "--preset", name, "--out", str(run),
            "--ae-steps", "6", "--steps", "6", "--threads", "1", "--quiet", "--sample-every", "1000"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

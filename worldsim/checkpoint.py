@@ -114,9 +114,21 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{file} is corrupt or truncated: {e}") from e
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldModel:
-    """Rebuild a WorldModel from a checkpoint folder (or a run folder) with no other file."""
-    path = resolve(path)
+#: The model the package ships: what `load(None)`, the neural env and `worldsim play` dream with by default.
+DEFAULT_CHECKPOINT = Path(__file__).parent / "assets" / "default"
+
+
+def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "fp32",
+         key_guidance: float | None = None) -> WorldModel:
+    """The one way a trained WorldModel is rebuilt: from a checkpoint folder, a run folder (its latest
+    checkpoint) or None (the shipped model), with no other file. device "auto": CUDA where there is one;
+    precision: inference numerics (`WorldModel.set_precision`); key_guidance: None keeps the checkpoint's."""
+    if path is None and not (DEFAULT_CHECKPOINT / "config.json").exists():
+        raise FileNotFoundError(f"no default checkpoint is shipped in {DEFAULT_CHECKPOINT}: pass a checkpoint "
+                                "(a folder written by `worldsim train` or `worldsim export`)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    path = resolve(DEFAULT_CHECKPOINT if path is None else path)
     meta = read_config(path)
     try:
         cfg = ModelConfig.from_dict(meta["model"])
@@ -125,9 +137,6 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldMo
         raise CheckpointError(f"{path / 'config.json'}: invalid model config ({e})") from e
     state = _load_tensors(path / "model.safetensors")
     own = model.state_dict()
-    for k in own:  # checkpoints from before the reward/termination heads existed: untrained heads
-        if (k.startswith("heads.") or k == "heads_trained") and k not in state:
-            state[k] = own[k]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
@@ -135,8 +144,11 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> WorldMo
         raise CheckpointError(f"{path / 'model.safetensors'} does not match its config: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    model.checkpoint_meta = meta
-    return model.to(device).eval()
+    model.checkpoint_meta, model.checkpoint_dir = meta, path
+    model = model.to(device).eval().set_precision(precision)
+    if key_guidance is not None:
+        model.set_key_guidance(key_guidance)
+    return model
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -119,10 +119,11 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     from tqdm import tqdm
 
     import envs  # noqa: F401
-    from envs.neural import load_model
+    import worldsim
     from worldsim.rollout import make_dreamer
 
-    model, path = load_model(checkpoint, "auto", "auto", None)
+    model = worldsim.load(checkpoint, "auto", "auto")
+    path = model.checkpoint_dir
     codec = model.codec
     k = model.start_frames
     real = gym.make("worldsim/MinecraftIndev-v0", size=model.cfg.frame_hw[0])
