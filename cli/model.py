@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from cli.options import KEY_GUIDANCE_HELP, add_command, add_prior_sampling, apply_prior_sampling
+from cli.options import add_command, add_prior_sampling, add_world_model, apply_prior_sampling
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -89,14 +89,12 @@ def register(sub) -> None:
     t.add_argument("--quiet", action="store_true")
 
     ex = add_command(sub, "export", "a self-contained inference checkpoint (EMA weights, config, opening clips)", _export)
-    ex.add_argument("--checkpoint", required=True, help="checkpoint or run folder")
+    add_world_model(ex, required=True, checkpoint_help="checkpoint or run folder to export (its EMA weights)")
     ex.add_argument("--out", required=True, help="folder to write")
     ex.add_argument("--data", help="dataset to cut the bank of real opening clips from (default: the source's bank)")
     ex.add_argument("--openings", type=int, default=32, help="opening clips in the bank")
     ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
-    ex.add_argument("--sampling-steps", type=int, help="default network evaluations per frame of the exported model")
-    ex.add_argument("--key-guidance", type=float, help=KEY_GUIDANCE_HELP)
     add_prior_sampling(ex)
     ex.add_argument("--prior-fill", choices=["mean", "edge", "view"], help="what the motion prior puts in the strip a "
                     "camera move reveals (default: as the model was trained; view: the view atlas measured on --data)")
