@@ -65,7 +65,7 @@ class ModelConfig:
     motion_prior: bool = False
     camera_px_per_deg: tuple[float, float] = (0.0, 0.0)  # (down, right) pixel shift per degree of (pitch, yaw)
     # What the prior puts in the strip a camera move reveals: "mean" (the average latent: unknown) or "edge" (the edge
-    # repeated, as models saved before this field did). Edge-filling makes an all-ground view stay all ground when
+    # repeated). Edge-filling makes an all-ground view stay all ground when
     # the camera looks back up: the dream forgets the horizon.
     prior_fill: str = "mean"
     # Condition every frame on the camera's absolute pitch (degrees, positive looks down) where the data reports
@@ -92,8 +92,6 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        if "prior_fill" not in d:  # saved before the field existed: those models filled with the edge
-            d = {**d, "prior_fill": "edge"}
         return _from_dict(cls, d)
 
 

@@ -60,8 +60,7 @@ class LatentCache:
         self.latents = np.memmap(self.root / "latents.f16", np.float16, "r", shape=(n, *shape))
         self.actions = np.memmap(self.root / "actions.f32", np.float32, "r", shape=(n, meta["action_dim"]))
         self.known = np.memmap(self.root / "known.u8", np.uint8, "r", shape=(n,))
-        pitch = self.root / "pitch.f32"  # caches built before it existed: unknown everywhere
-        self.pitch = np.memmap(pitch, np.float32, "r", shape=(n,)) if pitch.exists() else np.full(n, np.nan, np.float32)
+        self.pitch = np.memmap(self.root / "pitch.f32", np.float32, "r", shape=(n,))
         moved = self.root / "moved.f16"
         self.moved = np.memmap(moved, np.float16, "r", shape=(n, *shape)) if moved.exists() else None
 
@@ -107,7 +106,7 @@ class LatentCache:
     @staticmethod
     def write_pitch(root: str | os.PathLike, ds: Dataset) -> Path:
         """pitch.f32 for a cache of `ds`: each frame's view pitch from the episodes' recorded poses
-        (`Episode.view_pitch`; NaN without them). Also adds the file to a cache built before it existed."""
+        (`Episode.view_pitch`; NaN without them)."""
         root = Path(root)
         meta = json.loads((root / "index.json").read_text())
         offsets = meta["offsets"]
@@ -122,14 +121,11 @@ class LatentCache:
 
     @staticmethod
     @torch.no_grad()
-    def write_pixel_prior(root: str | os.PathLike, ds: Dataset | None, model, batch: int = 256, progress: bool = True) -> Path:
-        """moved.f16 for a cache built with `model`'s autoencoder: per frame, `model.moved_latents` of the frame
-        before it under the action that led into it: one encoder pass per frame the camera moved (a frame it did not
-        move is its own moved frame, already encoded in the cache, which must be built at the same precision).
-
-        The frames moved are `ds`'s recorded ones, or, with `ds=None`, the cache's own latents decoded: what a
-        rollout moves once it dreams (the last frame it has is a decoded one), and all a machine that holds only
-        the latents has (`tools/pack_latents.py unpack`)."""
+    def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True) -> Path:
+        """moved.f16 for a cache of `ds` built with `model`'s autoencoder: per frame, `model.moved_latents` of the
+        recorded frame before it under the action that led into it: one encoder pass per frame the camera moved (a
+        frame it did not move is its own moved frame, already encoded in the cache, which must be built at the
+        same precision)."""
         from tqdm import tqdm
 
         root = Path(root)
@@ -139,20 +135,13 @@ class LatentCache:
         out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
-        desc = "encode moved frames" if ds is not None else "decode, move, encode frames"
-        for e, a, b in tqdm(spans, desc=desc, disable=not progress):
-            if ds is not None:
-                frames = ds.episode(e).frames
-                if len(frames) != b - a:
-                    raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
+        for e, a, b in tqdm(spans, desc="encode moved frames", disable=not progress):
+            frames = ds.episode(e).frames
+            if len(frames) != b - a:
+                raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
             for i in range(1, b - a, batch):
                 j = min(i + batch, b - a)
                 act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
-                if ds is None:
-                    prev = model.decode(torch.from_numpy(np.array(cache.latents[a + i - 1:a + j - 1])).to(device))
-                    out[a + i:a + j] = model.moved_latents(prev, act).cpu().numpy().astype(np.float16)
-                    continue
-                # a frame the camera did not move is its own moved frame: its latent is already in the cache
                 still = ~model.camera_moves(act).cpu().numpy()
                 out[a + i:a + j][still] = cache.latents[a + i - 1:a + j - 1][still]
                 if (~still).any():

@@ -208,7 +208,7 @@ class Trainer:
             if index["episodes"] == list(range(len(self.ds))) and index["offsets"][-1] == self.ds.total_steps + len(self.ds):
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("latents.f16", "actions.f32", "known.u8", "pitch.f32", "moved.f16", "index.json"):  # same AE, same data: same latents
-                    if not (src_cache / name).exists():  # pitch.f32, moved.f16: caches built before them
+                    if not (src_cache / name).exists():  # moved.f16: only models that train on the pixel prior
                         continue
                     try:
                         os.link(src_cache / name, cache_dir / name)
@@ -261,8 +261,6 @@ class Trainer:
         tensors, info = load_train_state(latest)
         self.phase, self.step = info["phase"], int(info["step"])
         raw = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        for k, v in self.model.state_dict().items():  # runs from before the outcome heads existed
-            raw.setdefault(k, v) if (k.startswith("heads.") or k == "heads_trained") else None
         self.model.load_state_dict(raw)
         self.ema.model.load_state_dict(load_ckpt(latest).state_dict())
         self.dit_done = int(info.get("dit_done", self.step if self.phase == "done" else 0))
@@ -612,10 +610,6 @@ class Trainer:
         if not LatentCache.exists(cache_dir):
             if self.rank == 0:
                 LatentCache.build(cache_dir, self.ds, enc, list(range(len(self.ds))), progress=self.progress)
-            _barrier()
-        elif not (cache_dir / "pitch.f32").exists():  # a cache built before the pitch was cached
-            if self.rank == 0:
-                LatentCache.write_pitch(cache_dir, self.ds)
             _barrier()
         if self.model.trains_on_pixel_prior and not (cache_dir / "moved.f16").exists():
             if self.rank == 0:
