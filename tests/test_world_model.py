@@ -87,11 +87,10 @@ def test_motion_prior_is_the_frame_before_moved_by_the_camera():
     assert torch.equal(prior[:, 0], torch.zeros_like(prior[:, 0]))
     torch.testing.assert_close(prior[0, 1, :, :, :-3], z[0, 0, :, :, 3:], atol=1e-5, rtol=0)
     torch.testing.assert_close(prior[0, 2, :, 2:, :], z[0, 1, :, :-2, :], atol=1e-5, rtol=0)
-    # the strip a move reveals: unknown (the mean latent, 0) by default; the edge repeated for older models
+    # the strip a move reveals: unknown (the mean latent, 0) by default; the edge repeated with prior_fill "edge"
     assert cfg.prior_fill == "mean" and torch.equal(prior[0, 1, :, :, -3:], torch.zeros_like(prior[0, 1, :, :, -3:]))
-    old_cfg = ModelConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "prior_fill"})
-    edge = WorldModel(old_cfg).eval().motion_prior(z, flat)
-    assert old_cfg.prior_fill == "edge"
+    edge_cfg = ModelConfig.from_dict({**cfg.to_dict(), "prior_fill": "edge"})
+    edge = WorldModel(edge_cfg).eval().motion_prior(z, flat)
     torch.testing.assert_close(edge[0, 1, :, :, -3:], z[0, 0, :, :, -1:].expand(-1, -1, 3), atol=1e-5, rtol=0)
     cfg.prior_fill = "wrap"
     with pytest.raises(ValueError, match="prior_fill"):
