@@ -17,7 +17,7 @@ def _train(a: argparse.Namespace) -> int:
     info = train_ppo(a.out, env_id=a.env, task=a.task, steps=a.steps, num_envs=a.num_envs, seed=a.seed,
                      n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, progress=not a.quiet,
                      spec=DiscreteActionSpec(clicks=tuple(a.click)), resume=a.resume,
-                     checkpoint_every=a.checkpoint_every, **neural_kwargs(a))
+                     checkpoint_every=a.checkpoint_every, episode_steps=a.episode_steps, **neural_kwargs(a))
     print(json.dumps(info))
     return 0
 
@@ -55,6 +55,8 @@ def register(sub) -> None:
     at.add_argument("--seed", type=int, default=0)
     at.add_argument("--resume", action="store_true", help="carry on the unfinished run in --out from its checkpoint")
     at.add_argument("--checkpoint-every", type=int, default=10_000, help="env steps between checkpoints (0: none)")
+    at.add_argument("--episode-steps", type=int, help="episodes of this many steps instead of the task's (dreams drift "
+                    "as they go: shorter ones restart from real openings more often)")
     add_world_model(at)
     at.add_argument("--quiet", action="store_true")
 
