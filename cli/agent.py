@@ -15,7 +15,7 @@ def _train(a: argparse.Namespace) -> int:
     from agents.ppo import train_ppo
 
     info = train_ppo(a.out, env_id=a.env, task=a.task, steps=a.steps, num_envs=a.num_envs, seed=a.seed,
-                     n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, progress=not a.quiet,
+                     n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, gamma=a.gamma, progress=not a.quiet,
                      spec=DiscreteActionSpec(clicks=tuple(a.click)), resume=a.resume,
                      checkpoint_every=a.checkpoint_every, episode_steps=a.episode_steps, **neural_kwargs(a))
     print(json.dumps(info))
@@ -50,6 +50,8 @@ def register(sub) -> None:
     at.add_argument("--n-steps", type=int, default=64, help="PPO rollout length per env")
     at.add_argument("--batch-size", type=int, default=256)
     at.add_argument("--lr", type=float, default=3e-4)
+    at.add_argument("--gamma", type=float, default=0.95, help="discount: 0.99 for rewards that come ~100 steps after "
+                    "the actions that earn them (a log takes ~80 steps of attacking)")
     at.add_argument("--click", nargs="*", default=[], metavar="KEY",
                     help="keys the policy clicks instead of holding (e.g. attack use)")
     at.add_argument("--seed", type=int, default=0)
