@@ -12,7 +12,7 @@ from cli.options import add_command, add_prior_sampling, add_world_model, apply_
 def _eval(a: argparse.Namespace) -> int:
     import worldsim
     from worldsim.dataset import Dataset
-    from worldsim.evaluate import autoencoder_psnr, evaluate
+    from worldsim.evaluate import autoencoder_psnr, evaluate, outcome_scores
     from worldsim.report import summary, write_report
 
     model = worldsim.load(a.checkpoint, precision=a.precision, key_guidance=a.key_guidance)
@@ -27,6 +27,8 @@ def _eval(a: argparse.Namespace) -> int:
     examples = result.pop("_examples")
     breaks = result["break_response"].pop("_examples") if "break_response" in result else []
     result["autoencoder_psnr_db"] = round(autoencoder_psnr(model, ds, episodes), 3)
+    if bool(model.heads_trained):
+        result["outcomes"] = outcome_scores(model, ds, episodes)
     result["checkpoint"] = str(a.checkpoint)
     result["data"] = str(a.data)
     write_report(out, result, examples, breaks)

@@ -161,6 +161,14 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
         assert len(report["metrics"][f"{name}_psnr"]["mean"]) == 3
         assert len(report["metrics"][f"{name}_ssim"]["ci95"]) == 3
     assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0
+    from worldsim.dataset import Dataset
+
+    o = report["outcomes"]  # the outcome heads read against the recorded events of every step
+    assert o["steps"] == Dataset(data).total_steps
+    import worldsim
+
+    for name in worldsim.load(tiny_ckpt).cfg.outcome_events:
+        assert 0 <= o[name]["true_positives"] <= min(o[name]["events"], o[name]["predicted"])
     cr = report["camera_response"]  # pixels per degree of turn, real and dreamed, read off the same clips
     assert {"real", "dream", "action_blind", "dream_over_real", "action_blind_over_real"} <= set(cr)
     assert cr["dream"]["yaw_pairs"] <= cr["real"]["yaw_pairs"] and any(v.startswith(("yaw", "pitch")) for v in report["verdict"])

@@ -238,3 +238,28 @@ def _pitch(ep, start: int, k: int, use: bool = True) -> np.ndarray:
     """The view's pitch at frames start..start+k-1 of an episode, from its recorded poses (NaN without them, or
     when not to be used)."""
     return ep.view_pitch()[start:start + k] if use else np.full(k, np.nan, np.float32)
+
+
+@torch.no_grad()
+def outcome_scores(model: WorldModel, ds: Dataset, episodes: list[int], batch: int = 256) -> dict[str, Any]:
+    """How well the outcome heads read the real game's events off real frame pairs: per event of
+    `cfg.outcome_events`, the held-out steps where it happened, those predicted, precision and recall. What a
+    dream pays a task rests on them."""
+    from worldsim.heads import episode_events
+
+    names, keys = tuple(model.cfg.outcome_events), list(ds.info.get("count_keys") or [])
+    true, pred = [], []
+    for e in episodes:
+        ep = ds.episode(e)
+        z = torch.cat([model.encode(torch.from_numpy(np.array(ep.frames[i:i + batch]))) for i in range(0, len(ep.frames), batch)])
+        flat = torch.from_numpy(model.codec.encode_batch(ep.actions)).to(z.device)
+        pred.append(model.outcome(z[:-1], z[1:], flat)[0].cpu().numpy())
+        true.append(episode_events(ep, names, keys))
+    t, p = np.concatenate(true) > 0, np.concatenate(pred) > 0
+    out: dict[str, Any] = {"steps": int(len(t))}
+    for j, name in enumerate(names):
+        tp = int((t[:, j] & p[:, j]).sum())
+        out[name] = {"events": int(t[:, j].sum()), "predicted": int(p[:, j].sum()), "true_positives": tp,
+                     "precision": tp / p[:, j].sum() if p[:, j].any() else None,
+                     "recall": tp / t[:, j].sum() if t[:, j].any() else None}
+    return out

@@ -15,6 +15,7 @@ is predicted where it is more likely than not at the real game's rates: a dream 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,3 +58,15 @@ def outcome_loss(logits: torch.Tensor, term: torch.Tensor, events: torch.Tensor,
         recall = hit[positive].mean().item() if positive.any() else 1.0
     return le + lt, {"heads_event_loss": le.item(), "heads_term_loss": lt.item(), "heads_event_recall": recall,
                      "heads_event_acc": hit.mean().item()}
+
+
+def episode_events(ep, names: tuple[str, ...], count_keys: list[str]) -> np.ndarray:
+    """The events (T, E) of a recorded episode's T steps: each count of `names` (a column of `count_keys` in
+    `infos["counts"]`) rose on that step, or "reward": the recorded reward was positive."""
+    out = np.zeros((len(ep), len(names)), np.float32)
+    for j, name in enumerate(names):
+        if name == "reward":
+            out[:, j] = ep.rewards > 0
+        else:
+            out[:, j] = np.diff(ep.infos["counts"][:, count_keys.index(name)]) > 0
+    return out

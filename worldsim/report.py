@@ -87,7 +87,15 @@ def summary(result: dict[str, Any]) -> list[str]:
         r, d = result["idm"]["real"], result["idm"]["dream"]
         lines.append(f"IDM key F1 real {r['key_f1']:.3f} / dream {d['key_f1']:.3f}; camera error real "
                      f"{r['camera_mae_deg']:.2f} deg / dream {d['camera_mae_deg']:.2f} deg")
+    for name, o in result.get("outcomes", {}).items():
+        if isinstance(o, dict) and o["events"]:
+            lines.append(f"outcome head {name}: {o['events']} real events, {o['predicted']} predicted, precision "
+                         f"{_share(o['precision'])}, recall {_share(o['recall'])}")
     return lines
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def verdict(result: dict) -> list[str]:

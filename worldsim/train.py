@@ -30,7 +30,7 @@ from worldsim.checkpoint import load_train_state, optimizer_from_tensors, optimi
 from worldsim.config import ModelConfig, TrainConfig
 from worldsim.data import FrameSource, LatentCache
 from worldsim.dataset import Dataset
-from worldsim.heads import outcome_loss
+from worldsim.heads import episode_events, outcome_loss
 from worldsim.world_model import WorldModel, load_extending
 
 # ----- distributed helpers -----
@@ -661,12 +661,7 @@ def _outcomes(ds: Dataset, cache: LatentCache, names: tuple[str, ...]) -> tuple[
     for e, off in zip(json.loads((cache.root / "index.json").read_text())["episodes"], cache.offsets[:-1]):
         ep = ds.episode(e)
         rows = slice(off + 1, off + 1 + len(ep))
-        for j, name in enumerate(names):
-            if name == "reward":
-                events[rows, j] = ep.rewards > 0
-            else:
-                counts = ep.infos["counts"][:, keys.index(name)]
-                events[rows, j] = np.diff(counts) > 0
+        events[rows] = episode_events(ep, names, keys)
         term[rows] = ep.terminations
     return events, term
 
