@@ -256,7 +256,7 @@ def test_many_dreams_reports_how_often_dreams_lose_the_picture():
         many_dreams(None, dreams=0, steps=12)
 
 
-def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp_path):
+def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp_path, capsys):
     """`worldsim export --prior-fill view --data DS`: the atlas is measured on the dataset's frames (those with
     recorded poses) and travels in the checkpoint; the exported model dreams in the env."""
     from pathlib import Path
@@ -275,5 +275,5 @@ def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp
     env.reset(seed=0)
     obs, *_ = env.step(act(env.action_space, camera=[-10.0, 0.0]))
     assert obs.shape == (32, 32, 3)
-    with pytest.raises(SystemExit, match="--data"):
-        main(["export", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "bad"), "--prior-fill", "view"])
+    assert main(["export", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "bad"), "--prior-fill", "view"]) == 2
+    assert "--data" in capsys.readouterr().err and not (tmp_path / "bad").exists()  # one clear error, nothing written
