@@ -245,6 +245,7 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run):
     import worldsim
     from worldsim.data import LatentCache
     from worldsim.dataset import Dataset
+    from worldsim.train import bf16_supported
 
     root, _ = tiny_run
     m = worldsim.load(root / "run")
@@ -257,7 +258,9 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run):
     prior = m.sequence_prior(cache.moved_seq(np.array([a0]), 12), acts, known)[0]
     assert torch.equal(prior[0], torch.zeros_like(prior[0]))  # an episode's first frame has no frame before it
     frames = torch.from_numpy(np.array(ep.frames[:12]))
+    m.set_precision("bf16" if bf16_supported(torch.device("cpu")) else "fp32")  # the numerics the cache was built at
     dream = m.pixel_prior(frames[:11], flat[:11])  # what a dream makes for frames 1..11 from the frames before
+    m.set_precision("fp32")
     assert torch.allclose(prior[1:], dream, atol=0.02)
     m.train()
     loss, _ = m.sequence_loss(z, acts, known, 0.25, 0.5, 0.8, torch.Generator().manual_seed(0),
