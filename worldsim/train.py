@@ -600,21 +600,18 @@ class Trainer:
         """The run's latent cache, rebuilt when the run was resumed on a machine without it."""
         cache_dir = self.out / "latents"
         # encoded at the autoencoder's training numerics (bf16 autocast where it trained so): ~2x faster on a CPU
-        enc = self.model.eval().set_precision("bf16" if self.bf16 else "fp32")
+        self.model.eval().set_precision("bf16" if self.bf16 else "fp32")
         try:
-            return self._build_cache(cache_dir, enc)
+            if not LatentCache.exists(cache_dir):
+                if self.rank == 0:
+                    LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress)
+                _barrier()
+            if self.model.trains_on_pixel_prior and not (cache_dir / "moved.f16").exists():
+                if self.rank == 0:
+                    LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress)
+                _barrier()
         finally:
             self.model.set_precision("fp32")
-
-    def _build_cache(self, cache_dir: Path, enc: torch.nn.Module) -> LatentCache:
-        if not LatentCache.exists(cache_dir):
-            if self.rank == 0:
-                LatentCache.build(cache_dir, self.ds, enc, list(range(len(self.ds))), progress=self.progress)
-            _barrier()
-        if self.model.trains_on_pixel_prior and not (cache_dir / "moved.f16").exists():
-            if self.rank == 0:
-                LatentCache.write_pixel_prior(cache_dir, self.ds, enc, progress=self.progress)
-            _barrier()
         return LatentCache(cache_dir)
 
     @torch.no_grad()
