@@ -125,6 +125,7 @@ class TrainConfig:
     bootstrap_share: float = 0.25  # share of sequences trained on the bootstrap target (steps larger than the smallest)
     rollout_share: float = 0.5  # share of sequences whose frames are mostly context-level (a rollout's past)
     context_min: float = 0.8  # lowest signal level such a context frame gets
+    self_forcing: float = 0.0  # share of short-sequence batches whose frames after the start are the model's own dream (targets stay real)
     time_budget_s: float = 0.0  # > 0: the dynamics schedule's length is fitted so that the run ends at this clock
     checkpoint_every: int = 1000
     sample_every: int = 5000

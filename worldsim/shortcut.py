@@ -71,11 +71,12 @@ def velocity(x_hat: torch.Tensor, z: torch.Tensor, level: torch.Tensor) -> torch
 
 def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootstrap_share: float, rollout_share: float,
          context_min: float, generator: torch.Generator | None = None,
-         prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+         prior: torch.Tensor | None = None, inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss of `net` on clean latent sequences x (B, F, C, h, w) under per-frame conditioning
     cond (B, F, A) (the actions); `net(z, level, step, cond)` predicts clean frames. prior (B, F, C', h, w): extra
     input channels per frame, never noised (the motion prior), concatenated after each noisy frame's. Returns the
-    loss and its flow / bootstrap parts."""
+    loss and its flow / bootstrap parts. inputs (B, F, C, h, w): what is noised instead of x (self forcing: the
+    model's own dream of x), while x stays the target."""
     b, f = x.shape[:2]
 
     def run(z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, c: torch.Tensor, rows=slice(None)) -> torch.Tensor:
@@ -84,7 +85,7 @@ def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootst
 
     level, step, boot = draw_levels(b, f, step_levels, bootstrap_share, rollout_share, context_min, generator, x.device)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    z = mix(x, eps, level)
+    z = mix(x if inputs is None else inputs.to(x.dtype), eps, level)
     target = x.float().clone()
     rows = boot.any(dim=1).nonzero()[:, 0]
     if len(rows):  # two half steps taken by the network itself, without gradient, are the target of one whole step

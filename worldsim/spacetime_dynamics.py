@@ -25,21 +25,21 @@ class SpaceTimeDynamics:
 
     def sequence_loss(self, z0: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor, bootstrap_share: float,
                       rollout_share: float, context_min: float, generator: torch.Generator | None = None,
-                      net: nn.Module | None = None, moved: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                      net: nn.Module | None = None, moved: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
+                      prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The space-time model's shortcut-forcing loss on clean latent sequences z0 (B, L, C, h, w); the actions
         leading into each frame (B, L, A) (known (B, L)). L may exceed the context: time layers look back
         `context` frames, so a long sequence trains what a long rollout meets. `net`: the trainer's wrapper.
         moved (B, L, C, h, w): each frame's recorded frame before, moved and encoded (`LatentCache.moved_seq`),
         for a model with the motion prior."""
         feats = self.action_features(flat_actions, known)
-        prior = None
-        if self.cfg.motion_prior:
+        if self.cfg.motion_prior and prior is None:
             if moved is None:
                 raise ValueError("this model has the motion prior: sequence_loss needs `moved` (LatentCache.moved_seq)")
             prior = self.sequence_prior(moved, flat_actions, known)
         net = net or self.dit
         return shortcut.loss(net, z0, feats, self.cfg.dit.step_levels,
-                             bootstrap_share, rollout_share, context_min, generator, prior=prior)
+                             bootstrap_share, rollout_share, context_min, generator, prior=prior, inputs=inputs)
 
     def sequence_prior(self, moved: torch.Tensor, flat_actions: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """Moved latents (B, L, C, h, w) -> each frame's motion prior: the revealed strip filled (`fill_revealed`),

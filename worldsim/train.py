@@ -518,13 +518,47 @@ class Trainer:
             pick = self.np_rng.choice(starts[n], max(1, frames_per_batch // n))
             z, a, known, _ = (t.to(self.device) for t in cache.batch(pick, n))
             moved = cache.moved_seq(pick, n).to(self.device) if self.model.trains_on_pixel_prior else None
+            inputs = prior = None
+            if n == tc.seq_len and tc.self_forcing > 0 and self.np_rng.random() < tc.self_forcing:
+                inputs, prior = self._own_dream(z, a, known, moved)
             with _autocast(self.device, self.bf16):
                 loss, parts = self.model.sequence_loss(z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
-                                                       self.noise_gen, net=dit, moved=moved)
+                                                       self.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior)
             return loss, {"lr": self.opt.param_groups[0]["lr"], **parts}
 
         return self._loop("dit", tc.dit_steps, tc.dit_lr, tc.warmup, self.model.dit, tc.dit_batch, compute,
                           on_step=self._sample_now, frames_per_step=frames_per_batch)
+
+    @torch.no_grad()
+    def _own_dream(self, z: torch.Tensor, a: torch.Tensor, known: torch.Tensor, moved: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Self forcing: the model dreams the frames of real sequences z (B, L, ...) after their first
+        `start_frames`, under the recorded actions, exactly as a dream does (its sampler, its context noise, the
+        motion prior made from its own last frame). Returns those network inputs (the start frames real) and each
+        frame's motion prior; the loss still targets the real frames, so the model learns to pull a drifting past
+        back toward the game instead of compounding its own one-step error."""
+        from worldsim.rollout import SpaceTimeDreamer
+
+        m = self.model
+        s = m.start_frames
+        was_training = m.training
+        m.eval().set_precision("bf16" if self.bf16 else "fp32")
+        try:
+            frames = m.decode(z[:, :s])
+            seeds = [int(x) for x in self.np_rng.integers(0, 2**31 - 1, len(z))]
+            dream = SpaceTimeDreamer(m, frames, a[:, 1:s], seeds=seeds)
+            out, priors = z.clone(), None
+            if moved is not None:
+                priors = m.sequence_prior(moved, a, known)
+            for t in range(s, z.shape[1]):
+                dream.step(a[:, t])
+                out[:, t] = dream.pending
+                if priors is not None:
+                    priors[:, t] = dream.pending_prior
+        finally:
+            m.set_precision("fp32")
+            m.train(was_training)
+        return out, priors
 
     def _train_heads(self) -> bool:
         """Reward/termination heads on (frame t, frame t+1, action t) of the real training episodes."""
