@@ -3,7 +3,7 @@ import pytest
 
 
 def noop(space) -> dict:
-    from worldsim.actions import ActionCodec
+    from worldsim.model.actions import ActionCodec
 
     return ActionCodec(space).noop()
 
@@ -21,7 +21,7 @@ def act(space, **pressed) -> dict:
 def indev():
     import gymnasium as gym
 
-    import envs  # noqa: F401
+    import worldsim.envs  # noqa: F401
 
     made = []
 
@@ -38,8 +38,8 @@ def indev():
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     """A tiny world model really trained (a few steps) on real 32x32 rollouts: shared by the neural-env tests."""
-    from data_collect.collect import CollectConfig, collect
-    from worldsim.train import train
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.training.trainer import train
 
     root = tmp_path_factory.mktemp("neural")
     collect(CollectConfig(episodes=2, steps=30, size=32, out=str(root / "ds"), seed=9), progress=False)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from gymnasium.spaces import Box, Dict, Discrete
 
-from envs.actions import MINERL_KEYS, minerl_action_space
-from worldsim.actions import ActionCodec, InvalidActionError, space_from_json
+from worldsim.envs.actions import MINERL_KEYS, minerl_action_space
+from worldsim.model.actions import ActionCodec, InvalidActionError, space_from_json
 
 
 def test_minerl_space_has_the_24_keys_in_sorted_order():

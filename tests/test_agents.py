@@ -1,9 +1,9 @@
 import numpy as np
 
-from agents import ExploreAgent, RandomAgent, make_policy
-from envs.actions import minerl_action_space
-from envs.indev.env import INDEV_KEYS
-from worldsim.actions import ActionCodec
+from worldsim.agents import ExploreAgent, RandomAgent, make_policy
+from worldsim.envs.actions import minerl_action_space
+from worldsim.envs.indev.env import INDEV_KEYS
+from worldsim.model.actions import ActionCodec
 
 
 def _run(agent, n):
@@ -53,7 +53,7 @@ def test_random_agent_is_uniform_noise():
 
 
 def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
-    from agents.mix import MODES, MixAgent
+    from worldsim.agents.mix import MODES, MixAgent
 
     space = minerl_action_space(INDEV_KEYS)
     agent = MixAgent(space, seed=1)
@@ -81,7 +81,7 @@ def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
 def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):
     """The collector's explorer (seek_trees, as the `mix-trees` policy plays) turns to the nearest log the game reports, walks
     there and chops: datasets then hold trees being chopped, which the Treechop reward heads learn from."""
-    from agents.explore import ExploreAgent
+    from worldsim.agents.explore import ExploreAgent
 
     env = indev(size=32, prefetch=False)
     agent = ExploreAgent(env.action_space, seed=0, seek_trees=True)

@@ -11,11 +11,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
-from data_collect.collect import CollectConfig, collect, play_episode
-from data_collect.stats import action_stats
-from worldsim.dataset import Dataset, DatasetError, DatasetWriter, Episode
-from worldsim.video import read_mp4
+import worldsim.envs  # noqa: F401
+from worldsim.data_collect.collect import CollectConfig, collect, play_episode
+from worldsim.data_collect.stats import action_stats
+from worldsim.data.dataset import Dataset, DatasetError, DatasetWriter, Episode
+from worldsim.io.video import read_mp4
 
 
 def test_collect_round_trip_replays_to_the_same_frames(tmp_path):
@@ -151,7 +151,7 @@ def test_explore_policy_covers_every_action(tmp_path):
 
 
 def test_the_policy_mix_is_recorded_per_step_and_reported(tmp_path):
-    from agents.mix import MODES
+    from worldsim.agents.mix import MODES
 
     out = tmp_path / "mix"
     collect(CollectConfig(episodes=1, steps=400, out=str(out), seed=2, policy="mix"), progress=False)

@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401
+import worldsim.envs  # noqa: F401
 from tests.conftest import act
-from worldsim.checkpoint import DEFAULT_CHECKPOINT
+from worldsim.model.checkpoint import DEFAULT_CHECKPOINT
 
 
 def _sky(frame: np.ndarray) -> float:
@@ -72,7 +72,7 @@ def test_shipped_dreams_bring_the_sky_back_after_looking_down_and_up_again():
 def test_shipped_dreams_turn_the_scene_the_right_way():
     """Turning right moves the dreamed scene left and turning left moves it right, as in the real game (which
     moves about 0.7 px per degree at 64x64): measured by phase correlation between consecutive dreamed frames."""
-    from worldsim.motion import frame_shift
+    from worldsim.evaluation.motion import frame_shift
 
     env = gym.make("worldsim/NeuralMinecraft-v0")
     moved = {}
@@ -95,8 +95,8 @@ def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
     import torch
 
     import worldsim
-    from worldsim.motion import frame_shift
-    from worldsim.openings import load_openings
+    from worldsim.evaluation.motion import frame_shift
+    from worldsim.model.openings import load_openings
 
     m = worldsim.load(DEFAULT_CHECKPOINT)
     assert m.cfg.sampler.pixel_prior

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from bench.hold import _score, contrast, hold_bench, overlap
+from worldsim.bench.hold import _score, contrast, hold_bench, overlap
 
 
 def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs.indev.process import GameProcessError
+from worldsim.envs.indev.process import GameProcessError
 from tests.conftest import act, noop
 
 
@@ -65,7 +65,7 @@ def test_same_seed_same_actions_identical_frames_in_one_process(indev):
 _OTHER_PROCESS = """
 import hashlib, sys
 import gymnasium as gym
-import envs
+import worldsim.envs
 from tests.test_indev_env import _rollout
 env = gym.make("worldsim/MinecraftIndev-v0", prefetch=False)
 print(hashlib.sha256(_rollout(env, seed=11).tobytes()).hexdigest())
@@ -87,7 +87,7 @@ def world():
     """One level for the tests that act in it; each test puts the player where it needs him."""
     import gymnasium as gym
 
-    import envs  # noqa: F401
+    import worldsim.envs  # noqa: F401
 
     env = gym.make("worldsim/MinecraftIndev-v0", prefetch=False)
     obs, info = env.reset(seed=3)

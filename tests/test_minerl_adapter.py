@@ -4,9 +4,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
-from envs.actions import MINERL_KEYS
-from envs.minerl_adapter import MineRLEnv
+import worldsim.envs  # noqa: F401
+from worldsim.envs.actions import MINERL_KEYS
+from worldsim.envs.minerl_adapter import MineRLEnv
 from tests.conftest import act
 
 

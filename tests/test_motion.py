@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from worldsim.motion import camera_response, camera_slopes, frame_shift
+from worldsim.evaluation.motion import camera_response, camera_slopes, frame_shift
 
 
 def _texture(seed: int = 0, size: int = 96) -> np.ndarray:
@@ -46,8 +46,8 @@ def test_camera_slopes_and_ratio():
 def test_the_real_game_moves_left_when_turning_right_and_up_when_looking_down():
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the ids)
-    from worldsim.actions import ActionCodec
+    import worldsim.envs  # noqa: F401  (registers the ids)
+    from worldsim.model.actions import ActionCodec
 
     env = gym.make("worldsim/MinecraftIndev-v0", prefetch=False)
     obs, _ = env.reset(seed=3)
@@ -67,7 +67,7 @@ def test_the_real_game_moves_left_when_turning_right_and_up_when_looking_down():
 
 
 def test_sharpness_counts_pixel_to_pixel_contrast_and_drops_under_blur():
-    from worldsim.evaluate import sharpness
+    from worldsim.evaluation.evaluate import sharpness
 
     rng = np.random.default_rng(0)
     checker = (np.indices((8, 8)).sum(0) % 2 * 255).astype(np.uint8)
@@ -80,7 +80,7 @@ def test_sharpness_counts_pixel_to_pixel_contrast_and_drops_under_blur():
 
 def test_identical_frames_score_the_psnr_cap_not_infinity():
     """Held-out data with idling holds identical consecutive frames: copy-last must score a finite mean."""
-    from worldsim.evaluate import MAX_PSNR, frame_metrics
+    from worldsim.evaluation.evaluate import MAX_PSNR, frame_metrics
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)

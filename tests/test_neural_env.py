@@ -6,7 +6,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401
+import worldsim.envs  # noqa: F401
 from tests.conftest import act
 
 
@@ -52,7 +52,7 @@ def test_bad_start_options_raise_value_error(tiny_ckpt, options, message):
 def test_the_dream_carries_the_view_pitch(tiny_ckpt):
     """The pitch a dream is conditioned on: from the opening clip (recorded poses), or given with real frames (the
     last frame's, walked back through the actions), then moved by the camera and clamped at +-90 as the game does."""
-    from worldsim.openings import load_openings
+    from worldsim.model.openings import load_openings
 
     env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=tiny_ckpt)
     bank = load_openings(env.unwrapped.checkpoint_path)
@@ -130,9 +130,9 @@ def test_vector_env_autoresets_on_the_next_step(tiny_ckpt):
 
 
 def test_rollout_records_dreams_in_the_dataset_format(tiny_ckpt, tmp_path):
-    from cli import main
-    from worldsim.dataset import Dataset
-    from worldsim.video import read_mp4
+    from worldsim.cli import main
+    from worldsim.data.dataset import Dataset
+    from worldsim.io.video import read_mp4
 
     out = tmp_path / "dreams"
     assert main(["rollout", "--checkpoint", tiny_ckpt, "--agent", "random", "--episodes", "2", "--steps", "6",
@@ -148,7 +148,7 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     import json
     from pathlib import Path
 
-    from cli import main
+    from worldsim.cli import main
 
     data = Path(tiny_ckpt).parent / "ds"
     assert main(["eval", "--checkpoint", tiny_ckpt, "--data", str(data), "--horizon", "3", "--stride", "10",
@@ -161,7 +161,7 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
         assert len(report["metrics"][f"{name}_psnr"]["mean"]) == 3
         assert len(report["metrics"][f"{name}_ssim"]["ci95"]) == 3
     assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0
-    from worldsim.dataset import Dataset
+    from worldsim.data.dataset import Dataset
 
     o = report["outcomes"]  # the outcome heads read against the recorded events of every step
     assert o["steps"] == Dataset(data).total_steps
@@ -179,7 +179,7 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
 
 
 def test_the_camera_shift_baseline_moves_the_last_frame_as_the_camera_turns():
-    from worldsim.evaluate import camera_shift
+    from worldsim.evaluation.evaluate import camera_shift
 
     frame = np.zeros((1, 16, 16, 3), np.uint8)
     frame[0, :, 8] = 255  # a bright column
@@ -191,10 +191,10 @@ def test_the_camera_shift_baseline_moves_the_last_frame_as_the_camera_turns():
 
 
 def test_idm_scores_and_round_trip(tmp_path):
-    from envs.actions import minerl_action_space
-    from envs.indev.env import INDEV_KEYS
-    from worldsim.actions import ActionCodec
-    from worldsim.idm import InverseDynamics, idm_scores, load_idm, save_idm
+    from worldsim.envs.actions import minerl_action_space
+    from worldsim.envs.indev.env import INDEV_KEYS
+    from worldsim.model.actions import ActionCodec
+    from worldsim.evaluation.idm import InverseDynamics, idm_scores, load_idm, save_idm
 
     codec = ActionCodec(minerl_action_space(INDEV_KEYS))
     idm = InverseDynamics(codec)
@@ -219,7 +219,7 @@ def test_idm_scores_and_round_trip(tmp_path):
 
 
 def test_bench_neural_measures_single_and_vector_rates(tiny_ckpt):
-    from bench.throughput import bench_neural
+    from worldsim.bench.throughput import bench_neural
 
     r = bench_neural(tiny_ckpt, batch_sizes=(1, 2), sampling_steps=(1, 2), frames=2, precisions=("fp32",), repeats=1)
     assert set(r["single"]["fp32"]) == {"1", "2"} and all(v > 0 for v in r["single"]["fp32"].values())
@@ -229,7 +229,7 @@ def test_bench_neural_measures_single_and_vector_rates(tiny_ckpt):
 def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(tmp_path):
     """The long-rollout bench plays the real game with the same agent and seed, and reports the dream's picture
     statistics as a share of the game's, per window; the figure and the JSON land in the output folder."""
-    from bench.stability import real_game_stats, stability
+    from worldsim.bench.stability import real_game_stats, stability
 
     r = stability(None, steps=24, out=str(tmp_path), progress=False)
     assert r["nan_steps"] == 0 and r["flat_frames"] == 0 and r["fps"] > 0
@@ -245,7 +245,7 @@ def test_stability_sets_the_dream_against_the_real_game_under_the_same_actions(t
 def test_many_dreams_reports_how_often_dreams_lose_the_picture():
     """`bench stability --dreams N`: N dreams at once from the shipped openings; per window, the share of frames
     whose contrast collapsed (few at the start: the openings are real scenes)."""
-    from bench.stability import many_dreams
+    from worldsim.bench.stability import many_dreams
 
     r = many_dreams(None, dreams=3, steps=12, windows=3, progress=False)
     assert r["dreams"] == 3 and r["frames_per_s"] > 0
@@ -262,7 +262,7 @@ def test_export_with_the_view_fill_measures_the_atlas_on_the_data(tiny_ckpt, tmp
     from pathlib import Path
 
     import worldsim
-    from cli import main
+    from worldsim.cli import main
     from worldsim import view_atlas
 
     out = tmp_path / "view"

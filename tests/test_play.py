@@ -10,7 +10,7 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import pygame  # noqa: E402
 
-from envs.play import MOUSE_DEG_PER_PIXEL, PlayConfig, PlaySession  # noqa: E402
+from worldsim.envs.play import MOUSE_DEG_PER_PIXEL, PlayConfig, PlaySession  # noqa: E402
 
 
 def _post_and_tick(s: PlaySession, events=(), ticks=1):
@@ -66,7 +66,7 @@ def test_real_mode_keys_mouse_screenshot_recording_quit(tmp_path):
         from PIL import Image
 
         assert Image.open(shots[0]).size == (64 * 2, 64 * 2)  # the window itself, at its scale
-        from worldsim.video import read_mp4
+        from worldsim.io.video import read_mp4
 
         assert read_mp4(videos[0]).shape[0] == 4
         _post_and_tick(s, [key(pygame.K_ESCAPE)])
@@ -76,9 +76,9 @@ def test_real_mode_keys_mouse_screenshot_recording_quit(tmp_path):
 
 
 def test_side_by_side_and_neural_modes(tmp_path):
-    from data_collect.collect import CollectConfig, collect
-    from worldsim.config import AutoencoderConfig, DiTConfig, ModelConfig, TrainConfig
-    from worldsim.train import Trainer
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.model.config import AutoencoderConfig, DiTConfig, ModelConfig, TrainConfig
+    from worldsim.training.trainer import Trainer
 
     collect(CollectConfig(episodes=2, steps=20, size=64, out=str(tmp_path / "ds"), seed=2), progress=False)
     cfg = ModelConfig(frame_size=64, context=2, ae=AutoencoderConfig(channels=(8, 16, 16), latent_channels=4),

@@ -14,7 +14,7 @@ _WINDOW = """
 import sys
 import numpy as np
 import pygame
-from envs.play import PlayConfig, PlaySession
+from worldsim.envs.play import PlayConfig, PlaySession
 
 out = sys.argv[1]
 for mode in ("real", "neural", "side-by-side"):

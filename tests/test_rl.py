@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
-from agents.discrete import DiscreteActions, DiscreteActionSpec
+import worldsim.envs  # noqa: F401
+from worldsim.agents.discrete import DiscreteActions, DiscreteActionSpec
 
 
 def test_dig_task_is_the_real_game_with_fixed_length_episodes():
@@ -34,8 +34,8 @@ def test_dig_task_is_the_real_game_with_fixed_length_episodes():
 
 
 def test_discrete_spec_maps_batches_and_single_actions():
-    from envs.actions import minerl_action_space
-    from envs.indev.env import INDEV_KEYS
+    from worldsim.envs.actions import minerl_action_space
+    from worldsim.envs.indev.env import INDEV_KEYS
 
     space = minerl_action_space(INDEV_KEYS)
     spec = DiscreteActionSpec()
@@ -51,8 +51,8 @@ def test_discrete_spec_maps_batches_and_single_actions():
 
 
 def test_same_step_autoreset_and_the_sb3_adapter(tiny_ckpt):
-    from agents.discrete import discrete_vector_actions
-    from agents.sb3_vec import SB3VectorEnv
+    from worldsim.agents.discrete import discrete_vector_actions
+    from worldsim.agents.sb3_vec import SB3VectorEnv
 
     kw = dict(num_envs=3, vectorization_mode="vector_entry_point", checkpoint=tiny_ckpt, max_episode_steps=2)
     nxt = gym.make_vec("worldsim/NeuralMinecraft-v0", **kw)
@@ -86,10 +86,10 @@ def test_same_step_autoreset_and_the_sb3_adapter(tiny_ckpt):
 
 
 def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny_ckpt, tmp_path):
-    from agents import make_policy
-    from agents.evaluate import evaluate_policy
-    from agents.ppo import PPOAgent
-    from cli import main
+    from worldsim.agents import make_policy
+    from worldsim.agents.evaluate import evaluate_policy
+    from worldsim.agents.ppo import PPOAgent
+    from worldsim.cli import main
 
     out = tmp_path / "ppo"
     rc = main(["agent", "train", "--checkpoint", tiny_ckpt, "--task", "dig", "--steps", "256", "--num-envs", "4",
@@ -122,9 +122,9 @@ def test_ppo_trains_in_the_dream_and_the_saved_policy_acts_in_the_real_game(tiny
 
 
 def test_clicked_keys_alternate_and_the_click_phase_resets():
-    from agents.discrete import ActionTranslator
-    from envs.actions import minerl_action_space
-    from envs.indev.env import INDEV_KEYS
+    from worldsim.agents.discrete import ActionTranslator
+    from worldsim.envs.actions import minerl_action_space
+    from worldsim.envs.indev.env import INDEV_KEYS
 
     space = minerl_action_space(INDEV_KEYS)
     spec = DiscreteActionSpec(clicks=("attack",))
@@ -150,7 +150,7 @@ def test_a_killed_agent_train_resumes_from_its_last_checkpoint(tiny_ckpt, tmp_pa
 
     from safetensors import safe_open
 
-    from cli import main
+    from worldsim.cli import main
 
     out = tmp_path / "ppo"
     def cli(steps: int, *more: str) -> list[str]:
@@ -185,8 +185,8 @@ def test_a_killed_agent_train_resumes_from_its_last_checkpoint(tiny_ckpt, tmp_pa
 def test_the_dream_pays_a_task_from_predicted_events_as_the_game_pays_it(indev, tiny_ckpt):
     """The outcome heads predict which counts rose (blocks broken, wood, planks, workbench, pickaxe); the dream's
     task reward runs the real game's reward code on those counts: staged stages are paid once, as in the game."""
-    from envs.indev.rewards import COUNT_KEYS, counts_of, make_reward
-    from envs.tasks import DreamReward
+    from worldsim.envs.indev.rewards import COUNT_KEYS, counts_of, make_reward
+    from worldsim.envs.tasks import DreamReward
 
     game = indev(size=32)
     first = game.reset(seed=0)[1]

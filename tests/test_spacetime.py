@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from envs.actions import minerl_action_space
-from envs.indev.env import INDEV_KEYS
+from worldsim.envs.actions import minerl_action_space
+from worldsim.envs.indev.env import INDEV_KEYS
 from worldsim import shortcut
-from worldsim.actions import space_to_json
-from worldsim.config import DiTConfig, preset
-from worldsim.rollout import SpaceTimeDreamer, make_dreamer
-from worldsim.spacetime import SpaceTimeTransformer, rope2d
-from worldsim.world_model import WorldModel
+from worldsim.model.actions import space_to_json
+from worldsim.model.config import DiTConfig, preset
+from worldsim.sampling.sampler import SpaceTimeDreamer, make_dreamer
+from worldsim.model.transformer import SpaceTimeTransformer, rope2d
+from worldsim.model.world_model import WorldModel
 
 
 def _net(context: int = 5) -> SpaceTimeTransformer:
@@ -160,8 +160,8 @@ def test_generation_2_refuses_the_first_models_sampling_tricks():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from data_collect.collect import CollectConfig, collect
-    from worldsim.train import train
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.training.trainer import train
 
     root = tmp_path_factory.mktemp("st")
     collect(CollectConfig(episodes=3, steps=40, size=32, out=str(root / "ds"), seed=5, policy="mix"), progress=False)
@@ -176,7 +176,7 @@ def test_long_context_trains_and_dreams_in_the_tiny_config(tiny_run):
     import json
 
     import worldsim
-    from worldsim.dataset import Dataset
+    from worldsim.data.dataset import Dataset
 
     root, result = tiny_run
     assert result["phase"] == "done"
@@ -213,7 +213,7 @@ def test_long_context_trains_and_dreams_in_the_tiny_config(tiny_run):
 def test_a_model_given_the_motion_prior_starts_as_the_model_without_it():
     """The prior's input channels start at zero (`load_extending`): a model that gains the motion prior dreams, frame
     for frame, what the model it grew from dreamed, through starts, turns and a cache that rolls."""
-    from worldsim.world_model import load_extending
+    from worldsim.model.world_model import load_extending
 
     with_prior = _tiny2_model()
     cfg = preset("tiny2").model
@@ -243,9 +243,9 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run):
     encoded) is the one a dream makes from its last frame's pixels, and the loss's gradient reaches the prior's
     input weights and its gated skip."""
     import worldsim
-    from worldsim.data import LatentCache
-    from worldsim.dataset import Dataset
-    from worldsim.train import bf16_supported
+    from worldsim.training.latents import LatentCache
+    from worldsim.data.dataset import Dataset
+    from worldsim.training.trainer import bf16_supported
 
     root, _ = tiny_run
     m = worldsim.load(root / "run")

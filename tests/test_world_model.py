@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import worldsim
-from envs.actions import minerl_action_space
-from envs.indev.env import INDEV_KEYS
-from worldsim.actions import space_to_json
-from worldsim.checkpoint import CheckpointError, save_checkpoint
-from worldsim.config import PRESETS, ModelConfig, preset
-from worldsim.rollout import Dreamer
-from worldsim.world_model import WorldModel, load_extending
+from worldsim.envs.actions import minerl_action_space
+from worldsim.envs.indev.env import INDEV_KEYS
+from worldsim.model.actions import space_to_json
+from worldsim.model.checkpoint import CheckpointError, save_checkpoint
+from worldsim.model.config import PRESETS, ModelConfig, preset
+from worldsim.sampling.sampler import Dreamer
+from worldsim.model.world_model import WorldModel, load_extending
 
 
 def _tiny_model(seed=0) -> WorldModel:
@@ -272,8 +272,8 @@ def test_training_and_rollout_feed_the_same_pixel_prior(monkeypatch):
 def test_view_pitch_features_and_a_dream_carries_the_pitch_through_the_camera():
     """Each frame's pitch conditions it (sines/cosines + known flag; unknown: all zero); a dream sums the camera's
     pitch changes and clamps at +-90 degrees as the game does; an unknown pitch stays unknown."""
-    from worldsim.conditioning import pitch_features
-    from worldsim.rollout import Dreamer
+    from worldsim.model.conditioning import pitch_features
+    from worldsim.sampling.sampler import Dreamer
 
     f = pitch_features(torch.tensor([float("nan"), 0.0, 30.0, 120.0]))
     assert f.shape == (4, 9) and torch.all(f[0] == 0) and torch.all(f[1:, -1] == 1)
@@ -340,7 +340,7 @@ def test_training_noise_levels_cover_where_the_few_step_sampler_evaluates():
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from data_collect.collect import CollectConfig, collect
+    from worldsim.data_collect.collect import CollectConfig, collect
 
     out = tmp_path_factory.mktemp("data") / "ds32"
     collect(CollectConfig(episodes=3, steps=40, size=32, out=str(out), seed=5), progress=False)
@@ -352,7 +352,7 @@ def _log(run: Path) -> list[dict]:
 
 
 def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
-    from worldsim.train import train
+    from worldsim.training.trainer import train
 
     run = tmp_path / "run"
     result = train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=60, dit_steps=60, sample_every=60)
@@ -363,8 +363,8 @@ def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
     assert ae[-1] < 0.7 * ae[0] and dit[-1] < dit[0]
     assert any(r["phase"] == "heads" for r in log)
     assert list((run / "samples").glob("*.mp4"))
-    from worldsim.data import LatentCache
-    from worldsim.dataset import Dataset
+    from worldsim.training.latents import LatentCache
+    from worldsim.data.dataset import Dataset
 
     ds = Dataset(tiny_data)  # the cache carries each frame's view pitch from the recorded poses
     assert np.array_equal(LatentCache(run / "latents").pitch, np.concatenate([ds.episode(e).infos["pose"][:, 3] for e in range(len(ds))]).astype(np.float32))
@@ -386,7 +386,7 @@ def test_tiny_trains_loss_drops_and_checkpoint_round_trips(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("name", ["tiny", "tiny2"])
 def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path, name):
-    from worldsim.train import train
+    from worldsim.training.trainer import train
 
     opts = dict(ae_steps=20, dit_steps=30, decoder_steps=10, checkpoint_every=10, log_every=5, sample_every=10**6,
                 progress=False)
@@ -408,8 +408,8 @@ def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path, name):
 def test_resume_keeps_the_settings_the_run_was_started_with(tiny_data, tmp_path):
     """A run started with 12 dynamics steps and killed stays a 12-step run when resumed with no step options (the
     tiny preset says 30); an option given on resume still wins."""
-    from worldsim.checkpoint import load_train_state
-    from worldsim.train import train
+    from worldsim.model.checkpoint import load_train_state
+    from worldsim.training.trainer import train
 
     run = tmp_path / "run"
     r = train(str(tiny_data), str(run), "tiny", ae_steps=5, dit_steps=12, heads_steps=5, decoder_steps=0,
@@ -426,8 +426,8 @@ def test_decoder_fine_tuning_keeps_the_latents_and_sharpens_the_frames(tiny_data
     """`--resume --decoder-steps N` on a finished run trains the decoder alone: encoder, dynamics model and heads
     (and so every latent the dynamics model was trained on) stay bit-identical, reconstructions improve."""
     import worldsim
-    from worldsim.checkpoint import load_train_state
-    from worldsim.train import train
+    from worldsim.model.checkpoint import load_train_state
+    from worldsim.training.trainer import train
 
     opts = dict(ae_steps=5, dit_steps=5, heads_steps=5, checkpoint_every=10, log_every=5, sample_every=10**6,
                 progress=False)
@@ -449,8 +449,8 @@ def test_a_finished_run_extends_with_more_dynamics_steps(tiny_data, tmp_path):
     """`--resume --steps N` on a finished run: the dynamics phase carries on with its own optimizer state, and the
     outcome heads (which read real latents, not the dynamics model) are kept, not retrained."""
     import worldsim
-    from worldsim.checkpoint import load_train_state
-    from worldsim.train import train
+    from worldsim.model.checkpoint import load_train_state
+    from worldsim.training.trainer import train
 
     opts = dict(ae_steps=5, checkpoint_every=5, log_every=5, sample_every=10**6, progress=False, heads_steps=5)
     run = tmp_path / "run"
@@ -469,11 +469,11 @@ def test_a_finished_run_extends_with_more_dynamics_steps(tiny_data, tmp_path):
 
 
 def test_bad_checkpoints_fail_with_a_clear_error(tiny_data, tmp_path):
-    from worldsim.train import train
+    from worldsim.training.trainer import train
 
     run = tmp_path / "run"
     train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=5, dit_steps=5)
-    ckpt = worldsim.checkpoint.resolve(run)
+    ckpt = worldsim.model.checkpoint.resolve(run)
     with pytest.raises(CheckpointError, match="not found"):
         worldsim.load(tmp_path / "nothing")
     weights = ckpt / "model.safetensors"
@@ -521,7 +521,7 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
     """`--init`: the new run reuses the other run's autoencoder and latent cache, and its first prediction is the
     other model's (the prior's input weights start at zero); then it trains the dynamics model."""
     import worldsim
-    from worldsim.train import Trainer
+    from worldsim.training.trainer import Trainer
 
     old = preset("tiny")
     old.model.motion_prior = False
@@ -567,10 +567,10 @@ def test_init_from_a_model_without_the_motion_prior_starts_as_that_model(tiny_da
 def test_a_model_sampling_with_the_pixel_prior_trains_on_it(tiny_data, tmp_path):
     """The trainer caches each frame's pixel-moved predecessor (moved.f16) when the model samples with the pixel
     prior, and the trainer trains on it."""
-    from worldsim.config import preset
-    from worldsim.data import LatentCache
-    from worldsim.dataset import Dataset
-    from worldsim.train import Trainer, bf16_supported
+    from worldsim.model.config import preset
+    from worldsim.training.latents import LatentCache
+    from worldsim.data.dataset import Dataset
+    from worldsim.training.trainer import Trainer, bf16_supported
 
     p = preset("tiny")
     p.model.sampler.pixel_prior = True

@@ -1,0 +1,289 @@
+"""Training on real (tiny) rollouts: the phases, checkpoints, resume, warm starts, self forcing, DDP, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import worldsim
+from worldsim.model.checkpoint import CheckpointError, save_checkpoint
+from worldsim.sampling.sampler import Sampler
+from worldsim.training.config import preset
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from worldsim.data_collect.collect import CollectConfig, collect
+
+    out = tmp_path_factory.mktemp("data") / "ds32"
+    collect(CollectConfig(episodes=3, steps=40, size=32, out=str(out), seed=5, policy="mix"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    from worldsim.training.trainer import train
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    result = train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=40, dit_steps=40, sample_every=40,
+                   log_every=5)
+    return run, result
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_trains_every_phase_and_the_checkpoint_alone_rebuilds_the_model(tiny_run, tmp_path):
+    run, result = tiny_run
+    assert result["phase"] == "done"
+    log = _log(run)
+    ae = [r["ae_loss"] for r in log if r["phase"] == "ae"]
+    dit = [r for r in log if r["phase"] == "dit"]
+    assert ae[-1] < 0.7 * ae[0]
+    assert len(dit) == 8 and all(np.isfinite(r["dit_loss"]) and "bootstrap_loss" in r for r in dit)
+    assert np.mean([r["dit_loss"] for r in dit[-3:]]) < np.mean([r["dit_loss"] for r in dit[:2]])
+    assert any(r["phase"] == "heads" for r in log)
+    assert list((run / "samples").glob("dream_*.mp4"))
+    model = worldsim.load(run)
+    assert model.checkpoint_meta["dataset"]["episodes"] == 3 and bool(model.heads_trained) and model.start_frames == 2
+    save_checkpoint(tmp_path / "copy", model)
+    again = worldsim.load(tmp_path / "copy")
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_training_reads_the_prior_a_dream_makes(tiny_run, tiny_data):
+    """The prior training reads from the latent cache (the recorded frame before, moved by the camera action and
+    encoded) is the one a dream makes from its last frame's pixels, and the loss's gradient reaches the prior's
+    input weights and its gated skip."""
+    from worldsim.data.dataset import Dataset
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.objective import sequence_loss
+    from worldsim.training.trainer import fastest_precision_is_bf16
+
+    run, _ = tiny_run
+    m = worldsim.load(run)
+    assert m.prior is not None and any(m.cfg.camera_px_per_deg)
+    cache = LatentCache(run / "latents")
+    ep = Dataset(tiny_data).episode(1)
+    flat = torch.from_numpy(m.codec.encode_batch(ep.actions))
+    a0 = int(cache.offsets[1])
+    z, acts, known = cache.batch(np.array([a0]), 12)
+    moved = cache.moved_seq(np.array([a0]), 12)
+    prior = m.prior.sequence(moved, acts, known)[0]
+    assert torch.equal(prior[0], torch.zeros_like(prior[0]))  # an episode's first frame has no frame before it
+    frames = torch.from_numpy(np.array(ep.frames[:12]))
+    m.set_precision("bf16" if fastest_precision_is_bf16(torch.device("cpu")) else "fp32")  # as the cache was built
+    dream = m.prior(frames[:11], flat[:11])  # what a dream makes for frames 1..11 from the frames before
+    m.set_precision("fp32")
+    assert torch.allclose(prior[1:], dream, atol=0.05)  # fp16 storage of the cache, bf16 encoder kernels
+    m.train()
+    loss, _ = sequence_loss(m, z, acts, known, 0.25, 0.5, 0.8, torch.Generator().manual_seed(0), moved=moved)
+    loss.backward()
+    c = m.cfg.ae.latent_channels * m.cfg.dit.patch ** 2
+    assert m.dit.patch_in.weight.grad[:, c:].abs().sum() > 0
+    assert m.dit.prior_gate.weight.grad.abs().sum() > 0  # and the prior's skip to the prediction
+    with pytest.raises(ValueError, match="moved"):
+        sequence_loss(m, z, acts, known, 0.25, 0.5, 0.8)
+
+
+def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run):
+    """`own_dream` continues real sequences exactly as a Sampler from their start frames does (same seeds, same
+    frames), keeps the start frames real, and gives each dreamed frame the prior the dream made."""
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.objective import own_dream
+
+    run, _ = tiny_run
+    m = worldsim.load(run)
+    cache = LatentCache(run / "latents")
+    starts = np.array([0, int(cache.offsets[1]) + 3])
+    z, a, known = cache.batch(starts, 6)
+    moved = cache.moved_seq(starts, 6)
+    inputs, priors = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32")
+    s = m.start_frames
+    assert torch.equal(inputs[:, :s], z[:, :s]) and not torch.allclose(inputs[:, s:], z[:, s:], atol=1e-2)
+    seeds = [int(x) for x in np.random.default_rng(3).integers(0, 2**31 - 1, 2)]
+    ref = Sampler(m, m.decode(z[:, :s]), a[:, 1:s], seeds=seeds)
+    for t in range(s, 6):
+        ref.step(a[:, t])
+        torch.testing.assert_close(inputs[:, t], ref.pending, atol=1e-5, rtol=0)
+        torch.testing.assert_close(priors[:, t], ref.pending_prior, atol=1e-5, rtol=0)
+    assert m.precision == "fp32" and not m.training
+
+
+def test_a_self_forced_run_trains(tiny_data, tmp_path):
+    from worldsim.training.trainer import train
+
+    run = tmp_path / "sf"
+    r = train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=5, dit_steps=10, heads_steps=2,
+              log_every=1, sample_every=10**6, self_forcing=1.0)
+    assert r["phase"] == "done"
+    dit = [x for x in _log(run) if x["phase"] == "dit"]
+    assert any(x["self_forced"] == 1.0 for x in dit) and all(np.isfinite(x["dit_loss"]) for x in dit)
+
+
+def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
+    from worldsim.training.trainer import train
+
+    opts = dict(ae_steps=20, dit_steps=30, decoder_steps=10, checkpoint_every=10, log_every=5, sample_every=10**6,
+                progress=False)
+    train(str(tiny_data), str(tmp_path / "straight"), "tiny", **opts)
+    r = train(str(tiny_data), str(tmp_path / "split"), "tiny", stop_after=12, **opts)  # stops inside the AE phase
+    assert r["stopped_early"] and r["phase"] == "ae"
+    r = train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, stop_after=17, **opts)  # inside dynamics
+    assert r["stopped_early"] and r["phase"] == "dit"
+    with open(tmp_path / "split" / "log.jsonl", "a") as f:  # a line written after the last checkpoint, then killed
+        f.write(json.dumps({"phase": "dit", "step": 99, "dit_loss": 0.0}) + "\n")
+    train(str(tiny_data), str(tmp_path / "split"), "tiny", resume=True, **opts)
+    key = lambda r: (r["phase"], r["step"], [r.get(f"{p}_loss") for p in ("ae", "dit", "heads", "decoder")])  # noqa: E731
+    straight = [key(r) for r in _log(tmp_path / "straight")]
+    split = [key(r) for r in _log(tmp_path / "split")]
+    assert [k for k in straight if k[0] == "heads"] and [k for k in straight if k[0] == "decoder"]
+    assert split == straight
+
+
+def test_resume_keeps_the_settings_the_run_was_started_with(tiny_data, tmp_path):
+    """A run started with 12 dynamics steps and killed stays a 12-step run when resumed with no step options (the
+    tiny preset says 30); an option given on resume still wins, and a finished run extended with more dynamics
+    steps keeps its heads."""
+    from worldsim.model.checkpoint import load_train_state
+    from worldsim.training.trainer import train
+
+    run = tmp_path / "run"
+    r = train(str(tiny_data), str(run), "tiny", ae_steps=5, dit_steps=12, heads_steps=5, decoder_steps=0,
+              checkpoint_every=4, sample_every=10**6, progress=False, stop_after=9)
+    assert r["stopped_early"] and r["phase"] == "dit"
+    assert train(str(tiny_data), str(run), "tiny", resume=True, progress=False)["phase"] == "done"
+    assert load_train_state(run)[1]["dit_done"] == 12
+    assert max(rec["step"] for rec in _log(run) if rec["phase"] == "dit") <= 12
+    before = worldsim.load(run)
+    train(str(tiny_data), str(run), "tiny", resume=True, progress=False, dit_steps=16)
+    assert load_train_state(run)[1]["dit_done"] == 16
+    after = worldsim.load(run)
+    assert all(torch.equal(p, q) for (n, p), q in zip(before.state_dict().items(), after.state_dict().values())
+               if n.startswith("heads."))
+    assert not torch.equal(before.dit.blocks[0].qkv.weight, after.dit.blocks[0].qkv.weight)
+
+
+def test_decoder_fine_tuning_keeps_the_latents_and_sharpens_the_frames(tiny_data, tmp_path):
+    """A finished run resumed with decoder steps trains the decoder alone: encoder, dynamics model and heads (and
+    so every latent the dynamics model was trained on) stay bit-identical, reconstructions improve."""
+    from worldsim.model.checkpoint import load_train_state
+    from worldsim.training.trainer import train
+
+    opts = dict(ae_steps=5, dit_steps=5, heads_steps=5, checkpoint_every=10, log_every=5, sample_every=10**6,
+                progress=False)
+    run = tmp_path / "run"
+    assert train(str(tiny_data), str(run), "tiny", decoder_steps=0, **opts)["phase"] == "done"
+    before = worldsim.load(run)
+    assert train(str(tiny_data), str(run), "tiny", resume=True, decoder_steps=60, decoder_lr=3e-3, **opts)["phase"] == "done"
+    after = worldsim.load(run)
+    assert load_train_state(run)[1]["decoder_done"] == 60 and after.checkpoint_meta["decoder_steps"] == 60
+    changed = {n.split(".")[0] + "." + n.split(".")[1] for (n, p), q in zip(before.state_dict().items(),
+                                                                          after.state_dict().values()) if not torch.equal(p, q)}
+    assert changed == {"ae.decoder"}
+    log = [r for r in _log(run) if r["phase"] == "decoder"]
+    assert log[-1]["decoder_psnr"] > log[0]["decoder_psnr"]
+    assert [r["phase"] for r in _log(run)].count("dit") == 1  # the first sitting's log lines are kept
+
+
+def test_a_warm_start_keeps_the_export_raw_and_averaged(tiny_run, tiny_data, tmp_path):
+    """`--init` from an export made with the raw weights starts the new run with the source's EMA as its EMA and
+    the raw weights as its raw weights (nothing lost); from a plain export, both from the EMA. Its autoencoder,
+    heads and latent cache are the source's; another autoencoder is refused naming the option."""
+    from safetensors.torch import load_file
+
+    from worldsim.cli import main
+    from worldsim.model.checkpoint import RAW_WEIGHTS, raw_dynamics
+    from worldsim.training.trainer import Trainer
+
+    run, _ = tiny_run
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "exp"), "--raw"]) == 0
+    raw = load_file(str(tmp_path / "exp" / RAW_WEIGHTS))
+    assert set(raw) == {k for k in worldsim.load(run).state_dict() if k.startswith("dit.")}
+    torch.testing.assert_close(raw, raw_dynamics(run))
+    p = preset("tiny")
+    t = Trainer(str(tiny_data), str(tmp_path / "warm"), p.model, p.train, progress=False, init=str(tmp_path / "exp"))
+    src = worldsim.load(tmp_path / "exp")
+    assert t.phase == "dit"
+    assert all(torch.equal(t.model.state_dict()[k], v) for k, v in raw.items())
+    assert all(torch.equal(t.ema.model.state_dict()[k], v) for k, v in src.state_dict().items())
+    assert torch.equal(t.model.ae.encoder.net[0].weight, src.ae.encoder.net[0].weight) and bool(t.model.heads_trained)
+    assert t.model.cfg.camera_px_per_deg == src.cfg.camera_px_per_deg  # a warm start continues that model
+    from_run = Trainer(str(tiny_data), str(tmp_path / "warm2"), p.model, p.train, progress=False, init=str(run))
+    assert from_run.phase == "dit"  # a run's latent cache is reused (linked) when the data is the same
+    assert (tmp_path / "warm2" / "latents" / "latents.f16").stat().st_size == (run / "latents" / "latents.f16").stat().st_size
+    assert main(["export", "--checkpoint", str(tmp_path / "exp"), "--out", str(tmp_path / "fp16"), "--fp16"]) == 0
+    assert not (tmp_path / "fp16" / RAW_WEIGHTS).exists()
+    assert main(["export", "--checkpoint", str(tmp_path / "fp16"), "--out", str(tmp_path / "x"), "--raw"]) == 2
+    bad = preset("tiny")
+    bad.model.ae.latent_channels = 8
+    with pytest.raises(ValueError, match="--init"):
+        Trainer(str(tiny_data), str(tmp_path / "bad"), bad.model, bad.train, progress=False, init=str(tmp_path / "exp"))
+
+
+def test_bad_checkpoints_fail_with_a_clear_error(tiny_run, tmp_path):
+    import shutil
+
+    run, _ = tiny_run
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(worldsim.model.checkpoint.resolve(run), ckpt)
+    with pytest.raises(CheckpointError, match="not found"):
+        worldsim.load(tmp_path / "nothing")
+    weights = ckpt / "model.safetensors"
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        worldsim.load(ckpt)
+    weights.write_bytes(blob)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model"]["dit"]["width"] = 96
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="does not match"):
+        worldsim.load(ckpt)
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        worldsim.load(ckpt)
+
+
+def test_the_train_command_takes_every_config_field_by_its_name(tiny_data, tmp_path):
+    """`worldsim train` has one option per TrainConfig field, named and measured as the field, with its docstring
+    as help; what it is given reaches the run's config."""
+    import dataclasses
+
+    from worldsim.cli import build_parser, main
+    from worldsim.training.config import TrainConfig
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in help_text, f.name
+    assert "Seconds the whole run may take" in help_text and "--no-bf16" in help_text
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_data), "--preset", "tiny", "--out", str(run), "--ae-steps", "3",
+                 "--dit-steps", "4", "--heads-steps", "2", "--self-forcing", "0.5", "--no-bf16", "--quiet"]) == 0
+    stored = json.loads((run / "run.json").read_text())["train"]
+    assert (stored["ae_steps"], stored["dit_steps"], stored["self_forcing"], stored["bf16"]) == (3, 4, 0.5, False)
+
+
+def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash shows where it happened
+    with socket.socket() as sock:  # a free port: a fixed one can still be held by an earlier run (TIME_WAIT)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "worldsim.cli", "train", "--data", str(tiny_data), "--preset", "tiny", "--out", str(run),
+           "--ae-steps", "6", "--dit-steps", "6", "--num-threads", "1", "--quiet", "--sample-every", "1000"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sync = json.loads((run / "ddp_sync.json").read_text())
+    assert sync["world_size"] == 2 and sync["in_sync"]
+    assert sync["checksums"][0] == sync["checksums"][1]

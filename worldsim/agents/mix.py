@@ -1,0 +1,131 @@
+"""The collector's policy mix: what users do in a world model, in segments of a few seconds each.
+
+A model only holds its world under the behaviours it was trained on. People who try a neural Minecraft stand
+still, turn away and back, press random keys and play; a dataset of human-like exploration alone moves the
+camera on 97 % of steps, so a still camera is almost never seen. This policy switches between:
+
+- ``explore``: the human-like explorer (`worldsim.agents.explore.ExploreAgent`);
+- ``idle``: every key released and the camera exactly still, for one to five seconds;
+- ``random``: uniform random actions, as ``action_space.sample()`` draws them (camera anywhere in its Box);
+- ``sweep``: turn away (90 or 180 degrees of yaw) or look down, hold a moment, and come back by the same
+  amount, keys released: the return leg shows again what the start showed (a memory test the data teaches).
+
+`mode` names what the last action came from; the collector records it per step (`MODES` gives the ids), so
+`worldsim stats` can report the mix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.spaces import Box, Dict, Discrete
+
+from worldsim.agents.explore import ExploreAgent
+
+MODES = ("explore", "idle", "random", "sweep")
+# per segment, so that of the steps about half explore, a fifth idle and the rest split between random keys and
+# sweeps (segments differ in length: explore 250 steps on average, idle and random 60, a sweep about 25)
+WEIGHTS = np.array([0.15, 0.25, 0.18, 0.42])
+DURATION = {"explore": (100, 400), "idle": (20, 100), "random": (20, 100)}
+PITCH_LIMIT = 90.0  # the game clamps the view's pitch here
+
+
+class MixAgent:
+    MODES = MODES  # the collector records `MODES.index(mode)` per step
+
+    def __init__(self, action_space: Dict, seed: int | None = None, seek_trees: bool = False):
+        """seek_trees: the explorer goes to trees and chops them (policy `mix-trees`), so a dataset holds trees
+        being chopped, which Treechop's reward heads learn from."""
+        self.action_space = action_space
+        self.explorer = ExploreAgent(action_space, seed=seed, seek_trees=seek_trees)
+        self.rng = np.random.default_rng(seed)
+        self.has_camera = isinstance(action_space.spaces.get("camera"), Box)
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.explorer.reset(seed=None if seed is None else seed + 1)
+        self.pitch = 0.0  # our own estimate of the view's pitch (the game starts level), clamped as the game does
+        self.mode = "explore"
+        self.left = 0
+        self.plan: list[np.ndarray] = []  # a sweep's camera moves, one per step
+        self._closing = False
+        self.started = False
+
+    def _next_segment(self) -> None:
+        r = self.rng
+        mode = str(r.choice(MODES, p=WEIGHTS)) if self.started else "explore"  # explore first: out of the hut
+        self.started = True
+        if mode == "sweep" and not self.has_camera:
+            mode = "idle"
+        self.mode = mode
+        if mode == "sweep":
+            self.plan = self._sweep_plan()
+            self.left = len(self.plan)
+        else:
+            lo, hi = DURATION[mode]
+            self.left = int(r.integers(lo, hi + 1))
+        if mode == "explore":
+            self.explorer.pitch = self.pitch  # it steers its own pitch estimate back to a comfortable range
+
+    def _sweep_plan(self) -> list[np.ndarray]:
+        """Camera moves [pitch, yaw] for one away-and-back sweep: equal steps out, a pause, the same steps back."""
+        r = self.rng
+        speed = float(r.uniform(5.0, 15.0))
+        if r.random() < 0.7:  # turn away and back
+            total = float(r.choice([90.0, 180.0])) * float(r.choice([-1.0, 1.0]))
+            n = max(1, int(round(abs(total) / speed)))
+            out = [np.array([0.0, total / n], np.float32)] * n
+        else:  # look down (or up, when already looking down) and back, within the game's clamp
+            target = float(r.uniform(50.0, 80.0))
+            total = target - self.pitch if self.pitch < 20 else -float(r.uniform(40.0, 70.0)) - self.pitch
+            total = float(np.clip(self.pitch + total, -PITCH_LIMIT, PITCH_LIMIT) - self.pitch)
+            n = max(1, int(round(abs(total) / speed)))
+            out = [np.array([total / n, 0.0], np.float32)] * n
+        hold = [np.zeros(2, np.float32)] * int(r.integers(0, 11))
+        return out + hold + [-m for m in out]
+
+    def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.left <= 0:
+            self._next_segment()
+        self.left -= 1
+        gui_open = bool(info and info.get("gui") is not None)
+        if self.mode == "explore":
+            action = self.explorer.act(observation, info)
+        elif gui_open and self.mode in ("idle", "sweep") and "inventory" in self.action_space.spaces:
+            action = self._released()  # random keys left a GUI open: close it first (a key press, then release)
+            action["inventory"] = np.int64(not self._closing)
+            self._closing = not self._closing
+            self.left += 1
+        elif self.mode == "random":
+            action = self._random()
+        else:
+            action = self._released()
+            if self.mode == "sweep":
+                action["camera"] = self.plan[len(self.plan) - 1 - self.left].copy()
+        if self.has_camera:
+            self.pitch = float(np.clip(self.pitch + float(action["camera"][0]), -PITCH_LIMIT, PITCH_LIMIT))
+        return action
+
+    def _released(self) -> dict[str, Any]:
+        """Every key released (its no-op value), the camera exactly still."""
+        action: dict[str, Any] = {}
+        for key, sub in self.action_space.spaces.items():
+            if isinstance(sub, Discrete):
+                action[key] = np.int64(sub.start)
+            elif isinstance(sub, Box):
+                action[key] = np.zeros(sub.shape, sub.dtype)
+        return action
+
+    def _random(self) -> dict[str, Any]:
+        """What `action_space.sample()` draws (every Discrete uniform, every Box uniform over its bounds), from
+        this policy's own seeded stream."""
+        action: dict[str, Any] = {}
+        for key, sub in self.action_space.spaces.items():
+            if isinstance(sub, Discrete):
+                action[key] = np.int64(sub.start + self.rng.integers(sub.n))
+            elif isinstance(sub, Box):
+                action[key] = self.rng.uniform(sub.low, sub.high).astype(sub.dtype)
+        return action

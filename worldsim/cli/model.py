@@ -1,0 +1,97 @@
+"""Model commands: `train` (autoencoder, dynamics model, outcome heads; resumable, torchrun-ready), `continue` (the
+project's model, from wherever it got to) and `export` (a self-contained inference checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from worldsim.cli.options import add_command, add_world_model
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_config_options(p: argparse.ArgumentParser, cls) -> list[str]:
+    """One option per field of a config dataclass, named as the field (`dit_steps` -> `--dit-steps`), in the field's
+    unit, its docstring as help; left out, a field keeps the preset's (or the resumed run's) value."""
+    from worldsim.model.config import field_docs
+
+    docs, names = field_docs(cls), []
+    group = p.add_argument_group(f"{cls.__name__} fields (default: the preset's)")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        if kind == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=docs.get(f.name))
+        else:
+            group.add_argument(flag, type=_TYPES[kind], default=None, metavar=kind.upper(), help=docs.get(f.name))
+        names.append(f.name)
+    return names
+
+
+def _train(a: argparse.Namespace) -> int:
+    from worldsim.training.trainer import train
+
+    overrides = {name: getattr(a, name) for name in a.config_fields}
+    result = train(a.data, a.out, a.preset, resume=a.resume, progress=not a.quiet, init=a.init,
+                   time_limit_s=a.time_limit_s, **overrides)
+    print(json.dumps(result))
+    code = 0 if result.get("replicas_in_sync", True) else 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker leaves here, its results written: at interpreter teardown, after every Python frame
+        # has returned, a gloo-backed worker aborts now and then ("terminate called without an active exception",
+        # SIGABRT) and torchrun then fails the whole job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _export(a: argparse.Namespace) -> int:
+    import worldsim
+    from worldsim.data.dataset import Dataset
+    from worldsim.model.checkpoint import resolve, save_derived
+    from worldsim.model.openings import cut_openings, load_openings
+
+    src = resolve(a.checkpoint)
+    model = worldsim.load(src)
+    if a.sampling_steps:  # the default the exported model samples with (env/play/eval can still override it)
+        from worldsim.model.shortcut import step_index
+
+        step_index(a.sampling_steps, model.cfg.dit.step_levels)
+        model.cfg.sampler.steps = a.sampling_steps
+    bank = cut_openings(Dataset(a.data), model.codec, model.start_frames, n=a.openings, seed=a.seed) if a.data else load_openings(src)
+    out = save_derived(src, a.out, model, half=a.fp16, openings=bank, raw=a.raw)
+    size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
+    print(f"exported {src} -> {out} ({size:.1f} MB, {0 if bank is None else len(bank['frames'])} openings)")
+    return 0
+
+
+def register(sub) -> None:
+    from worldsim.training.config import PRESETS, TrainConfig
+
+    t = add_command(sub, "train", "train a world model on a dataset: autoencoder, dynamics model, outcome heads "
+                    "(resumable, torchrun-ready)", _train)
+    t.add_argument("--data", required=True, help="dataset folder (from `worldsim collect`)")
+    t.add_argument("--preset", default="small", choices=list(PRESETS), help="small: the shipped design; tiny: tests")
+    t.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, dream videos")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    t.add_argument("--init", help="a fresh run starts from this checkpoint or run: its autoencoder (and latent "
+                   "cache), heads and dynamics weights; trains the dynamics model from there")
+    t.add_argument("--time-limit-s", type=float, help="seconds: checkpoint and stop after this long (resume later)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(config_fields=add_config_options(t, TrainConfig))
+
+    ex = add_command(sub, "export", "a self-contained inference checkpoint (EMA weights, config, opening clips)", _export)
+    add_world_model(ex, required=True, checkpoint_help="checkpoint or run folder to export (its EMA weights)")
+    ex.add_argument("--out", required=True, help="folder to write")
+    ex.add_argument("--data", help="dataset to cut the bank of real opening clips from (default: the source's bank)")
+    ex.add_argument("--openings", type=int, default=32, help="opening clips in the bank")
+    ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
+    ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size; not for warm starts)")
+    ex.add_argument("--raw", action="store_true", help="also store the raw dynamics weights (fp32) beside the EMA, so "
+                    "a warm start from the export (`train --init`, `continue`) loses nothing")

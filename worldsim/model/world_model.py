@@ -1,0 +1,175 @@
+"""The world model: a tokenizer, a dynamics network and outcome heads, composed.
+
+    ae     frames (H, W, 3) <-> latent grids (C, h, w)            `worldsim.model.autoencoder`
+    dit    noisy latent frames + conditioning -> clean frames     `worldsim.model.transformer`
+    heads  (frame t, frame t+1, action) -> events, termination    `worldsim.model.heads`
+    prior  the last frame moved by the camera action (no weights) `worldsim.model.motion_prior`
+
+Latents are standardised per channel (`latent_mean`, `latent_std`, measured on the training data), so the
+diffusion noise has the data's scale. An action enters as a flat vector (`worldsim.model.actions.ActionCodec`)
+and is featurised once (`features`); the dynamics network and the heads read the same features. The objective
+lives in `worldsim.training.objective`, the rollout state of dreams in `worldsim.sampling.sampler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import time
+
+import torch
+from gymnasium.spaces import Box
+from torch import nn
+
+from worldsim.model import shortcut
+from worldsim.model.actions import ActionCodec, space_from_json
+from worldsim.model.autoencoder import Autoencoder, to_pixels, to_uint8
+from worldsim.model.config import ModelConfig
+from worldsim.model.heads import OutcomeHeads
+from worldsim.model.motion_prior import MotionPrior
+from worldsim.model.transformer import SpaceTimeTransformer
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if not cfg.action_space_json:
+            raise ValueError("ModelConfig.action_space_json is empty: the model must know its action space")
+        shortcut.step_index(cfg.sampler.steps, cfg.dit.step_levels)  # a power of two the shortcut steps reach
+        if not 0 < cfg.sampler.context_noise < 1:
+            raise ValueError(f"SamplerConfig.context_noise must lie in (0, 1), got {cfg.sampler.context_noise}")
+        self.cfg = cfg
+        self.precision = "fp32"  # inference numerics; see set_precision
+        self.codec = ActionCodec(space_from_json(cfg.action_space_json))
+        box = torch.zeros(self.codec.dim, dtype=torch.bool)
+        for key, sub in self.codec.space.spaces.items():
+            if isinstance(sub, Box):
+                box[self.codec.slices[key]] = True
+        self.register_buffer("box_mask", box, persistent=False)
+        c, hw = cfg.ae.latent_channels, cfg.latent_hw
+        self.ae = Autoencoder(cfg.ae)
+        self.dit = SpaceTimeTransformer(cfg.dit, c, hw, cfg.context, self.codec.dim + 1, prior=cfg.motion_prior)
+        self.heads = OutcomeHeads(c, self.codec.dim + 1, len(cfg.outcome_events))
+        self.register_buffer("heads_trained", torch.zeros((), dtype=torch.bool))  # set once the heads phase ran
+        self.register_buffer("latent_mean", torch.zeros(c))
+        self.register_buffer("latent_std", torch.ones(c))
+        self.prior = (MotionPrior(self.codec.slices.get("camera"), cfg.camera_px_per_deg, cfg.prior_fill,
+                                  cfg.ae.downsample, self.encode) if cfg.motion_prior else None)
+
+    @property
+    def start_frames(self) -> int:
+        """Real frames a dream starts from (its cache fills as the dream goes on)."""
+        return min(self.cfg.start_frames, self.cfg.context)
+
+    @property
+    def device(self) -> torch.device:
+        return self.latent_mean.device
+
+    # ----- numerics -----
+    def set_precision(self, precision: str) -> WorldModel:
+        """Inference numerics: "fp32", "bf16" (autocast; the model trains under bf16 autocast) or "auto" (whichever
+        is measured faster on this machine: `fastest_precision`). Weights stay fp32."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = fastest_precision(self) if precision == "auto" else precision
+        return self
+
+    def autocast(self):
+        """The autocast context of this model's inference precision."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    # ----- frames <-> standardised latents -----
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (..., H, W, 3) -> standardised latents (..., C, h, w)."""
+        lead = frames.shape[:-3]
+        x = to_pixels(frames.reshape(-1, *frames.shape[-3:]).to(self.device))
+        with self.autocast():
+            z = self.ae.encode(x)
+        z = (z.float() - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+        return z.reshape(*lead, *z.shape[1:])
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """standardised latents (..., C, h, w) -> uint8 frames (..., H, W, 3)."""
+        lead = z.shape[:-3]
+        z = z.reshape(-1, *z.shape[-3:]).float() * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+        with self.autocast():
+            x = self.ae.decode(z)
+        return to_uint8(x.float()).reshape(*lead, *self.cfg.frame_hw, 3)
+
+    # ----- actions -----
+    def features(self, flat: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """Flat actions (..., A) -> what the networks read (..., A + 1): Box entries (the camera) through a signed
+        log, sign(x) log(1 + |x|), so a 0.15 degree turn and a 30 degree turn both stay distinct numbers; then a
+        flag saying whether the action is known at all (an episode's first frame has none leading into it)."""
+        flat = flat.float()
+        flat = torch.where(self.box_mask, torch.sign(flat) * torch.log1p(flat.abs()), flat)
+        if known is None:
+            known = torch.ones(flat.shape[:-1], device=flat.device)
+        return torch.cat([flat * known[..., None], known[..., None].float()], dim=-1)
+
+    # ----- outcomes -----
+    @torch.no_grad()
+    def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted events (B, E) in {0, 1} (`cfg.outcome_events`) and termination (B,) of the transition
+        z_prev -> z_next under action features (B, A + 1); zeros / False when the heads were never trained."""
+        b = z_prev.shape[0]
+        if not bool(self.heads_trained):
+            return (torch.zeros(b, len(self.cfg.outcome_events), device=z_prev.device),
+                    torch.zeros(b, dtype=torch.bool, device=z_prev.device))
+        return self.heads.predict(z_prev.float(), z_next.float(), feats.float())
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """The CPU has native bf16 dot products (AVX512-BF16 or AMX); elsewhere bf16 is emulated, far slower."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fastest_precision(model: WorldModel) -> str:
+    """"bf16" or "fp32", whichever runs this model's frame faster here, measured once per model shape and
+    device (a few passes of one frame at batch 1). Why not read the CPU's flags: with AVX512-BF16 a 2-core Zen 4
+    runs a frame ~1.3x faster in bf16, while a Xeon with AMX ran the same model slower in bf16 than in fp32."""
+    if model.device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if model.device.type != "cpu":
+        return "fp32"
+    key = json.dumps({"dit": model.cfg.dit.__dict__, "hw": model.cfg.latent_hw, "threads": torch.get_num_threads()},
+                     sort_keys=True, default=str)
+    if key in _CHOICES:
+        return _CHOICES[key]
+    if not cpu_has_bf16():  # emulated bf16: several times slower, not worth measuring
+        return "fp32"
+    c, (h, w) = model.cfg.ae.latent_channels, model.cfg.latent_hw
+    x = torch.zeros(1, 1, model.dit.c_in, h, w)
+    level, step = torch.full((1, 1), 0.5), torch.zeros(1, 1, dtype=torch.long)
+    feats = torch.zeros(1, 1, model.codec.dim + 1)
+    best = {}
+    with torch.no_grad():
+        for precision in ("fp32", "bf16"):
+            ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
+            try:
+                with ctx:
+                    model.dit(x, level, step, feats)
+                    times = []
+                    for _ in range(5):
+                        t0 = time.perf_counter()
+                        model.dit(x, level, step, feats)
+                        times.append(time.perf_counter() - t0)
+            except RuntimeError:  # no bf16 kernels here
+                continue
+            best[precision] = min(times)
+    _CHOICES[key] = min(best, key=best.get)
+    return _CHOICES[key]
+
+
+_CHOICES: dict[str, str] = {}

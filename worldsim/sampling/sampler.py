@@ -1,0 +1,199 @@
+"""The sampler: the rollout state of a batch of dreams, and how each next frame is generated.
+
+Every user of dreams goes through `Sampler`: the single env, the vector env, play, eval, the benches, RL and
+self-forcing training. Per row (dream) it holds
+
+- a rolling key/value cache of the last `context` finished frames (`KVCache`): a finished frame enters it
+  corrupted to the context signal level 1 - `context_noise` (as training labels a dream's past), in the same
+  network pass as the next frame's first denoising step, so a frame costs one frame of work at any length;
+- its own noise generator, so a dream never depends on its batch mates (sub-env i of a vector env seeded s
+  dreams what a single env seeded s + i dreams, up to the kernels' rounding at another batch size);
+- the newest frame's pixels, from which the next frame's motion prior is made;
+- the camera's pitch, summed from the camera actions and clamped as the game clamps it (reported in `info`);
+- the last two latents, which the outcome heads read.
+
+An action is converted to a tensor and featurised once per step; the denoiser and the heads share the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worldsim.model import shortcut
+from worldsim.model.transformer import KVCache
+from worldsim.model.world_model import WorldModel
+
+
+@dataclass
+class Dreamed:
+    """One step of a batch of dreams."""
+
+    frames: np.ndarray
+    """(B, H, W, 3) uint8: the new frames."""
+    events: np.ndarray
+    """(B, E) float in {0, 1}: the outcome heads' events of the step (`ModelConfig.outcome_events`)."""
+    terminated: np.ndarray
+    """(B,) bool: the heads' termination (death)."""
+
+
+class Sampler:
+    """A batch of B dreams of a world model; rows restart independently (`reset_rows`)."""
+
+    def __init__(self, model: WorldModel, frames: np.ndarray | torch.Tensor, actions: np.ndarray | torch.Tensor | None = None,
+                 steps: int | None = None, seeds: list[int] | None = None, pitch: np.ndarray | None = None):
+        """frames (B, S, H, W, 3) uint8 real frames to start from (1 <= S <= context), actions (B, S-1, A) flat
+        (None: unknown); steps: shortcut steps per frame (default the model's); seeds: one per row (default
+        random); pitch (B,): the camera's pitch at the last start frame, degrees (NaN or None: unknown)."""
+        self.model = model
+        self.steps = steps or model.cfg.sampler.steps
+        shortcut.step_index(self.steps, model.cfg.dit.step_levels)
+        dev = model.device
+        b = len(frames)
+        c, (h, w) = model.cfg.ae.latent_channels, model.cfg.latent_hw
+        self.cache = model.dit.new_cache(b, dev)
+        self.pending_feats = torch.zeros(b, model.codec.dim + 1, device=dev)
+        self.time = torch.zeros(b, dtype=torch.int64, device=dev)  # the pending frame's time stamp
+        # the last two frames (the outcome heads read them); the newest is not in the cache yet (`pending`)
+        self.latents = torch.zeros(b, 2, c, h, w, device=dev)
+        self.pending_prior = torch.zeros(b, c, h, w, device=dev) if model.prior else None
+        self.last_frame = torch.zeros(b, *model.cfg.frame_hw, 3, dtype=torch.uint8, device=dev)
+        self.pitch = torch.full((b,), float("nan"), device=dev)
+        if seeds is None:
+            seeds = torch.randint(0, 2**31 - 1, (b,)).tolist()
+        self.generators = [torch.Generator(device=dev) for _ in range(b)]
+        self.reset_rows(list(range(b)), frames, actions, seeds, pitch)
+
+    @property
+    def pending(self) -> torch.Tensor:
+        """The newest frame of every dream (B, C, h, w): it enters the cache with the next frame's first step."""
+        return self.latents[:, 1]
+
+    @torch.no_grad()
+    def reset_rows(self, rows: list[int] | torch.Tensor, frames: np.ndarray | torch.Tensor,
+                   actions: np.ndarray | torch.Tensor | None, seeds: list[int] | None = None,
+                   pitch: np.ndarray | None = None) -> None:
+        """Restart dreams `rows` from real frames (R, S, H, W, 3) and the actions between them (R, S-1, A)."""
+        m = self.model
+        dev = self.time.device
+        rows = torch.as_tensor(rows, dtype=torch.long, device=dev)
+        frames = frames.to(dev) if torch.is_tensor(frames) else torch.tensor(np.asarray(frames), device=dev)
+        r, s = frames.shape[:2]
+        if frames.ndim != 5 or frames.shape[-1] != 3 or frames.dtype != torch.uint8 or r != len(rows) or s < 1 \
+                or tuple(frames.shape[2:4]) != m.cfg.frame_hw:
+            raise ValueError(f"start frames must be uint8 (R={len(rows)}, S, {m.cfg.frame_hw[0]}, {m.cfg.frame_hw[1]}, 3), "
+                             f"got {tuple(frames.shape)} {frames.dtype}")
+        if s > m.cfg.context:
+            raise ValueError(f"a dream starts from at most {m.cfg.context} frames (the model's context), got {s}")
+        flat = torch.zeros(r, s, m.codec.dim, device=dev)
+        known = torch.zeros(r, s, device=dev)
+        if actions is not None and s > 1:
+            a = _tensor(actions, dev)
+            if a.shape != (r, s - 1, m.codec.dim):
+                raise ValueError(f"start actions must be (R, S-1, A) = ({r}, {s - 1}, {m.codec.dim}), got {tuple(a.shape)}")
+            flat[:, 1:], known[:, 1:] = a, 1.0
+        if seeds is not None:
+            for i, sd in zip(rows.tolist(), seeds):
+                self.generators[i].manual_seed(int(sd))
+        z = m.encode(frames)
+        feats = m.features(flat, known)
+        prior = None
+        if m.prior is not None:  # each start frame's prior: the frame before it moved by the action between them
+            moved = torch.zeros_like(z)
+            if s > 1:
+                moved[:, 1:] = m.prior.moved(frames[:, :-1].reshape(-1, *frames.shape[2:]),
+                                             flat[:, 1:].reshape(-1, flat.shape[-1])).reshape(r, s - 1, *z.shape[2:])
+            prior = m.prior.sequence(moved, flat, known)  # as training makes it from the latent cache
+        part = self.cache.subset(rows)
+        part.clear_rows(torch.arange(r, device=dev))
+        if s > 1:  # every start frame but the last goes into the cache now; the last joins the first step
+            eps = torch.stack([torch.randn(z.shape[1:], generator=self.generators[i], device=dev)[: s - 1]
+                               for i in rows.tolist()])
+            x, level, step = self._as_context(z[:, :-1], eps)
+            with m.autocast():
+                m.dit(self._with_prior(x, None if prior is None else prior[:, :-1]), level, step, feats[:, :-1].to(x.dtype),
+                      torch.arange(s - 1, device=dev).expand(r, s - 1), part, write=s - 1)
+        self.cache.scatter(rows, part)
+        if prior is not None:
+            self.pending_prior[rows] = prior[:, -1]
+        self.last_frame[rows] = frames[:, -1]
+        self.pending_feats[rows] = feats[:, -1]
+        self.time[rows] = s - 1
+        self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
+        p = torch.full((r,), float("nan"), device=dev) if pitch is None else torch.as_tensor(
+            np.asarray(pitch, np.float32), device=dev).reshape(r)
+        self.pitch[rows] = p.clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
+
+    @torch.no_grad()
+    def step(self, flat_actions: np.ndarray | torch.Tensor) -> Dreamed:
+        """Advance every dream by one frame under flat actions (B, A): the new frames and the heads' outcomes."""
+        m = self.model
+        a = _tensor(flat_actions, self.time.device)
+        if a.shape != (len(self.time), m.codec.dim):
+            raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
+        feats = m.features(a)
+        prior = m.prior(self.last_frame, a) if m.prior is not None else None
+        z = self._generate(feats, prior)
+        frames = m.decode(z)
+        self.latents = torch.stack([self.pending, z], dim=1)
+        events, terminated = m.outcome(self.latents[:, 0], z, feats)
+        self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames
+        self.time = self.time + 1
+        cam = m.codec.slices.get("camera")
+        if cam is not None:
+            self.pitch = (self.pitch + a[:, cam.start]).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
+        return Dreamed(frames.cpu().numpy(), events.cpu().numpy(), terminated.cpu().numpy())
+
+    def _as_context(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Finished frames z (B, F, C, h, w) as a dream's context is fed: corrupted to signal 1 - context_noise with
+        noise eps, at the smallest step size. Returns the input (in the network's dtype), levels and step indices."""
+        m = self.model
+        level = torch.full(z.shape[:2], 1 - m.cfg.sampler.context_noise, device=z.device)
+        step = torch.full(z.shape[:2], m.cfg.dit.step_levels, dtype=torch.long, device=z.device)
+        return shortcut.mix(z.float(), eps.float(), level), level, step
+
+    def _with_prior(self, x: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """The network's input: frames x (B, F, C, h, w) and, for a model with the motion prior, their priors."""
+        return x if prior is None else torch.cat([x, prior.to(x.dtype)], dim=2)
+
+    def _generate(self, feats: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """The next latent frame (B, C, h, w): the pending frame enters the cache in the first denoising pass
+        (with its features, prior and context noise), then `steps` shortcut steps from noise under the new
+        action's features (and the new frame's prior)."""
+        m = self.model
+        shape = self.latents.shape[2:]
+        noise = torch.stack([torch.randn((2, *shape), generator=g, device=self.time.device) for g in self.generators])
+        x_ctx, l_ctx, s_ctx = self._as_context(self.pending[:, None], noise[:, :1])
+        x_ctx = self._with_prior(x_ctx, None if self.pending_prior is None else self.pending_prior[:, None])
+        new_prior = None if prior is None else prior[:, None]
+        time, first = self.time, [True]
+
+        def predict(z: torch.Tensor, level: torch.Tensor, i: int) -> torch.Tensor:
+            step = torch.full_like(time, i)
+            z = self._with_prior(z[:, None], new_prior)
+            with m.autocast():
+                if first[0]:  # the pending frame and the new one in one pass; the pending frame is written
+                    first[0] = False
+                    out = m.dit(torch.cat([x_ctx, z], 1), torch.cat([l_ctx, level[:, None]], 1),
+                                torch.cat([s_ctx, step[:, None]], 1), torch.stack([self.pending_feats, feats], 1),
+                                torch.stack([time, time + 1], 1), self.cache, write=1)
+                    return out[:, 1].float()
+                return m.dit(z, level[:, None], step[:, None], feats[:, None], (time + 1)[:, None], self.cache)[:, 0].float()
+
+        return shortcut.sample(predict, noise[:, 1], self.steps, m.cfg.dit.step_levels)
+
+
+def _tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Flat actions as a float32 tensor on the model's device (one conversion)."""
+    return x.float().to(device) if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, np.float32), device=device)
+
+
+def dream(model: WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int | None = None,
+          seed: int = 0) -> np.ndarray:
+    """An open-loop dream of one clip: start from its first `start_frames` real frames (T, H, W, 3) and the
+    actions between them, replay the flat actions (T-1, A) after; returns the T - start_frames dreamed frames."""
+    k = model.start_frames
+    s = Sampler(model, frames[None, :k], actions[None, : k - 1], steps=steps, seeds=[seed])
+    return np.stack([s.step(actions[None, t - 1]).frames[0] for t in range(k, len(frames))])

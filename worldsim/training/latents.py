@@ -1,0 +1,135 @@
+"""The latent cache: every frame of a dataset encoded once, read as latent sequences by the dynamics model.
+
+Frames are read from the dataset's memory-mapped Arrow files (nothing is loaded whole). For the dynamics model
+the frames are encoded once into a latent cache (float16 memmap), so each training step reads a few KB per window.
+Windows never cross an episode boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldsim.model.actions import ActionCodec
+from worldsim.io.atomic import write_bytes_atomic, write_json_atomic
+from worldsim.data.dataset import Dataset
+
+
+class LatentCache:
+    """Standardised latents of every frame plus, per frame, the flat action that led into it.
+
+    Files in `root`: latents.f16 (N, C, h, w), actions.f32 (N, A), known.u8 (N,), index.json (episode offsets).
+    Optional moved.f16 (N, C, h, w): for models trained on the pixel-space motion prior, each frame's previous
+    frame moved in pixels by the frame's camera action and encoded (zeros for an episode's first frame).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        meta = json.loads((self.root / "index.json").read_text())
+        self.offsets = np.array(meta["offsets"])  # episode e spans [offsets[e], offsets[e+1])
+        shape = tuple(meta["latent_shape"])
+        n = int(self.offsets[-1])
+        self.latents = np.memmap(self.root / "latents.f16", np.float16, "r", shape=(n, *shape))
+        self.actions = np.memmap(self.root / "actions.f32", np.float32, "r", shape=(n, meta["action_dim"]))
+        self.known = np.memmap(self.root / "known.u8", np.uint8, "r", shape=(n,))
+        moved = self.root / "moved.f16"
+        self.moved = np.memmap(moved, np.float16, "r", shape=(n, *shape)) if moved.exists() else None
+
+    @staticmethod
+    def exists(root: str | os.PathLike) -> bool:
+        return (Path(root) / "index.json").exists()
+
+    @staticmethod
+    @torch.no_grad()
+    def build(root: str | os.PathLike, ds: Dataset, model, episodes: list[int], batch: int = 256, progress: bool = True) -> LatentCache:
+        from tqdm import tqdm
+
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        codec: ActionCodec = model.codec
+        lengths = [ds.episode_length(e) + 1 for e in episodes]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        n = int(offsets[-1])
+        c = model.cfg.ae.latent_channels
+        lh, lw = model.cfg.latent_hw
+        tmp = {name: root / f".{name}.tmp" for name in ("latents.f16", "actions.f32", "known.u8")}
+        lat = np.memmap(tmp["latents.f16"], np.float16, "w+", shape=(n, c, lh, lw))
+        act = np.memmap(tmp["actions.f32"], np.float32, "w+", shape=(n, codec.dim))
+        known = np.memmap(tmp["known.u8"], np.uint8, "w+", shape=(n,))
+        device = model.latent_mean.device
+        for e, off in tqdm(list(zip(episodes, offsets[:-1])), desc="encode latents", disable=not progress):
+            ep = ds.episode(e)
+            for i in range(0, len(ep.frames), batch):
+                frames = torch.from_numpy(np.array(ep.frames[i:i + batch])).to(device)
+                lat[off + i: off + i + len(frames)] = model.encode(frames).cpu().numpy().astype(np.float16)
+            flat = codec.encode_batch(ep.actions)
+            act[off + 1: off + len(ep.frames)] = flat
+            known[off + 1: off + len(ep.frames)] = 1
+        for m in (lat, act, known):
+            m.flush()
+        for name, t in tmp.items():
+            os.replace(t, root / name)
+        write_json_atomic(root / "index.json", {"offsets": offsets.tolist(), "latent_shape": [c, lh, lw],
+                                                "action_dim": codec.dim, "episodes": episodes})
+        return LatentCache(root)
+
+    @staticmethod
+    @torch.no_grad()
+    def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True) -> Path:
+        """moved.f16 for a cache of `ds` built with `model`'s autoencoder: per frame, `model.prior.moved` of the
+        recorded frame before it under the action that led into it: one encoder pass per frame the camera moved (a
+        frame it did not move is its own moved frame, already encoded in the cache, which must be built at the
+        same precision)."""
+        from tqdm import tqdm
+
+        root = Path(root)
+        cache = LatentCache(root)
+        meta = json.loads((root / "index.json").read_text())
+        tmp = root / ".moved.f16.tmp"
+        out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
+        device = model.latent_mean.device
+        spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
+        for e, a, b in tqdm(spans, desc="encode moved frames", disable=not progress):
+            frames = ds.episode(e).frames
+            if len(frames) != b - a:
+                raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
+            for i in range(1, b - a, batch):
+                j = min(i + batch, b - a)
+                act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
+                dy, dx = model.prior.pixel_shift(act)
+                still = ((dy == 0) & (dx == 0)).cpu().numpy()
+                out[a + i:a + j][still] = cache.latents[a + i - 1:a + j - 1][still]
+                if (~still).any():
+                    prev = torch.from_numpy(np.array(frames[i - 1:j - 1])[~still]).to(device)
+                    moved = model.prior.moved(prev, act[torch.from_numpy(~still).to(device)])
+                    out[a + i:a + j][~still] = moved.cpu().numpy().astype(np.float16)
+        out.flush()
+        del out
+        os.replace(tmp, root / "moved.f16")
+        return root / "moved.f16"
+
+    def windows(self, frames: int) -> np.ndarray:
+        """Start indices of every window of `frames` consecutive frames inside one episode."""
+        starts = [np.arange(a, b - frames + 1) for a, b in zip(self.offsets[:-1], self.offsets[1:]) if b - a >= frames]
+        if not starts:
+            raise ValueError(f"no episode has {frames} frames: cannot train with context {frames - 1}")
+        return np.concatenate(starts)
+
+    def batch(self, starts: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows from `starts`: latents (B, F, C, h, w), the actions leading into each frame (B, F, A), known (B, F)."""
+        idx = starts[:, None] + np.arange(frames)[None]
+        z = torch.from_numpy(self.latents[idx].astype(np.float32))
+        a = torch.from_numpy(np.asarray(self.actions[idx]))
+        k = torch.from_numpy(self.known[idx].astype(np.float32))
+        return z, a, k
+
+    def moved_seq(self, starts: np.ndarray, frames: int) -> torch.Tensor:
+        """The pixel-moved latents (B, F, C, h, w) of every frame of each window (its motion prior, unfilled)."""
+        if self.moved is None:
+            raise ValueError(f"{self.root} has no moved.f16: build it with LatentCache.write_pixel_prior")
+        idx = np.asarray(starts)[:, None] + np.arange(frames)[None]
+        return torch.from_numpy(self.moved[idx].astype(np.float32))

@@ -1,0 +1,57 @@
+"""The dynamics model's training objective on latent sequences: shortcut forcing (`worldsim.model.shortcut`),
+with each frame's motion prior, and self forcing (the model's own dream as the past it must continue from)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from worldsim.model import shortcut
+from worldsim.model.world_model import WorldModel
+from worldsim.sampling.sampler import Sampler
+
+
+def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, bootstrap_share: float,
+                  rollout_share: float, context_min: float, generator: torch.Generator | None = None,
+                  net: nn.Module | None = None, moved: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
+                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Shortcut-forcing loss on clean latent sequences z (B, L, C, h, w) under the actions leading into each frame
+    (B, L, A) (known (B, L)). L may exceed the context: time layers look back `context` frames, so a long
+    sequence trains what a long dream meets. net: the trainer's wrapper of `model.dit`. moved (B, L, C, h, w):
+    each frame's recorded frame before, moved and encoded (`LatentCache.moved_seq`), for a model with the motion
+    prior; or `prior` made already. inputs: what is noised instead of z (self forcing), z staying the target."""
+    feats = model.features(flat, known)
+    if model.prior is not None and prior is None:
+        if moved is None:
+            raise ValueError("this model has the motion prior: sequence_loss needs `moved` (LatentCache.moved_seq)")
+        prior = model.prior.sequence(moved, flat, known)
+    return shortcut.loss(net or model.dit, z, feats, model.cfg.dit.step_levels, bootstrap_share, rollout_share,
+                         context_min, generator, prior=prior, inputs=inputs)
+
+
+@torch.no_grad()
+def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, moved: torch.Tensor | None,
+              rng: np.random.Generator, precision: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Self forcing: the model dreams the frames of real sequences z (B, L, ...) after their first
+    `start_frames`, under the recorded actions, exactly as a dream does (its sampler, its context noise, the motion
+    prior made from its own last frame). Returns those network inputs (the start frames real) and every frame's
+    motion prior. The loss still targets the real frames, so the model learns to pull a drifting past back toward
+    the game instead of compounding its own one-step error (the exposure bias of teacher forcing)."""
+    s = model.start_frames
+    was_training, was_precision = model.training, model.precision
+    model.eval().set_precision(precision)
+    try:
+        frames = model.decode(z[:, :s])
+        sampler = Sampler(model, frames, flat[:, 1:s], seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))])
+        out = z.clone()
+        priors = None if moved is None else model.prior.sequence(moved, flat, known)
+        for t in range(s, z.shape[1]):
+            sampler.step(flat[:, t])
+            out[:, t] = sampler.pending
+            if priors is not None:
+                priors[:, t] = sampler.pending_prior
+    finally:
+        model.set_precision(was_precision)
+        model.train(was_training)
+    return out, priors
