@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import worldsim.envs  # noqa: F401
+from worldsim.data.dataset import Dataset, DatasetError, DatasetWriter, Episode
 from worldsim.data_collect.collect import CollectConfig, collect, play_episode
 from worldsim.data_collect.stats import action_stats
-from worldsim.data.dataset import Dataset, DatasetError, DatasetWriter, Episode
 from worldsim.io.video import read_mp4
 
 

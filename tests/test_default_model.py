@@ -19,7 +19,7 @@ def _sky(frame: np.ndarray) -> float:
 
 def test_shipped_checkpoint_is_small_self_contained_and_loads_with_no_arguments():
     files = {p.name: p.stat().st_size for p in DEFAULT_CHECKPOINT.iterdir()}
-    assert set(files) == {"config.json", "model.safetensors", "openings.safetensors"}
+    assert set(files) <= {"config.json", "model.safetensors", "openings.safetensors", "raw.safetensors"}
     assert sum(files.values()) <= 50e6
     cfg = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
     assert cfg["dataset"]["steps"] >= 100_000 and cfg["model"]["sampler"]["steps"] <= 3
@@ -96,21 +96,24 @@ def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
 
     import worldsim
     from worldsim.evaluation.motion import frame_shift
+    from worldsim.model.motion_prior import shift
     from worldsim.model.openings import load_openings
 
     m = worldsim.load(DEFAULT_CHECKPOINT)
-    assert m.cfg.sampler.pixel_prior
+    assert m.prior is not None
     frames = torch.from_numpy(load_openings(DEFAULT_CHECKPOINT)["frames"][:16, -1])
     cam = m.codec.slices["camera"]
     for yaw, pitch in ((2.0, 0.0), (-2.0, 0.0), (0.0, 2.0), (0.0, -2.0)):
         a = torch.zeros(len(frames), m.codec.dim)
         a[:, cam] = torch.tensor([pitch, yaw])
         want = np.array([pitch * m.cfg.camera_px_per_deg[0], yaw * m.cfg.camera_px_per_deg[1]])
-        pixel = frame_shift(frames.numpy(), m.decode(m.pixel_prior(frames, a)).numpy())
-        latent = frame_shift(frames.numpy(), m.decode(m.motion_prior(torch.stack([m.encode(frames)] * 2, 1), torch.stack([a] * 2, 1))[:, 1]).numpy())
+        pixel = frame_shift(frames.numpy(), m.decode(m.prior(frames, a)).numpy())
+        dy, dx = m.prior.pixel_shift(a)
+        down = m.cfg.ae.downsample
+        latent = frame_shift(frames.numpy(), m.decode(shift(m.encode(frames), dy / down, dx / down, "mean")).numpy())
         axis = 1 if yaw else 0
         got_pixel, got_latent = np.nanmedian(pixel[:, axis]), np.nanmedian(latent[:, axis])
         assert abs(got_pixel - want[axis]) < 0.25 * abs(want[axis]), (yaw, pitch, got_pixel, want)
         assert abs(got_latent) < 0.5 * abs(want[axis]), (yaw, pitch, got_latent, want)
     still = torch.zeros(len(frames), m.codec.dim)
-    torch.testing.assert_close(m.pixel_prior(frames, still), m.encode(frames), atol=1e-4, rtol=0)  # no turn: the frame itself
+    torch.testing.assert_close(m.prior(frames, still), m.encode(frames), atol=1e-4, rtol=0)  # no turn: the frame itself

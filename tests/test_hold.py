@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
-from worldsim.bench.hold import _score, contrast, hold_bench, overlap
+from worldsim.bench.hold import _score, contrast, hold_bench, levels, overlap
 
 
 def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed():
@@ -26,20 +27,31 @@ def test_the_measures_score_the_truth_perfectly_and_a_flat_picture_as_collapsed(
     good, _ = _score("play", ctx, truth, truth.copy(), [60, 60], 20)
     assert good["colour_overlap_min"] == 1.0 and good["contrast_min"] == 1.0
     assert overlap(truth[0], truth[1]) > 0.8 and contrast(flat[0]) == 0.0
+    same = levels(truth, truth, [60, 60], 50)
+    assert same["brightness"] == [1.0, 1.0] and same["contrast"] == [1.0, 1.0] and same["within_0.8_1.25"]
+    dark = levels((truth * 0.5).astype(np.uint8), truth, [60, 30], 50)  # the second start's game ended at 30
+    assert dark["starts"] == 1 and 0.45 < dark["brightness"][0] < 0.55 and not dark["within_0.8_1.25"]
+    assert levels(flat, truth, [60, 60], 50)["contrast_median"] < 0.01
 
 
 def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_path):
     cache = tmp_path / "real.npz"
     report = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, out=str(tmp_path),
-                        progress=False, real_cache=str(cache))
+                        progress=False, real_cache=str(cache), long_steps=24)
     again = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, progress=False,
-                       real_cache=str(cache))  # the same real frames from the cache: the same figures
+                       real_cache=str(cache), long_steps=24)  # the same real frames from the cache: the same figures
     assert again["play"] == report["play"] and again["still"] == report["still"]
     for name in ("still", "turn90", "turn180", "look"):
         r = report[name]
         assert r["steps"] > 0 and 0 < r["model_db"] <= 60 and len(r["model_db_curve"]) == r["steps"]
         assert 0 < r["autoencoder_db"] <= 60 and len(r["autoencoder_db_curve"]) == r["steps"]
-    assert report["still"]["copy_last_db"] > report["still"]["model_db"] - 60
+    still = report["still"]  # the figure is the curve's last ten steps, and the curve is copy-last's PSNR throughout
+    assert still["copy_last_db"] == pytest.approx(np.mean(still["copy_last_db_curve"][-10:]), abs=0.01)
+    assert len(still["copy_last_db_curve"]) == still["steps"] == 6
+    for name in ("stand", "walk", "random"):  # where the dream goes dark or washes out, against the same real run
+        lv = report[name]["levels"]
+        assert [x["step"] for x in lv] == [24 if name != "random" else 30] and lv[0]["starts"] >= 1
+        assert all(0 < b < 10 for b in lv[0]["brightness"] + lv[0]["contrast"])
     assert len(report["turn180"]["model_db_curve"]) == 36
     for name in ("turn90", "turn180", "look"):  # the far point of the turn: the real view is not the start's there
         r = report[name]

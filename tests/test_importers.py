@@ -6,8 +6,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from worldsim.data_collect.importers import import_minerl, import_vpt
 from worldsim.data.dataset import Dataset
+from worldsim.data_collect.importers import import_minerl, import_vpt
 
 W, H = 128, 72  # a small 16:9 video, like VPT's 640x360
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from worldsim.envs.indev.process import GameProcessError
 from tests.conftest import act, noop
+from worldsim.envs.indev.process import GameProcessError
 
 
 def _shift(a: np.ndarray, b: np.ndarray, axis: int, max_shift: int = 12) -> int:

@@ -6,19 +6,14 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: What each package may import of the others: worldsim <- envs <- agents <- data_collect <- bench <- cli.
-ALLOWED = {
-    "worldsim": set(),
-    "envs": {"worldsim"},
-    "agents": {"worldsim", "envs"},
-    "data_collect": {"worldsim", "envs", "agents"},
-    "bench": {"worldsim", "envs", "agents", "data_collect"},
-    "cli": {"worldsim", "envs", "agents", "data_collect", "bench"},
-}
+PKG = ROOT / "worldsim"
+#: The rooms of worldsim, in order: each may import only those before it.
+ORDER = ("io", "data", "model", "sampling", "evaluation", "training", "envs", "agents", "data_collect", "bench", "cli")
+ALLOWED = {room: set(ORDER[:i]) for i, room in enumerate(ORDER)}
 
 
 def _modules(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+    return sorted((PKG / package).rglob("*.py"))
 
 
 def _imports(path: Path) -> set[str]:
@@ -45,17 +40,23 @@ def _launched(path: Path) -> set[str]:
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts  # worldsim.<room>.<module>
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _room(name: str) -> str | None:
+    """worldsim.<room>.x -> <room>; None for anything outside worldsim's rooms."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "worldsim" and parts[1] in ALLOWED else None
 
 
 def test_packages_import_one_way():
     wrong = []
-    for package, allowed in ALLOWED.items():
-        for path in _modules(package):
+    for room, allowed in ALLOWED.items():
+        for path in _modules(room):
             for name in _imports(path):
-                top = name.split(".")[0]
-                if top in ALLOWED and top != package and top not in allowed:
+                other = _room(name)
+                if other is not None and other != room and other not in allowed:
                     wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not wrong, "imports against the layering:\n" + "\n".join(wrong)
 
@@ -64,16 +65,27 @@ def test_every_module_is_used():
     """A module no other module of the project imports (or starts as a process) is dead code; tests do not
     count as users."""
     used = set()
-    for package in ALLOWED:
-        for path in _modules(package):
-            used |= _imports(path) | _launched(path)
-    unused = [_module_name(p) for package in ALLOWED for p in _modules(package)
+    for path in PKG.rglob("*.py"):
+        used |= _imports(path) | _launched(path)
+    unused = [_module_name(p) for room in ALLOWED for p in _modules(room)
               if p.stem not in ("__init__", "__main__") and _module_name(p) not in used]
     assert not unused, f"modules nothing imports: {unused}"
 
 
-def test_the_command_is_the_cli_package():
+def test_one_namespace_one_command():
+    """Installed, the project is the `worldsim` package alone (its rooms inside it), and the command is its cli."""
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'worldsim = "cli:main"' in text
-    for package in ALLOWED:
-        assert f'"{package}*"' in text, f"{package} is not in the distribution"
+    assert 'worldsim = "worldsim.cli:main"' in text and 'include = ["worldsim*"]' in text
+    tops = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert tops == {"worldsim"}, tops
+    assert {p.name for p in PKG.iterdir() if (p / "__init__.py").exists()} == set(ORDER)
+
+
+def test_import_worldsim_registers_the_env_ids_and_the_module_prefix_works():
+    code = ("import gymnasium as gym; env = gym.make('worldsim:worldsim/MinecraftIndev-v0'); "
+            "import worldsim; assert 'worldsim/NeuralMinecraft-v0' in gym.registry")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import worldsim.envs  # noqa: F401
+from tests.conftest import act
 from worldsim.envs.actions import MINERL_KEYS
 from worldsim.envs.minerl_adapter import MineRLEnv
-from tests.conftest import act
 
 
 class DocumentedMineRL:

@@ -175,10 +175,10 @@ def test_actions_change_the_features_and_small_turns_stay_distinct():
     flat = torch.zeros(3, m.codec.dim)
     flat[1, cam.start + 1] = 0.15
     flat[2, cam.start + 1] = 0.30
-    feats = m.features(flat)
+    feats = m.codec.features(flat)
     assert feats.shape == (3, m.codec.dim + 1) and len({tuple(f.tolist()) for f in feats}) == 3
-    assert torch.equal(m.features(flat, torch.zeros(3))[:, :-1], torch.zeros(3, m.codec.dim))  # unknown: no action
-    c, (h, w) = m.cfg.ae.latent_channels, m.cfg.latent_hw
+    assert torch.equal(m.codec.features(flat, torch.zeros(3))[:, :-1], torch.zeros(3, m.codec.dim))  # unknown: no action
+    h, w = m.cfg.latent_hw
     z = torch.randn(1, 1, m.dit.c_in, h, w).repeat(3, 1, 1, 1, 1)
     with torch.no_grad():
         out = m.dit(z, torch.zeros(3, 1), torch.zeros(3, 1, dtype=torch.long), feats[:, None])

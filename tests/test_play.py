@@ -102,10 +102,10 @@ def test_side_by_side_and_neural_modes(tmp_path):
 
     Image.fromarray(np.full((100, 150, 3), 77, np.uint8)).save(img)
     s = PlaySession(PlayConfig(mode="neural", checkpoint=str(tmp_path / "run"), image=str(img), scale=2,
-                               out_dir=str(tmp_path), key_guidance=0.5))
+                               out_dir=str(tmp_path), sampling_steps=1))
     try:
         assert np.all(s.composite() == 77)
-        assert s.neural.unwrapped.model.cfg.sampler.key_guidance == 0.5
+        assert s.neural.unwrapped.sampling_steps == 1
         _post_and_tick(s, [key(pygame.K_TAB), key(pygame.K_SPACE)], ticks=2)  # HUD on: it names the sampler settings
         assert s.hud and s.last_action["jump"] == 1 and s.composite().shape == (64, 64, 3)
     finally:

@@ -17,6 +17,11 @@ reference. Scenarios:
   seeds, same policy) give the reference range.
 - ``random``: uniform random actions (as ``action_space.sample()`` draws them) for `random_steps` steps: the same
   statistics, and whether the picture collapses (frame std).
+- ``stand`` and ``walk``: every key released, or walking forward (jumping now and then), for `long_steps` steps.
+
+Where it goes dark or washes out: for ``stand``, ``walk`` and ``random``, the dream's brightness (mean grey level) and
+contrast (spatial standard deviation) as a share of the real game's under the same actions, after 100 steps and
+at the end (`levels`), per start: a dream a person recognises keeps both within 0.8-1.25 of the game's.
 
 A game over in the real game (falling off the world) ends that start's comparison there. Dreams of all starts run
 as one batch. Results: JSON, a PNG of the curves and `hold_frames.png`: per scenario (in the order above) a row
@@ -36,7 +41,7 @@ from worldsim.envs.actions import restrict_action
 TURN_STEP = 10.0
 
 
-def scripts(codec) -> dict[str, list[dict]]:
+def scripts(codec, long_steps: int = 1000) -> dict[str, list[dict]]:
     """The scripted scenarios as lists of action dicts."""
     def cam(pitch: float, yaw: float) -> dict:
         a = codec.noop()
@@ -44,7 +49,14 @@ def scripts(codec) -> dict[str, list[dict]]:
         return a
 
     n90, n180, n60 = int(90 / TURN_STEP), int(180 / TURN_STEP), int(60 / TURN_STEP)
-    return {"turn90": [cam(0, TURN_STEP)] * n90 + [cam(0, -TURN_STEP)] * n90,
+    def walk(t: int) -> dict:
+        a = codec.noop()
+        a["forward"] = 1
+        a["jump"] = int(t % 40 >= 36)  # a hop now and then: walking on uneven ground
+        return a
+
+    return {"walk": [walk(t) for t in range(long_steps)],
+            "turn90": [cam(0, TURN_STEP)] * n90 + [cam(0, -TURN_STEP)] * n90,
             "turn180": [cam(0, TURN_STEP)] * n180 + [cam(0, -TURN_STEP)] * n180,
             "look": [cam(TURN_STEP, 0)] * n60 + [cam(-TURN_STEP, 0)] * n60}
 
@@ -65,6 +77,29 @@ def colour_hist(frames: np.ndarray, bins: int = 8) -> np.ndarray:
 def overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Histogram intersection of two frame stacks' colours: 1 = the same colours in the same amounts."""
     return float(np.minimum(colour_hist(a), colour_hist(b)).sum())
+
+
+def levels(dream: np.ndarray, truth: np.ndarray, lengths: list[int], at: int, span: int = 10) -> dict[str, Any]:
+    """Brightness (mean grey) and contrast (spatial std of grey) of the dream as a share of the real game's, over
+    the `span` steps ending at step `at`, per start (starts whose real game ended earlier are left out)."""
+    def grey(x):
+        return x.astype(np.float32).mean(-1)
+
+    rows = []
+    for i, n in enumerate(lengths):
+        if n < at:
+            continue
+        d, t = grey(dream[i, at - span:at]), grey(truth[i, at - span:at])
+        rows.append((d.mean() / max(t.mean(), 1e-6), d.reshape(len(d), -1).std(1).mean() / max(t.reshape(len(t), -1).std(1).mean(), 1e-6)))
+    if not rows:
+        return {"step": at, "starts": 0}
+    b, c = np.array(rows).T
+    return {"step": at, "starts": len(rows), "brightness": b.round(3).tolist(), "contrast": c.round(3).tolist(),
+            "brightness_median": round(float(np.median(b)), 3), "contrast_median": round(float(np.median(c)), 3),
+            "within_0.8_1.25": bool(((b >= 0.8) & (b <= 1.25) & (c >= 0.8) & (c <= 1.25)).all())}
+
+
+LEVEL_SCENARIOS = ("stand", "walk", "random")
 
 
 def contrast(frames: np.ndarray) -> float:
@@ -111,15 +146,16 @@ def _windows(n: int, size: int) -> list[slice]:
 
 def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int = 100, play_steps: int = 2000,
                random_steps: int = 1000, window: int = 250, sampling_steps: int | None = None, seed0: int = 0,
-               out: str | None = None, progress: bool = True, real_cache: str | None = None) -> dict[str, Any]:
+               out: str | None = None, progress: bool = True, real_cache: str | None = None,
+               long_steps: int = 1000) -> dict[str, Any]:
     """Run every scenario from `seeds` real starts; returns the report (and writes JSON + PNG under `out`).
     `real_cache`: an .npz of the real game's runs for these settings, read when it exists and written when not,
     so several models are held against the same real frames without playing the game again."""
     import gymnasium as gym
     from tqdm import tqdm
 
-    import worldsim.envs  # noqa: F401
     import worldsim
+    import worldsim.envs  # noqa: F401
     from worldsim.sampling.sampler import Sampler
 
     model = worldsim.load(checkpoint, "auto", "auto")
@@ -129,14 +165,15 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     real = gym.make("worldsim/MinecraftIndev-v0", size=model.cfg.frame_hw[0])
     starts = [seed0 + i for i in range(seeds)]
     plans: dict[str, list[list[dict]]] = {"still": [[codec.noop()] * still_steps] * seeds}
-    plans.update({name: [acts] * seeds for name, acts in scripts(codec).items()})
+    plans["stand"] = [[codec.noop()] * long_steps] * seeds
+    plans.update({name: [acts] * seeds for name, acts in scripts(codec, long_steps).items()})
     plans["play"] = [_policy_actions(real, "explore", s, play_steps) for s in starts]
     plans["random"] = [_policy_actions(real, "random", s, random_steps) for s in starts]
     report: dict[str, Any] = {"checkpoint": str(path), "seeds": starts,
                               "start_frames": k, "sampling_steps": sampling_steps or model.cfg.sampler.steps}
     curves: dict[str, dict[str, np.ndarray]] = {}
     pictures: list[np.ndarray] = []  # per scenario a row of real frames and a row of dreamed ones
-    tag = f"{model.cfg.frame_hw}_{k}_{starts}_{still_steps}_{play_steps}_{random_steps}"
+    tag = f"{model.cfg.frame_hw}_{k}_{starts}_{still_steps}_{play_steps}_{random_steps}_{long_steps}"
     stored = dict(np.load(real_cache)) if real_cache and Path(real_cache).exists() else {}
     if stored and str(stored.get("tag")) != tag:
         raise ValueError(f"{real_cache} holds real runs for other settings ({stored.get('tag')}); give another file")
@@ -162,7 +199,12 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         dream = np.stack([d.step(flat[:, t]).frames for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)
         ceiling = _round_trip(model, truth) if name in PSNR_SCENARIOS else None
-        report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window, ceiling)
+        if name in ("stand", "walk"):
+            report[name] = {"steps": int(max(lengths))}
+        else:
+            report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window, ceiling)
+        if name in LEVEL_SCENARIOS:
+            report[name]["levels"] = [levels(dream, truth, lengths, at) for at in sorted({min(100, flat.shape[1]), flat.shape[1]})]
         pick = np.linspace(0, min(lengths) - 1, 8).round().astype(int)  # what the first start looked like
         pictures += [truth[0, pick], dream[0, pick]]
     if real_cache and not Path(real_cache).exists():

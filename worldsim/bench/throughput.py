@@ -30,7 +30,6 @@ def bench_env(env_id: str = "worldsim/MinecraftIndev-v0", steps: int = 500, repe
     """Steps/s of the env alone (policy time excluded), median over `repeats` fresh episodes; reset time too."""
     import gymnasium as gym
 
-    import worldsim
     from worldsim.agents import make_policy
 
     kwargs = {"prefetch": False} if "Indev" in env_id else {}  # seeded resets: each is a cold start

@@ -14,7 +14,7 @@ def _hold(a: argparse.Namespace) -> dict:
     from worldsim.bench.hold import hold_bench
 
     h = hold_bench(a.checkpoint, seeds=a.seeds, still_steps=a.still_steps, play_steps=a.play_steps,
-                   random_steps=a.random_steps, sampling_steps=(a.sampling_steps or [None])[0],
+                   random_steps=a.random_steps, long_steps=a.long_steps, sampling_steps=(a.sampling_steps or [None])[0],
                    out=str(Path(a.out).parent) if a.out else None, progress=True, real_cache=a.real_cache)
     print(f"still {h['still']['steps']} steps: dream {h['still']['model_db']} dB, copy-last {h['still']['copy_last_db']} dB, "
           f"autoencoder {h['still']['autoencoder_db']} dB")
@@ -25,6 +25,11 @@ def _hold(a: argparse.Namespace) -> dict:
         r = h[name]
         print(f"{name} {r['steps']} steps: colour overlap min {r['colour_overlap_min']} (real pairs min "
               f"{r['real_overlap_min']}), contrast min {r['contrast_min']} (real {r['real_contrast_range']})")
+    for name in ("stand", "walk", "random"):
+        for lv in h[name]["levels"]:
+            if lv["starts"]:
+                print(f"{name} after {lv['step']} steps, dream / real: brightness {lv['brightness_median']} "
+                      f"(per start {lv['brightness']}), contrast {lv['contrast_median']} (per start {lv['contrast']})")
     return {"hold": h}
 
 
@@ -93,6 +98,8 @@ def register(sub) -> None:
     b.add_argument("--still-steps", type=int, default=100, help="hold: steps standing still")
     b.add_argument("--play-steps", type=int, default=2000, help="hold: steps of human-like play")
     b.add_argument("--random-steps", type=int, default=1000, help="hold: steps of uniform random actions")
+    b.add_argument("--long-steps", type=int, default=1000, help="hold: steps standing still and walking, for the "
+                   "brightness and contrast after 100 steps and at the end")
     b.add_argument("--real-cache", help="hold: an .npz of the real game's runs, written the first time and read after, "
                    "so several models meet the same real frames")
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")

@@ -8,14 +8,14 @@ import json
 import sys
 from pathlib import Path
 
-from worldsim.cli.options import add_command, add_world_model, neural_kwargs
+from worldsim.cli.options import add_command, add_world_model, dataset, neural_kwargs
 
 
 def _collect(a: argparse.Namespace) -> int:
+    from worldsim.data.dataset import Dataset
     from worldsim.data_collect.collect import CollectConfig, collect
     from worldsim.data_collect.stats import action_stats, format_stats
     from worldsim.io.atomic import write_json_atomic
-    from worldsim.data.dataset import Dataset
 
     cfg = CollectConfig(env_id=a.env, policy=a.policy, episodes=a.episodes, steps=a.steps, out=a.out,
                         workers=a.workers, size=a.size, seed=a.seed, video=a.video, ray=a.ray)
@@ -54,8 +54,8 @@ def _import(a: argparse.Namespace, kind: str) -> int:
 
 
 def _stats(a: argparse.Namespace) -> int:
-    from worldsim.data_collect.stats import action_stats, format_stats
     from worldsim.data.dataset import Dataset
+    from worldsim.data_collect.stats import action_stats, format_stats
 
     stats = action_stats(Dataset(a.data))
     print(json.dumps(stats, indent=1) if a.json else format_stats(stats))
@@ -75,7 +75,7 @@ def register(sub) -> None:
     c.add_argument("--policy", default="explore", help=POLICY_HELP)
     c.add_argument("--episodes", type=int, default=10)
     c.add_argument("--steps", type=int, default=1000, help="steps per episode")
-    c.add_argument("--out", required=True, help="dataset folder (resumes if it exists)")
+    c.add_argument("--out", type=dataset, required=True, help="dataset folder (resumes if it exists)")
     c.add_argument("--workers", type=int, default=1, help="games played at once (processes, or Ray actors)")
     c.add_argument("--ray", metavar="ADDRESS", help="play on a Ray cluster (\"auto\", \"ray://host:10001\") or "
                    "\"local\" (a Ray instance here); episodes come back and are written here (pip install 'worldsim[ray]')")
@@ -90,7 +90,7 @@ def register(sub) -> None:
     r.add_argument("--agent", default="explore", help=POLICY_HELP)
     r.add_argument("--episodes", type=int, default=1)
     r.add_argument("--steps", type=int, default=200, help="steps per episode")
-    r.add_argument("--out", required=True, help="dataset folder")
+    r.add_argument("--out", type=dataset, required=True, help="dataset folder")
     r.add_argument("--workers", type=int, default=1)
     r.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
     r.add_argument("--video", action="store_true", help="also write an mp4 per episode")
@@ -100,9 +100,9 @@ def register(sub) -> None:
                         ("minerl", "import MineRL 0.4 dataset episodes (recording.mp4 + rendered.npz)")):
         i = add_command(sub, f"import-{kind}", help_, lambda a, kind=kind: _import(a, kind))
         i.add_argument("src", help="folder of recordings")
-        i.add_argument("--out", required=True, help="dataset folder")
+        i.add_argument("--out", type=dataset, required=True, help="dataset folder")
         i.add_argument("--size", type=int, default=64, help="frame size in pixels")
 
     s = add_command(sub, "stats", "action statistics of a dataset", _stats)
-    s.add_argument("data", help="dataset folder")
+    s.add_argument("data", type=dataset, help="dataset folder")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")

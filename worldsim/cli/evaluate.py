@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from worldsim.cli.options import add_command, add_world_model
+from worldsim.cli.options import add_command, add_world_model, dataset
 
 
 def _eval(a: argparse.Namespace) -> int:
@@ -38,9 +38,9 @@ def _eval(a: argparse.Namespace) -> int:
 
 def _idm_for(a: argparse.Namespace, model, out: Path):
     """The inverse-dynamics model of the controllability measure: --idm if it exists, else trained on real data."""
-    from worldsim.model.checkpoint import read_config, resolve
     from worldsim.data.dataset import Dataset
     from worldsim.evaluation.idm import load_idm, save_idm, train_idm
+    from worldsim.model.checkpoint import read_config, resolve
 
     path = Path(a.idm) if a.idm else out / "idm"
     if (path / "idm.json").exists():
@@ -58,14 +58,14 @@ def register(sub) -> None:
     e = add_command(sub, "eval", "open-loop dreams vs held-out real episodes (PSNR/SSIM over horizon, baselines, IDM)",
                     _eval)
     add_world_model(e, required=True, checkpoint_help="world-model checkpoint or run folder")
-    e.add_argument("--data", required=True, help="held-out real dataset (seeds never used in training)")
+    e.add_argument("--data", type=dataset, required=True, help="held-out real dataset (seeds never used in training)")
     e.add_argument("--horizon", type=int, default=16, help="dreamed steps per clip")
     e.add_argument("--episodes", type=int, default=0, help="use the first N episodes (0: all)")
     e.add_argument("--stride", type=int, default=100, help="frames between clip starts within an episode")
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--idm", help="inverse-dynamics model folder: used if it exists, else trained and saved there "
                                  "(default OUT/idm)")
-    e.add_argument("--idm-data", help="real episodes to train the IDM on (default: the checkpoint's training data)")
+    e.add_argument("--idm-data", type=dataset, help="real episodes to train the IDM on (default: the checkpoint's training data)")
     e.add_argument("--idm-steps", type=int, default=2000)
     e.add_argument("--no-idm", action="store_true", help="skip the controllability measure")
     e.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],

@@ -10,12 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from worldsim.cli.options import add_command, add_world_model
+from worldsim.cli.options import add_command, add_world_model, dataset, run
 
 _TYPES = {"int": int, "float": float, "str": str}
 
 
-def add_config_options(p: argparse.ArgumentParser, cls) -> list[str]:
+def add_config_options(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> list[str]:
     """One option per field of a config dataclass, named as the field (`dit_steps` -> `--dit-steps`), in the field's
     unit, its docstring as help; left out, a field keeps the preset's (or the resumed run's) value."""
     from worldsim.model.config import field_docs
@@ -23,6 +23,8 @@ def add_config_options(p: argparse.ArgumentParser, cls) -> list[str]:
     docs, names = field_docs(cls), []
     group = p.add_argument_group(f"{cls.__name__} fields (default: the preset's)")
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type)
         if kind == "bool":
@@ -51,6 +53,37 @@ def _train(a: argparse.Namespace) -> int:
     return code
 
 
+#: The project's model: its data (the `mix-trees` play of the real game, and held-out episodes of it) and its run.
+CAMPAIGN_DATA = {"policy": "mix-trees", "episodes": 230, "steps": 1000, "seed": 0}
+CAMPAIGN_HELDOUT = {"policy": "mix-trees", "episodes": 12, "steps": 1000, "seed": 1_000_000}
+
+
+def _continue(a: argparse.Namespace) -> int:
+    """Continue the project's model from wherever it got to: the datasets are collected where missing (collection
+    is deterministic: the same episodes, byte for byte), the run resumes where its folder is, else it starts from
+    the shipped checkpoint (`--init`); either way it trains `--minutes` more."""
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.io.home import place
+    from worldsim.model.checkpoint import DEFAULT_CHECKPOINT, read_config
+    from worldsim.training.trainer import train
+
+    data, heldout, run = place(a.data, "datasets"), place(f"{a.data}_heldout", "datasets"), place(a.run, "runs")
+    for out, recipe in ((data, CAMPAIGN_DATA), (heldout, CAMPAIGN_HELDOUT)):
+        cfg = CollectConfig(out=str(out), workers=a.workers, **recipe)
+        print(f"data: {out}")
+        collect(cfg, progress=not a.quiet)  # finished episodes are skipped: a complete dataset costs nothing
+    overrides = {name: getattr(a, name) for name in a.config_fields}
+    resuming = (run / "latest.json").exists()
+    spent = float(read_config(run).get("elapsed_s", 0.0)) if resuming else 0.0
+    overrides["time_budget_s"] = spent + a.minutes * 60
+    print(f"run: {run} ({'resuming after ' + format(spent / 3600, '.2f') + ' h' if resuming else 'from ' + str(DEFAULT_CHECKPOINT)}); "
+          f"{a.minutes:g} more minutes")
+    result = train(str(data), str(run), "small", resume=resuming, progress=not a.quiet,
+                   init=None if resuming else str(DEFAULT_CHECKPOINT), **overrides)
+    print(json.dumps(result))
+    return 0
+
+
 def _export(a: argparse.Namespace) -> int:
     import worldsim
     from worldsim.data.dataset import Dataset
@@ -76,20 +109,29 @@ def register(sub) -> None:
 
     t = add_command(sub, "train", "train a world model on a dataset: autoencoder, dynamics model, outcome heads "
                     "(resumable, torchrun-ready)", _train)
-    t.add_argument("--data", required=True, help="dataset folder (from `worldsim collect`)")
+    t.add_argument("--data", type=dataset, required=True, help="dataset folder (from `worldsim collect`)")
     t.add_argument("--preset", default="small", choices=list(PRESETS), help="small: the shipped design; tiny: tests")
-    t.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, dream videos")
+    t.add_argument("--out", type=run, required=True, help="run folder: checkpoints, TensorBoard logs, dream videos")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    t.add_argument("--init", help="a fresh run starts from this checkpoint or run: its autoencoder (and latent "
+    t.add_argument("--init", type=run, help="a fresh run starts from this checkpoint or run: its autoencoder (and latent "
                    "cache), heads and dynamics weights; trains the dynamics model from there")
     t.add_argument("--time-limit-s", type=float, help="seconds: checkpoint and stop after this long (resume later)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(config_fields=add_config_options(t, TrainConfig))
 
+    c = add_command(sub, "continue", "continue the project's model from wherever it got to: collect its data where "
+                    "missing, resume its run (or start one from the shipped model), train --minutes more", _continue)
+    c.add_argument("--minutes", type=float, required=True, help="minutes of training to add")
+    c.add_argument("--run", default="campaign", help="the run (a name in the data home, or a folder)")
+    c.add_argument("--data", default="indev64t", help="the dataset (and NAME_heldout), collected where missing")
+    c.add_argument("--workers", type=int, default=2, help="collection worker processes")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(config_fields=add_config_options(c, TrainConfig, skip=("time_budget_s",)))
+
     ex = add_command(sub, "export", "a self-contained inference checkpoint (EMA weights, config, opening clips)", _export)
     add_world_model(ex, required=True, checkpoint_help="checkpoint or run folder to export (its EMA weights)")
-    ex.add_argument("--out", required=True, help="folder to write")
-    ex.add_argument("--data", help="dataset to cut the bank of real opening clips from (default: the source's bank)")
+    ex.add_argument("--out", type=run, required=True, help="folder to write")
+    ex.add_argument("--data", type=dataset, help="dataset to cut the bank of real opening clips from (default: the source's bank)")
     ex.add_argument("--openings", type=int, default=32, help="opening clips in the bank")
     ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size; not for warm starts)")

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+
+def dataset(name: str) -> str:
+    """A dataset argument: a bare name is a dataset in the data home (`worldsim.io.home`), a path is itself."""
+    from worldsim.io.home import place
+
+    return str(place(name, "datasets"))
+
+
+def run(name: str) -> str:
+    """A run or checkpoint argument: a bare name is a run in the data home, a path is itself."""
+    from worldsim.io.home import place
+
+    return str(place(name, "runs"))
+
+
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """`--help` shows every option's default (those that have one: not None, False or empty)."""
 
@@ -34,7 +49,7 @@ def add_command(sub, name: str, help_: str, func, description: str | None = None
 def add_world_model(p: argparse.ArgumentParser, required: bool = False, sampling_steps_nargs: str | None = None,
                     checkpoint_help: str = "world-model checkpoint or run folder (default: the shipped model)") -> None:
     """--checkpoint and --sampling-steps: which model dreams and how many network passes a frame takes."""
-    p.add_argument("--checkpoint", required=required, help=checkpoint_help)
+    p.add_argument("--checkpoint", type=run, required=required, help=checkpoint_help)
     p.add_argument("--sampling-steps", type=int, nargs=sampling_steps_nargs,
                    help="network passes per frame, a power of two (default: the checkpoint's)")
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from worldsim.data.dataset import DatasetWriter, Episode
 from worldsim.envs.actions import MINERL_KEYS, minerl_action_space
 from worldsim.envs.minerl_adapter import resize_frame
 from worldsim.io.atomic import write_json_atomic
-from worldsim.data.dataset import DatasetWriter, Episode
 from worldsim.io.video import read_mp4
 
 #: VPT: 2400 mouse pixels turn the camera 360 degrees (Minecraft's default sensitivity).

@@ -12,13 +12,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from PIL import Image
 
 import worldsim
 from worldsim.envs.tasks import DreamReward
-from worldsim.model.shortcut import step_index
 from worldsim.model.openings import load_openings
+from worldsim.model.shortcut import step_index
 from worldsim.sampling.sampler import Sampler
 
 

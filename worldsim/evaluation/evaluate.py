@@ -21,8 +21,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from worldsim.data.dataset import Dataset
 from worldsim.evaluation.idm import InverseDynamics, idm_scores
 from worldsim.evaluation.motion import camera_response, frame_shift
-from worldsim.sampling.sampler import Sampler
 from worldsim.model.world_model import WorldModel
+from worldsim.sampling.sampler import Sampler
 
 MAX_PSNR = 60.0  # identical frames (a still view renders identically) score this, not infinity, so means stay finite
 
@@ -245,7 +245,7 @@ def outcome_scores(model: WorldModel, ds: Dataset, episodes: list[int], batch: i
         ep = ds.episode(e)
         z = torch.cat([model.encode(torch.from_numpy(np.array(ep.frames[i:i + batch]))) for i in range(0, len(ep.frames), batch)])
         flat = torch.from_numpy(model.codec.encode_batch(ep.actions)).to(z.device)
-        pred.append(model.outcome(z[:-1], z[1:], model.features(flat))[0].cpu().numpy())
+        pred.append(model.outcome(z[:-1], z[1:], model.codec.features(flat))[0].cpu().numpy())
         true.append(episode_events(ep, names, keys))
     t, p = np.concatenate(true) > 0, np.concatenate(pred) > 0
     out: dict[str, Any] = {"steps": int(len(t))}

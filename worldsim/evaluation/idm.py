@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from gymnasium.spaces import Box, Discrete
 from torch import nn
 
-from worldsim.model.actions import ActionCodec, space_from_json, space_to_json
+from worldsim.data.dataset import Dataset, FrameSource
 from worldsim.io.atomic import temp_sibling, write_json_atomic
-from worldsim.data.dataset import FrameSource
-from worldsim.data.dataset import Dataset
+from worldsim.model.actions import ActionCodec, space_from_json, space_to_json
 
 
 def _slog(x: torch.Tensor) -> torch.Tensor:

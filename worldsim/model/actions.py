@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.spaces import Box, Dict, Discrete
+
+if TYPE_CHECKING:
+    import torch
 
 
 class InvalidActionError(ValueError):
@@ -44,6 +47,24 @@ class ActionCodec:
         self.dim = offset
         #: one name per entry of the flat vector, e.g. ['attack', 'back', 'camera[0]', 'camera[1]', ...]
         self.names = names
+        self.box = np.zeros(offset, bool)  # the entries of Box keys (the camera): continuous numbers
+        for key, sub in space.spaces.items():
+            if isinstance(sub, Box):
+                self.box[self.slices[key]] = True
+
+    def features(self, flat: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """Flat actions (..., A) -> what the networks read (..., A + 1), computed once per step and shared by the
+        dynamics network and the outcome heads. Box entries (the camera) pass through a signed log,
+        sign(x) log(1 + |x|), so a 0.15 degree turn and a 30 degree turn both stay distinct numbers, never binned;
+        a last entry says whether the action is known at all (an episode's first frame has none leading into it)."""
+        import torch  # here: the game's own process (NumPy 1) reads actions and never imports torch
+
+        flat = flat.float()
+        box = torch.from_numpy(self.box).to(flat.device)
+        flat = torch.where(box, torch.sign(flat) * torch.log1p(flat.abs()), flat)
+        if known is None:
+            known = torch.ones(flat.shape[:-1], device=flat.device)
+        return torch.cat([flat * known[..., None], known[..., None].float()], dim=-1)
 
     # ----- validation -----
     def validate(self, action: Any) -> dict:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from worldsim.model.actions import ActionCodec
 from worldsim.data.dataset import Dataset
+from worldsim.model.actions import ActionCodec
 
 FILE = "openings.safetensors"
 

@@ -38,6 +38,7 @@ from torch import nn
 
 from worldsim.model.config import DiTConfig
 
+
 def fourier(s: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features of a level s in [0, 1] (scaled like a 0..1000 timestep)."""
     half = dim // 2

@@ -6,8 +6,8 @@
     prior  the last frame moved by the camera action (no weights) `worldsim.model.motion_prior`
 
 Latents are standardised per channel (`latent_mean`, `latent_std`, measured on the training data), so the
-diffusion noise has the data's scale. An action enters as a flat vector (`worldsim.model.actions.ActionCodec`)
-and is featurised once (`features`); the dynamics network and the heads read the same features. The objective
+diffusion noise has the data's scale. An action enters as a flat vector and is featurised once per step
+(`worldsim.model.actions.ActionCodec.features`); the dynamics network and the heads read the same features. The objective
 lives in `worldsim.training.objective`, the rollout state of dreams in `worldsim.sampling.sampler`.
 """
 
@@ -19,7 +19,6 @@ import json
 import time
 
 import torch
-from gymnasium.spaces import Box
 from torch import nn
 
 from worldsim.model import shortcut
@@ -44,11 +43,6 @@ class WorldModel(nn.Module):
         self.cfg = cfg
         self.precision = "fp32"  # inference numerics; see set_precision
         self.codec = ActionCodec(space_from_json(cfg.action_space_json))
-        box = torch.zeros(self.codec.dim, dtype=torch.bool)
-        for key, sub in self.codec.space.spaces.items():
-            if isinstance(sub, Box):
-                box[self.codec.slices[key]] = True
-        self.register_buffer("box_mask", box, persistent=False)
         c, hw = cfg.ae.latent_channels, cfg.latent_hw
         self.ae = Autoencoder(cfg.ae)
         self.dit = SpaceTimeTransformer(cfg.dit, c, hw, cfg.context, self.codec.dim + 1, prior=cfg.motion_prior)
@@ -101,17 +95,6 @@ class WorldModel(nn.Module):
             x = self.ae.decode(z)
         return to_uint8(x.float()).reshape(*lead, *self.cfg.frame_hw, 3)
 
-    # ----- actions -----
-    def features(self, flat: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
-        """Flat actions (..., A) -> what the networks read (..., A + 1): Box entries (the camera) through a signed
-        log, sign(x) log(1 + |x|), so a 0.15 degree turn and a 30 degree turn both stay distinct numbers; then a
-        flag saying whether the action is known at all (an episode's first frame has none leading into it)."""
-        flat = flat.float()
-        flat = torch.where(self.box_mask, torch.sign(flat) * torch.log1p(flat.abs()), flat)
-        if known is None:
-            known = torch.ones(flat.shape[:-1], device=flat.device)
-        return torch.cat([flat * known[..., None], known[..., None].float()], dim=-1)
-
     # ----- outcomes -----
     @torch.no_grad()
     def outcome(self, z_prev: torch.Tensor, z_next: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +132,7 @@ def fastest_precision(model: WorldModel) -> str:
         return _CHOICES[key]
     if not cpu_has_bf16():  # emulated bf16: several times slower, not worth measuring
         return "fp32"
-    c, (h, w) = model.cfg.ae.latent_channels, model.cfg.latent_hw
+    h, w = model.cfg.latent_hw
     x = torch.zeros(1, 1, model.dit.c_in, h, w)
     level, step = torch.full((1, 1), 0.5), torch.zeros(1, 1, dtype=torch.long)
     feats = torch.zeros(1, 1, model.codec.dim + 1)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from worldsim.model import shortcut
-from worldsim.model.transformer import KVCache
 from worldsim.model.world_model import WorldModel
 
 
@@ -98,7 +97,7 @@ class Sampler:
             for i, sd in zip(rows.tolist(), seeds):
                 self.generators[i].manual_seed(int(sd))
         z = m.encode(frames)
-        feats = m.features(flat, known)
+        feats = m.codec.features(flat, known)
         prior = None
         if m.prior is not None:  # each start frame's prior: the frame before it moved by the action between them
             moved = torch.zeros_like(z)
@@ -133,7 +132,7 @@ class Sampler:
         a = _tensor(flat_actions, self.time.device)
         if a.shape != (len(self.time), m.codec.dim):
             raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
-        feats = m.features(a)
+        feats = m.codec.features(a)
         prior = m.prior(self.last_frame, a) if m.prior is not None else None
         z = self._generate(feats, prior)
         frames = m.decode(z)
@@ -187,7 +186,7 @@ class Sampler:
 
 def _tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """Flat actions as a float32 tensor on the model's device (one conversion)."""
-    return x.float().to(device) if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, np.float32), device=device)
+    return x.float().to(device) if torch.is_tensor(x) else torch.tensor(np.asarray(x, np.float32), device=device)
 
 
 def dream(model: WorldModel, frames: np.ndarray, actions: np.ndarray, steps: int | None = None,

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldsim.model.actions import ActionCodec
-from worldsim.io.atomic import write_bytes_atomic, write_json_atomic
 from worldsim.data.dataset import Dataset
+from worldsim.io.atomic import write_json_atomic
+from worldsim.model.actions import ActionCodec
 
 
 class LatentCache:

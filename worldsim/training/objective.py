@@ -21,7 +21,7 @@ def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known:
     sequence trains what a long dream meets. net: the trainer's wrapper of `model.dit`. moved (B, L, C, h, w):
     each frame's recorded frame before, moved and encoded (`LatentCache.moved_seq`), for a model with the motion
     prior; or `prior` made already. inputs: what is noised instead of z (self forcing), z staying the target."""
-    feats = model.features(flat, known)
+    feats = model.codec.features(flat, known)
     if model.prior is not None and prior is None:
         if moved is None:
             raise ValueError("this model has the motion prior: sequence_loss needs `moved` (LatentCache.moved_seq)")

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from worldsim.data.dataset import FrameSource
 from worldsim.model.autoencoder import reconstruction_loss, to_pixels
 from worldsim.model.heads import episode_events, outcome_loss
-from worldsim.data.dataset import FrameSource
 from worldsim.training.objective import own_dream, sequence_loss
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def _heads(t: Trainer) -> Loss:
     def loss():
         pick = draw(t.np_rng)
         z = torch.from_numpy(cache.latents[np.stack([pick - 1, pick], 1)].astype(np.float32)).to(t.device)
-        a = model.features(torch.from_numpy(np.asarray(cache.actions[pick])).to(t.device))
+        a = model.codec.features(torch.from_numpy(np.asarray(cache.actions[pick])).to(t.device))
         logits, term_logit = heads(z[:, 0], z[:, 1], a)
         return outcome_loss(logits, term_logit, torch.from_numpy(events[pick]).to(t.device),
                             torch.from_numpy(term[pick]).to(t.device))
@@ -169,7 +169,8 @@ def _decoder(t: Trainer) -> Loss:
 
 PHASES = (
     Phase("ae", "ae", "ae_steps", "ae_lr", "ae_batch", "ae_psnr", _ae, lambda t: t.step < t.tc.ae_steps),
-    Phase("dit", "dit", "dit_steps", "dit_lr", "dit_batch", None, _dit, lambda t: t.dit_done < t.tc.dit_steps),
+    Phase("dit", "dit", "dit_steps", "dit_lr", "dit_batch", None, _dit,
+          lambda t: t.dit_done < t.tc.dit_steps or t.budget_left() > 60),
     # the heads read latents of real frames, not the dynamics model: trained once, they stay valid
     Phase("heads", "heads", "heads_steps", "heads_lr", "heads_batch", "heads_event_recall", _heads,
           lambda t: not bool(t.model.heads_trained)),

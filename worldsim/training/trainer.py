@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from worldsim.data.dataset import Dataset
+from worldsim.data.dataset import Dataset, FrameSource
 from worldsim.io.atomic import write_json_atomic
 from worldsim.model.actions import space_to_json
 from worldsim.model.autoencoder import to_pixels
@@ -40,7 +40,6 @@ from worldsim.model.checkpoint import (
 from worldsim.model.config import ModelConfig
 from worldsim.model.world_model import WorldModel, cpu_has_bf16
 from worldsim.training.config import Preset, TrainConfig, preset
-from worldsim.data.dataset import FrameSource
 from worldsim.training.latents import LatentCache
 from worldsim.training.phases import ORDER, PHASES, Phase
 
@@ -416,6 +415,8 @@ class Trainer:
         frames_per_step = batch * (tc.seq_len if phase.name == "dit" else 1)
         bar = tqdm(total=total, initial=self.step, desc=phase.name, disable=not self.progress)
         t0, seen, step0 = time.time(), 0, self.step
+        if phase.name == "dit" and tc.time_budget_s > 0:  # a budget raised on resume: steps to fill it, refitted below
+            total = bar.total = max(total, self._steps_for_budget())
         try:
             while self.step < total:
                 if phase.name == "dit" and tc.time_budget_s > 0 and self.step - step0 >= 20 and self.step % 50 == 0:
@@ -452,6 +453,24 @@ class Trainer:
         if self.stop_after is not None and self.steps_this_run >= self.stop_after:
             return True
         return self.time_limit_s is not None and time.time() - self.started >= self.time_limit_s
+
+    def budget_left(self) -> float:
+        """Seconds of `time_budget_s` not yet used (0 without a budget)."""
+        return max(0.0, self.tc.time_budget_s - self.elapsed()) if self.tc.time_budget_s > 0 else 0.0
+
+    def _steps_for_budget(self) -> int:
+        """A first estimate of the dynamics steps the budget holds, at the speed the run's log last reported (a
+        budget raised on resume), refitted to the measured speed after a few steps."""
+        rate = None
+        if (self.out / "log.jsonl").exists():
+            for line in reversed((self.out / "log.jsonl").read_text().splitlines()):
+                rec = json.loads(line)
+                if rec.get("dit_samples_per_s"):
+                    rate = rec["dit_samples_per_s"]
+                    break
+        s_per_step = self.tc.dit_batch * self.tc.seq_len / rate if rate else 1.0
+        self.tc.dit_steps = max(self.tc.dit_steps, self.step + int(self.budget_left() / s_per_step))
+        return self.tc.dit_steps
 
     def _fit_to_budget(self, s_per_step: float) -> int:
         """The dynamics phase's length that ends the run at `time_budget_s` at the measured seconds per step

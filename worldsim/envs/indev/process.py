@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-from pathlib import Path
 import select
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from multiprocessing import shared_memory
+from pathlib import Path
 
 import numpy as np
 
