@@ -22,5 +22,5 @@ PY=${PYTHON:-python3}
 # the CPU wheel first: a plain `torch` requirement would otherwise pull a multi-GB CUDA build
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev]"
-.venv/bin/worldsim install-game --quiet  # the game's process runs on NumPy 1 (worldsim.envs/indev/runtime.py)
+.venv/bin/worldsim install-game --quiet  # the game's process runs on NumPy 1 (worldsim/envs/indev/runtime.py)
 echo "worldsim is installed in .venv (activate with: . .venv/bin/activate)"

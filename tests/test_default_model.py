@@ -117,3 +117,34 @@ def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
         assert abs(got_latent) < 0.5 * abs(want[axis]), (yaw, pitch, got_latent, want)
     still = torch.zeros(len(frames), m.codec.dim)
     torch.testing.assert_close(m.prior(frames, still), m.encode(frames), atol=1e-4, rtol=0)  # no turn: the frame itself
+
+
+def test_the_shipped_model_is_the_configs_defaults_and_every_option_works_on_it(tmp_path):
+    """What ships is what the configs' defaults build (less what the data sets: action space, events, camera
+    calibration); the dream reports its pitch; the benches' and export's own defaults run on it; options of the
+    retired design are gone (an error, not a silent no-op)."""
+    import pytest
+
+    import worldsim
+    from worldsim.bench.throughput import bench_neural
+    from worldsim.cli import main
+    from worldsim.model.config import ModelConfig
+
+    shipped = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["model"]
+    mine, ours = ModelConfig.from_dict(shipped).to_dict(), ModelConfig().to_dict()
+    data_fields = ("action_space_json", "outcome_events", "camera_px_per_deg")
+    assert {k: v for k, v in mine.items() if k not in data_fields} == {k: v for k, v in ours.items() if k not in data_fields}
+    env = gym.make("worldsim/NeuralMinecraft-v0")
+    _, info = env.reset(seed=0)
+    assert -90 <= info["pitch"] <= 90
+    assert env.step(act(env.action_space, camera=[3.0, 0.0]))[-1]["pitch"] == pytest.approx(min(90, info["pitch"] + 3), abs=1e-4)
+    r = bench_neural(None, batch_sizes=(1,), frames=2, repeats=1)  # its default sampling steps and precisions
+    assert set(r["single"]) == {"fp32", "bf16"} and all(v > 0 for p in r["single"].values() for v in p.values())
+    assert r["auto_picks"] in ("fp32", "bf16")
+    assert main(["export", "--checkpoint", str(DEFAULT_CHECKPOINT), "--out", str(tmp_path / "one"), "--sampling-steps", "1"]) == 0
+    assert worldsim.load(tmp_path / "one").cfg.sampler.steps == 1
+    for argv in (["play", "--key-guidance", "2"], ["export", "--checkpoint", str(DEFAULT_CHECKPOINT), "--out",
+                                                    str(tmp_path / "x"), "--prior-start", "0.3"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2

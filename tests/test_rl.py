@@ -158,7 +158,7 @@ def test_a_killed_agent_train_resumes_from_its_last_checkpoint(tiny_ckpt, tmp_pa
                 "--n-steps", "16", "--batch-size", "32", "--checkpoint-every", "32", "--out", str(out), "--quiet", *more]
 
     args = cli(100_000)
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from cli import main; sys.exit(main())", *args])
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from worldsim.cli import main; sys.exit(main())", *args])
     ckpt = out / "checkpoint.safetensors"
     deadline = time.time() + 240
     done = 0

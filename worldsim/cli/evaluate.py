@@ -54,7 +54,19 @@ def _idm_for(a: argparse.Namespace, model, out: Path):
     return idm
 
 
+def _curve(a: argparse.Namespace) -> int:
+    from worldsim.evaluation.curve import plot_curve
+
+    print(f"wrote {plot_curve(a.log, a.out)}")
+    return 0
+
+
 def register(sub) -> None:
+    c = add_command(sub, "curve", "plot the training log's rows (held-out PSNR, brightness, contrast) against CPU-hours",
+                    _curve)
+    c.add_argument("--log", default="docs/training_log.json", help="the training log (a JSON list of rows)")
+    c.add_argument("--out", default="docs/training_curve.png", help="the PNG to write")
+
     e = add_command(sub, "eval", "open-loop dreams vs held-out real episodes (PSNR/SSIM over horizon, baselines, IDM)",
                     _eval)
     add_world_model(e, required=True, checkpoint_help="world-model checkpoint or run folder")

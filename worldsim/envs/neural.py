@@ -177,7 +177,7 @@ class NeuralMinecraftEnv(gym.Env):
     def step(self, action: dict[str, Any]):
         if self._sampler is None:
             raise RuntimeError("call reset() before step()")
-        flat = self.model.codec.encode(self.model.codec.validate(action))
+        flat = self.model.codec.encode(action, validate=True)  # the one conversion: dict -> flat vector
         t0 = time.perf_counter()
         out = self._sampler.step(flat[None])
         self._frame = out.frames[0]

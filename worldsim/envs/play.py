@@ -117,7 +117,8 @@ class PlaySession:
             obs, _, term, trunc, _ = self.real.step(a)
             frames.append(obs)
         if self.neural is not None:
-            obs, _, term, trunc, _ = self.neural.step(restrict_action(a, self.neural.action_space))
+            # side by side the keys are the real game's: the dream gets those its action space has
+            obs, _, term, trunc, _ = self.neural.step(a if self.real is None else restrict_action(a, self.neural.action_space))
             frames.append(obs)
         self.frames = frames
         self.fps_measured = 1.0 / max(1e-6, time.perf_counter() - t0)

@@ -107,8 +107,11 @@ class ActionCodec:
                 for k, sub in self.space.spaces.items()}
 
     # ----- flat vectors -----
-    def encode(self, action: Mapping) -> np.ndarray:
-        """One action dict -> float32 vector of length `dim`."""
+    def encode(self, action: Mapping, validate: bool = False) -> np.ndarray:
+        """One action dict -> float32 vector of length `dim` (validated first with `validate`: bad input raises
+        InvalidActionError naming the key)."""
+        if validate:
+            action = self.validate(action)
         return self.encode_batch({k: np.asarray(v)[None] for k, v in action.items()})[0]
 
     def encode_batch(self, actions: Mapping[str, np.ndarray]) -> np.ndarray:

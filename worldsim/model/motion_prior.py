@@ -5,7 +5,7 @@ A camera turn moves the whole picture by a nearly constant number of pixels per 
 that a transformer over 2x2-cell patches learns only slowly (a 2 degree turn is a third of a latent cell). So
 next to every noisy frame the network also sees the frame before it shifted by that frame's camera action and
 predicts what the shift does not explain: parallax, the strip the turn reveals, walking, breaking. Without it,
-1,100 steps of training left dreams unmoved by the camera (`docs/generation2.md`). The shift is made in pixel
+1,100 steps of training left dreams unmoved by the camera (`docs/design_history.md`). The shift is made in pixel
 space and then encoded: moving latents by a fraction of a cell cross-fades cells instead of moving the picture.
 The pixels per degree are measured from the training data (`worldsim.evaluation.motion`).
 """

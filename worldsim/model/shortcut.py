@@ -117,14 +117,7 @@ def step_index(steps: int, step_levels: int) -> int:
     return i
 
 
-@torch.no_grad()
-def sample(predict: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], noise: torch.Tensor, steps: int,
-           step_levels: int) -> torch.Tensor:
-    """`steps` shortcut steps of size 1/steps from pure noise (B, C, h, w) to a clean latent; `predict(z, level,
-    step_index)` gives the clean-frame prediction at per-row levels (B,). The last step lands on the prediction."""
-    i = step_index(steps, step_levels)
-    z = noise.float()
-    for n in range(steps):
-        level = torch.full((z.shape[0],), n / steps, device=z.device)
-        z = z + velocity(predict(z, level, i)[:, None], z[:, None], level[:, None])[:, 0] / steps
-    return z
+def advance(z: torch.Tensor, x_hat: torch.Tensor, level: torch.Tensor, steps: int) -> torch.Tensor:
+    """One step of an n-step sampler: from z (B, C, h, w) at per-row signal levels (B,) toward the network's
+    clean-frame prediction x_hat, by 1/steps of the way to clean. The last step (level 1 - 1/steps) lands on x_hat."""
+    return z.float() + velocity(x_hat[:, None], z[:, None], level[:, None])[:, 0] / steps

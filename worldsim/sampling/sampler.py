@@ -158,30 +158,29 @@ class Sampler:
         return x if prior is None else torch.cat([x, prior.to(x.dtype)], dim=2)
 
     def _generate(self, feats: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
-        """The next latent frame (B, C, h, w): the pending frame enters the cache in the first denoising pass
-        (with its features, prior and context noise), then `steps` shortcut steps from noise under the new
-        action's features (and the new frame's prior)."""
-        m = self.model
+        """The next latent frame (B, C, h, w): `steps` shortcut steps of size 1/steps from noise under the new
+        action's features (and the new frame's prior). The first pass also carries the pending frame into the
+        cache (with its features, prior and context noise), so a finished frame costs no pass of its own."""
+        m, steps, time = self.model, self.steps, self.time
         shape = self.latents.shape[2:]
-        noise = torch.stack([torch.randn((2, *shape), generator=g, device=self.time.device) for g in self.generators])
+        noise = torch.stack([torch.randn((2, *shape), generator=g, device=time.device) for g in self.generators])
         x_ctx, l_ctx, s_ctx = self._as_context(self.pending[:, None], noise[:, :1])
         x_ctx = self._with_prior(x_ctx, None if self.pending_prior is None else self.pending_prior[:, None])
         new_prior = None if prior is None else prior[:, None]
-        time, first = self.time, [True]
-
-        def predict(z: torch.Tensor, level: torch.Tensor, i: int) -> torch.Tensor:
-            step = torch.full_like(time, i)
-            z = self._with_prior(z[:, None], new_prior)
+        step = torch.full_like(time, shortcut.step_index(steps, m.cfg.dit.step_levels))
+        z = noise[:, 1]
+        for n in range(steps):
+            level = torch.full((len(z),), n / steps, device=z.device)
+            x = self._with_prior(z[:, None], new_prior)
             with m.autocast():
-                if first[0]:  # the pending frame and the new one in one pass; the pending frame is written
-                    first[0] = False
-                    out = m.dit(torch.cat([x_ctx, z], 1), torch.cat([l_ctx, level[:, None]], 1),
-                                torch.cat([s_ctx, step[:, None]], 1), torch.stack([self.pending_feats, feats], 1),
-                                torch.stack([time, time + 1], 1), self.cache, write=1)
-                    return out[:, 1].float()
-                return m.dit(z, level[:, None], step[:, None], feats[:, None], (time + 1)[:, None], self.cache)[:, 0].float()
-
-        return shortcut.sample(predict, noise[:, 1], self.steps, m.cfg.dit.step_levels)
+                if n == 0:  # the pending frame and the new one in one pass; the pending frame is written
+                    x_hat = m.dit(torch.cat([x_ctx, x], 1), torch.cat([l_ctx, level[:, None]], 1),
+                                  torch.cat([s_ctx, step[:, None]], 1), torch.stack([self.pending_feats, feats], 1),
+                                  torch.stack([time, time + 1], 1), self.cache, write=1)[:, 1]
+                else:
+                    x_hat = m.dit(x, level[:, None], step[:, None], feats[:, None], (time + 1)[:, None], self.cache)[:, 0]
+            z = shortcut.advance(z, x_hat.float(), level, steps)
+        return z
 
 
 def _tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
