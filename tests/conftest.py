@@ -17,6 +17,21 @@ def act(space, **pressed) -> dict:
     return a
 
 
+@pytest.fixture(autouse=True, scope="session")
+def data_home(tmp_path_factory):
+    """Tests never read or write the user's data home: a bare dataset or run name lands in a temporary one."""
+    import os
+
+    home = tmp_path_factory.mktemp("home")
+    before = os.environ.get("WORLDSIM_HOME")
+    os.environ["WORLDSIM_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("WORLDSIM_HOME", None)
+    else:
+        os.environ["WORLDSIM_HOME"] = before
+
+
 @pytest.fixture
 def indev():
     import gymnasium as gym

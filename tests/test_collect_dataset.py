@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -104,7 +105,7 @@ def test_minari_reads_the_dataset(tmp_path, monkeypatch):
 def test_collect_resumes_after_kill_9(tmp_path):
     out = tmp_path / "ds"
     cmd = [sys.executable, "-m", "worldsim.cli", "collect", "--episodes", "6", "--steps", "40",
-           "--workers", "2", "--out", "ds", "--quiet", "--seed", "3"]  # a relative --out, as users type it
+           "--workers", "2", "--out", "./ds", "--quiet", "--seed", "3"]  # a relative --out, as users type it
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=tmp_path)
     deadline = time.time() + 120
@@ -191,3 +192,20 @@ def test_collect_on_a_local_ray_instance_gives_the_same_episodes(tmp_path):
         a, b = local.episode(i), remote.episode(i)
         assert a.seed == b.seed and np.array_equal(a.frames, b.frames)
         assert all(np.array_equal(a.actions[k], b.actions[k]) for k in a.actions)
+
+
+def test_a_bare_name_is_a_dataset_in_the_data_home_and_a_path_wins(tmp_path, monkeypatch, data_home):
+    """`--out NAME` writes into $WORLDSIM_HOME/datasets/NAME, so a fresh checkout finds it; `--out ./NAME` (any
+    path) is used as given; reading by name finds it again."""
+    from worldsim.cli import main
+    from worldsim.io.home import home, place
+
+    monkeypatch.chdir(tmp_path)
+    assert home() == data_home and place("runs_x", "runs") == data_home / "runs" / "runs_x"
+    assert main(["collect", "--episodes", "1", "--steps", "5", "--out", "named", "--quiet", "--workers", "1"]) == 0
+    assert Dataset(data_home / "datasets" / "named").total_steps == 5 and not (tmp_path / "named").exists()
+    assert main(["stats", "named"]) == 0
+    assert main(["collect", "--episodes", "1", "--steps", "5", "--out", "./here", "--quiet", "--workers", "1"]) == 0
+    assert Dataset(tmp_path / "here").total_steps == 5 and not (data_home / "datasets" / "here").exists()
+    (tmp_path / "local").mkdir()
+    assert place("local", "datasets") == Path("local") and place("/abs/x", "runs") == Path("/abs/x")

@@ -183,6 +183,9 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     cr = report["camera_response"]  # pixels per degree of turn, real and dreamed, read off the same clips
     assert {"real", "dream", "action_blind", "dream_over_real", "action_blind_over_real"} <= set(cr)
     assert cr["dream"]["yaw_pairs"] <= cr["real"]["yaw_pairs"] and any(v.startswith(("yaw", "pitch")) for v in report["verdict"])
+    lv = report["levels"]  # brightness and contrast over the real frames', per horizon step
+    assert len(lv["brightness"]) == len(lv["contrast"]) == 3 and all(0 < v < 10 for v in lv["brightness"] + lv["contrast"])
+    assert any(v.startswith("levels") for v in report["verdict"])
     sh = report["sharpness"]  # how much fine detail the dreams keep, per horizon step
     assert sh["real"] > 0 and len(sh["dream_over_real_per_step"]) == 3 and any(v.startswith("detail") for v in report["verdict"])
     for f in ("psnr_over_horizon.png", "ssim_over_horizon.png", "real_vs_dream.png", "real_vs_dream.mp4"):

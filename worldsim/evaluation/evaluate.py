@@ -69,6 +69,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     cam = model.codec.slices.get("camera") if "camera" in model.codec.space.spaces else None
     shifts: dict[str, list] = {"real": [], "dream": [], "action_blind": [], "camera": []}
     detail: dict[str, list[np.ndarray]] = {"real": [], "dream": []}
+    levels: dict[str, list[np.ndarray]] = {"brightness": [], "contrast": []}
     for i in tqdm(range(0, len(todo), batch), desc="evaluate", disable=not progress):
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
@@ -86,6 +87,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
                     shifts["camera"].append(flat[:, k - 1:, cam].reshape(-1, 2))
             if name == "model":
                 detail["real"].append(sharpness(real))
+                for key, ratio in zip(("brightness", "contrast"), level_ratios(dream, real)):
+                    levels[key].append(ratio)
                 detail["dream"].append(sharpness(dream))
             if name == "model" and len(examples) < 4:
                 examples += [(ctx[j], real[j], dream[j], group[j]) for j in range(min(4 - len(examples), len(group)))]
@@ -107,6 +110,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
            "sampling_steps": steps or model.cfg.sampler.steps,
            "metrics": table, "_examples": examples}
     real_d, dream_d = (np.concatenate(detail[n]).mean(0) for n in ("real", "dream"))  # per horizon step
+    # where a dream darkens or flattens: its brightness and contrast over the real frame's, per horizon step
+    out["levels"] = {k: np.median(np.concatenate(v), axis=0).round(4).tolist() for k, v in levels.items()}
     out["sharpness"] = {"real": round(float(real_d.mean()), 3), "dream": round(float(dream_d.mean()), 3),
                         "dream_over_real": round(float(dream_d.mean() / max(real_d.mean(), 1e-9)), 4),
                         "dream_over_real_per_step": (dream_d / np.maximum(real_d, 1e-9)).round(4).tolist()}
@@ -122,6 +127,17 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     if brk is not None:
         out["break_response"] = brk
     return out
+
+
+def level_ratios(dream: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness (mean grey) and contrast (spatial std of grey) of dreamed frames over the real ones, (B, H) each,
+    for (B, H, h, w, 3) uint8 frames: 1 is right, < 1 darker or flatter."""
+    def stats(x):
+        g = x.astype(np.float32).mean(-1).reshape(*x.shape[:2], -1)
+        return g.mean(-1), g.std(-1)
+
+    (db, dc), (rb, rc) = stats(dream), stats(real)
+    return db / np.maximum(rb, 1e-3), dc / np.maximum(rc, 1e-3)
 
 
 def sharpness(frames: np.ndarray) -> np.ndarray:

@@ -130,6 +130,11 @@ def verdict(result: dict) -> list[str]:
         sh = result["sharpness"]
         lines.append(f"detail: dreamed frames keep {100 * sh['dream_over_real']:.0f}% of the real frames' pixel-to-pixel "
                      f"contrast ({sh['dream']:.1f} vs {sh['real']:.1f} grey levels; under 100%: smoothed).")
+    if "levels" in result:
+        lv = result["levels"]
+        lines.append(f"levels: dreamed frames have {100 * lv['brightness'][0]:.0f}% of the real brightness and "
+                     f"{100 * lv['contrast'][0]:.0f}% of its contrast after one step, {100 * lv['brightness'][-1]:.0f}% and "
+                     f"{100 * lv['contrast'][-1]:.0f}% after {len(lv['brightness'])} (median; under 100%: darker, flatter).")
     if "break_response" in result:
         br = result["break_response"]
         lines.append(f"breaking: on {br['events']} steps that broke a block, the dream with attack pressed is closer to the real "

@@ -28,7 +28,6 @@ def place(name: str | os.PathLike, kind: str) -> Path:
     folder here -> the data home's `kind/name`; anything else as given."""
     if kind not in ("datasets", "runs"):
         raise ValueError(f"kind must be 'datasets' or 'runs', got {kind!r}")
-    p = Path(name)
-    if len(p.parts) == 1 and not p.is_absolute() and not p.exists() and str(name) not in (".", ".."):
-        return home() / kind / p
-    return p
+    text, p = os.fspath(name), Path(name)
+    bare = "/" not in text and os.sep not in text and text not in (".", "..", "")
+    return home() / kind / text if bare and not p.exists() else p
