@@ -77,14 +77,15 @@ def test_real_mode_keys_mouse_screenshot_recording_quit(tmp_path):
 
 def test_side_by_side_and_neural_modes(tmp_path):
     from worldsim.data_collect.collect import CollectConfig, collect
-    from worldsim.model.config import AutoencoderConfig, DiTConfig, ModelConfig, TrainConfig
+    from worldsim.model.config import AutoencoderConfig, DiTConfig, ModelConfig
+    from worldsim.training.config import TrainConfig
     from worldsim.training.trainer import Trainer
 
     collect(CollectConfig(episodes=2, steps=20, size=64, out=str(tmp_path / "ds"), seed=2), progress=False)
-    cfg = ModelConfig(frame_size=64, context=2, ae=AutoencoderConfig(channels=(8, 16, 16), latent_channels=4),
-                      dit=DiTConfig(width=32, depth=1, heads=2, patch=4, action_hidden=32))
-    tc = TrainConfig(ae_steps=2, ae_batch=4, dit_steps=2, dit_batch=2, heads_steps=2, heads_batch=8, warmup=1,
-                     checkpoint_every=100, sample_every=100, log_every=1)
+    cfg = ModelConfig(frame_size=64, context=4, start_frames=2, ae=AutoencoderConfig(channels=(8, 16, 16), latent_channels=4),
+                      dit=DiTConfig(width=32, depth=2, heads=2, patch=4, action_hidden=32, step_levels=2))
+    tc = TrainConfig(ae_steps=2, ae_batch=4, dit_steps=2, dit_batch=2, seq_len=4, long_seq=8, heads_steps=2,
+                     heads_batch=8, warmup=1, checkpoint_every=100, sample_every=100, log_every=1)
     Trainer(str(tmp_path / "ds"), str(tmp_path / "run"), cfg, tc, progress=False).run()
     s = PlaySession(PlayConfig(mode="side-by-side", checkpoint=str(tmp_path / "run"), scale=2, out_dir=str(tmp_path)))
     try:
