@@ -208,6 +208,9 @@ def test_a_warm_start_keeps_the_export_raw_and_averaged(tiny_run, tiny_data, tmp
     run, _ = tiny_run
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "exp"), "--raw"]) == 0
     raw = load_file(str(tmp_path / "exp" / RAW_WEIGHTS))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert all(f.stat().st_mode & 0o666 == 0o666 & ~mask for f in (tmp_path / "exp").iterdir())  # as any write
     assert set(raw) == {k for k in worldsim.load(run).state_dict() if k.startswith("dit.")}
     torch.testing.assert_close(raw, raw_dynamics(run))
     p = preset("tiny")

@@ -44,13 +44,15 @@ def save_checkpoint(path: str | os.PathLike, model: WorldModel, extra: dict[str,
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(state, str(tmp / "model.safetensors"))  # (a new file in tmp: normal permissions)
+        save_file(state, str(tmp / "model.safetensors"))
         write_json_atomic(tmp / "config.json", {"format": FORMAT, "model": model.cfg.to_dict(), **(extra or {})})
         if raw is not None:
             save_file({k: v.detach().float().cpu().contiguous() for k, v in raw.items()}, str(tmp / RAW_WEIGHTS))
         if train_tensors is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in train_tensors.items()}, str(tmp / "train_state.safetensors"))
             write_json_atomic(tmp / "train_state.json", train_json or {})
+        for f in tmp.iterdir():  # safetensors writes through a private temporary file: readable like any write
+            publish_mode(f)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from worldsim.data.dataset import Dataset
+from worldsim.io.atomic import publish_mode
 from worldsim.model.actions import ActionCodec
 
 FILE = "openings.safetensors"
@@ -44,6 +45,7 @@ def save_openings(checkpoint: str | os.PathLike, bank: dict[str, np.ndarray]) ->
     path = Path(checkpoint) / FILE
     tmp = path.with_name(f".{FILE}.tmp")
     save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in bank.items()}, str(tmp))
+    publish_mode(tmp)
     os.replace(tmp, path)
     return path
 
