@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from worldsim.agents import ExploreAgent, RandomAgent, make_policy
 from worldsim.envs.actions import minerl_action_space
@@ -94,3 +95,40 @@ def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):
             break
     assert info["inventory"].get("planks", 0) >= 4 and {"tree", "chop"} <= seen  # a log drops planks here
     assert not ExploreAgent(env.action_space, seed=0).seek_trees  # the `explore` baseline plays blind to trees
+
+
+def test_behaviour_cloning_learns_the_recorded_explorer_saves_a_ppo_policy_and_resumes(tmp_path):
+    """`agent bc` clones the explorer's steps of a real dataset into a PPO-format policy that acts in the real game;
+    its loss falls; a run stopped midway and resumed ends where an uninterrupted one does."""
+    import json
+
+    import gymnasium as gym
+
+    import worldsim  # noqa: F401
+    from worldsim.agents.bc import discretise, train_bc
+    from worldsim.agents.discrete import DiscreteActionSpec
+    from worldsim.agents.ppo import PPOAgent
+    from worldsim.data_collect.collect import CollectConfig, collect
+
+    spec = DiscreteActionSpec()
+    cam = np.array([[0.0, 0.0], [-5.0, 1.5], [7.0, -2.5]], np.float32)
+    got = discretise(spec, {"camera": cam, **{k: np.array([0, 1, 0]) for k in spec.keys}})
+    assert got[:, len(spec.keys):].tolist() == [[2, 2], [0, 3], [4, 1]] and got[1, 0] == 1 and got[0, 0] == 0
+    data = tmp_path / "ds"
+    collect(CollectConfig(episodes=2, steps=60, out=str(data), seed=3, policy="mix-trees", size=64), progress=False)
+    opts = dict(task="treechop", steps=40, batch=16, seed=0, checkpoint_every=10, progress=False)
+    info = train_bc(str(data), tmp_path / "bc", **opts)
+    assert not info["stopped_early"] and info["final_nll"] < info["first_nll"]
+    meta = json.loads((tmp_path / "bc" / "policy.json").read_text())
+    assert meta["train"]["algorithm"] == "behaviour cloning" and not (tmp_path / "bc" / "checkpoint.safetensors").exists()
+    assert train_bc(str(data), tmp_path / "split", stop_after=15, **opts)["stopped_early"]
+    with pytest.raises(ValueError, match="--resume"):
+        train_bc(str(data), tmp_path / "split", **opts)
+    resumed = train_bc(str(data), tmp_path / "split", resume=True, **opts)
+    assert resumed["final_nll"] == pytest.approx(info["final_nll"], abs=1e-3)
+    env = gym.make("worldsim/MinecraftIndev-Treechop-v0")
+    agent = PPOAgent(tmp_path / "bc", env.action_space, seed=0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, *_ = env.step(agent.act(obs))
+    env.close()

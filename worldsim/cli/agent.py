@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from worldsim.cli.options import add_command, add_world_model, neural_kwargs
+from worldsim.cli.options import add_command, add_world_model, dataset, neural_kwargs
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -18,6 +18,15 @@ def _train(a: argparse.Namespace) -> int:
                      n_steps=a.n_steps, batch_size=a.batch_size, learning_rate=a.lr, gamma=a.gamma, progress=not a.quiet,
                      spec=DiscreteActionSpec(clicks=tuple(a.click)), resume=a.resume,
                      checkpoint_every=a.checkpoint_every, episode_steps=a.episode_steps, **neural_kwargs(a))
+    print(json.dumps(info))
+    return 0
+
+
+def _bc(a: argparse.Namespace) -> int:
+    from worldsim.agents.bc import train_bc
+
+    info = train_bc(a.data, a.out, task=a.task, steps=a.steps, batch=a.batch, learning_rate=a.lr, seed=a.seed,
+                    resume=a.resume, checkpoint_every=a.checkpoint_every, progress=not a.quiet)
     print(json.dumps(info))
     return 0
 
@@ -41,6 +50,19 @@ def _eval(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     ag = sub.add_parser("agent", help="RL agents: train PPO in the dream, score policies in any env")
     agsub = ag.add_subparsers(dest="agent_command", required=True)
+    bc = add_command(agsub, "bc", "behaviour cloning: a pixel policy (PPO's network) trained on a dataset's frames and "
+                     "actions", _bc)
+    bc.add_argument("--data", type=dataset, required=True, help="dataset with the recorded play to clone")
+    bc.add_argument("--task", default="treechop", help="whose events weigh more: treechop, dig or obtain")
+    bc.add_argument("--out", required=True, help="policy folder (policy.safetensors + policy.json)")
+    bc.add_argument("--steps", type=int, default=3000, help="gradient steps")
+    bc.add_argument("--batch", type=int, default=128, help="frames per step")
+    bc.add_argument("--lr", type=float, default=3e-4)
+    bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--resume", action="store_true", help="carry on the unfinished run in --out from its checkpoint")
+    bc.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: none)")
+    bc.add_argument("--quiet", action="store_true")
+
     at = add_command(agsub, "train", "PPO (Stable-Baselines3) on the vector env of --env under --task", _train)
     at.add_argument("--env", default="worldsim/NeuralMinecraft-v0")
     at.add_argument("--task", default="dig", help="dig, treechop or obtain (envs/tasks.py)")
