@@ -23,11 +23,13 @@ FILE = "openings.safetensors"
 
 
 def cut_openings(ds: Dataset, codec: ActionCodec, k: int, n: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
-    """n clips of k frames from distinct places of the dataset (spread over episodes, random start)."""
+    """n clips of k frames from distinct places of the dataset: 2n candidates (spread over episodes, random
+    starts), of which the n spread evenly over the range of the last frame's brightness are kept, so a small bank
+    still holds the data's range of views (under trees, in caves, at open sky) rather than its most common one."""
     rng = np.random.default_rng(seed)
     frames, actions, pitch = [], [], []
     episodes = rng.permutation(len(ds))
-    for i in range(n):
+    for i in range(2 * n):
         ep = ds.episode(int(episodes[i % len(episodes)]))
         if len(ep.frames) < k:
             continue
@@ -37,8 +39,10 @@ def cut_openings(ds: Dataset, codec: ActionCodec, k: int, n: int = 32, seed: int
         pitch.append(ep.view_pitch()[s:s + k])
     if not frames:
         raise ValueError(f"no episode of {ds.root} has {k} frames")
-    return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32),
-            "pitch": np.stack(pitch).astype(np.float32)}
+    order = np.argsort([f[-1].mean() for f in frames], kind="stable")
+    keep = np.sort(order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))])
+    return {"frames": np.stack(frames)[keep], "actions": np.stack(actions).astype(np.float32)[keep],
+            "pitch": np.stack(pitch).astype(np.float32)[keep]}
 
 
 def save_openings(checkpoint: str | os.PathLike, bank: dict[str, np.ndarray]) -> Path:
