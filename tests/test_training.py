@@ -67,7 +67,7 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run, tiny_data):
     from worldsim.data.dataset import Dataset
     from worldsim.training.latents import LatentCache
     from worldsim.training.objective import sequence_loss
-    from worldsim.training.trainer import fastest_precision_is_bf16
+    from worldsim.training.trainer import bf16_is_native
 
     run, _ = tiny_run
     m = worldsim.load(run)
@@ -81,7 +81,7 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run, tiny_data):
     prior = m.prior.sequence(moved, acts, known)[0]
     assert torch.equal(prior[0], torch.zeros_like(prior[0]))  # an episode's first frame has no frame before it
     frames = torch.from_numpy(np.array(ep.frames[:12]))
-    m.set_precision("bf16" if fastest_precision_is_bf16(torch.device("cpu")) else "fp32")  # as the cache was built
+    m.set_precision("bf16" if bf16_is_native(torch.device("cpu")) else "fp32")  # as the cache was built
     dream = m.prior(frames[:11], flat[:11])  # what a dream makes for frames 1..11 from the frames before
     m.set_precision("fp32")
     assert torch.allclose(prior[1:], dream, atol=0.05)  # fp16 storage of the cache, bf16 encoder kernels

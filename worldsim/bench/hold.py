@@ -4,7 +4,8 @@ Every scenario starts the real game and the dream from the same real frames (`wo
 reset, then standing still) and drives both with the very same actions; the real game's own continuation is the
 reference. Scenarios:
 
-- ``still``: every key released, camera still, for `still_steps` steps. Floor: the last start frame copied.
+- ``still``: every key released, camera still, for `still_steps` steps (the first steps of ``stand``'s run).
+  Floor: the last start frame copied.
 - ``turn90`` / ``turn180``: turn right at 10 degrees a step, then back the same way; ``look``: look down 60
   degrees and back up. At the end the view is the start's again, so copying the start frame is the floor the
   dream should come within a couple of dB of. At the step where the real view is furthest from the start, the
@@ -164,8 +165,8 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     k = model.start_frames
     real = gym.make("worldsim/MinecraftIndev-v0", size=model.cfg.frame_hw[0])
     starts = [seed0 + i for i in range(seeds)]
-    plans: dict[str, list[list[dict]]] = {"still": [[codec.noop()] * still_steps] * seeds}
-    plans["stand"] = [[codec.noop()] * long_steps] * seeds
+    # standing still: one run of every key released; `still` scores its first still_steps, `stand` its levels
+    plans: dict[str, list[list[dict]]] = {"stand": [[codec.noop()] * max(still_steps, long_steps)] * seeds}
     plans.update({name: [acts] * seeds for name, acts in scripts(codec, long_steps).items()})
     plans["play"] = [_policy_actions(real, "explore", s, play_steps) for s in starts]
     plans["random"] = [_policy_actions(real, "random", s, random_steps) for s in starts]
@@ -198,15 +199,18 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         d = Sampler(model, ctx, ctx_actions, steps=sampling_steps, seeds=[seed0 + i for i in range(len(ctx))])
         dream = np.stack([d.step(flat[:, t]).frames for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)
-        ceiling = _round_trip(model, truth) if name in PSNR_SCENARIOS else None
-        if name in ("stand", "walk"):
-            report[name] = {"steps": int(max(lengths))}
-        else:
-            report[name], curves[name] = _score(name, ctx, truth, dream, lengths, window, ceiling)
-        if name in LEVEL_SCENARIOS:
-            report[name]["levels"] = [levels(dream, truth, lengths, at) for at in sorted({min(100, flat.shape[1]), flat.shape[1]})]
-        pick = np.linspace(0, min(lengths) - 1, 8).round().astype(int)  # what the first start looked like
-        pictures += [truth[0, pick], dream[0, pick]]
+        views = {"still": still_steps, "stand": long_steps} if name == "stand" else {name: flat.shape[1]}
+        for view, n in views.items():
+            t, dr, lens = truth[:, :n], dream[:, :n], [min(x, n) for x in lengths]
+            if view in ("stand", "walk"):
+                report[view] = {"steps": int(max(lens))}
+            else:
+                ceiling = _round_trip(model, t) if view in PSNR_SCENARIOS else None
+                report[view], curves[view] = _score(view, ctx, t, dr, lens, window, ceiling)
+            if view in LEVEL_SCENARIOS:
+                report[view]["levels"] = [levels(dr, t, lens, at) for at in sorted({min(100, n), n})]
+            pick = np.linspace(0, min(lens) - 1, 8).round().astype(int)  # what the first start looked like
+            pictures += [t[0, pick], dr[0, pick]]
     if real_cache and not Path(real_cache).exists():
         Path(real_cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(real_cache).with_name(f".{Path(real_cache).name}.tmp.npz")

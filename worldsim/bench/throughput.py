@@ -129,7 +129,7 @@ def bench_train(checkpoint_cfg: str = "small", batch: int | None = None, steps: 
     from worldsim.model.world_model import WorldModel
     from worldsim.training.config import preset
     from worldsim.training.objective import sequence_loss
-    from worldsim.training.trainer import fastest_precision_is_bf16
+    from worldsim.training.trainer import bf16_is_native
 
     p = preset(checkpoint_cfg)
     cfg, tc = p.model, p.train
@@ -141,7 +141,7 @@ def bench_train(checkpoint_cfg: str = "small", batch: int | None = None, steps: 
     z = torch.randn(batch, frames, cfg.ae.latent_channels, *cfg.latent_hw)
     a = torch.zeros(batch, frames, m.codec.dim)
     known = torch.ones(batch, frames)
-    bf16 = fastest_precision_is_bf16(torch.device("cpu"))
+    bf16 = bf16_is_native(torch.device("cpu"))
     for i in range(steps + 2):
         if i == 2:
             t0 = time.perf_counter()

@@ -51,6 +51,7 @@ class ActionCodec:
         for key, sub in space.spaces.items():
             if isinstance(sub, Box):
                 self.box[self.slices[key]] = True
+        self._box_on: dict = {}  # the box mask as a tensor, per device (`features`)
 
     def features(self, flat: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
         """Flat actions (..., A) -> what the networks read (..., A + 1), computed once per step and shared by the
@@ -60,7 +61,9 @@ class ActionCodec:
         import torch  # here: the game's own process (NumPy 1) reads actions and never imports torch
 
         flat = flat.float()
-        box = torch.from_numpy(self.box).to(flat.device)
+        box = self._box_on.get(flat.device)
+        if box is None:  # once per device, not per step
+            box = self._box_on[flat.device] = torch.from_numpy(self.box).to(flat.device)
         flat = torch.where(box, torch.sign(flat) * torch.log1p(flat.abs()), flat)
         if known is None:
             known = torch.ones(flat.shape[:-1], device=flat.device)

@@ -138,7 +138,7 @@ class Trainer:
         resuming = resume and (self.out / "latest.json").exists()
         if model_cfg.motion_prior and not any(model_cfg.camera_px_per_deg):
             model_cfg.camera_px_per_deg = self._camera_calibration(resuming, None if resuming else init)
-        self.bf16 = train_cfg.bf16 and fastest_precision_is_bf16(self.device)
+        self.bf16 = train_cfg.bf16 and bf16_is_native(self.device)
         torch.manual_seed(train_cfg.seed)
         self.model = WorldModel(model_cfg).to(self.device)
         self.ema = EMA(self.model, train_cfg.ema)
@@ -521,7 +521,7 @@ class Trainer:
         return ok
 
 
-def fastest_precision_is_bf16(device: torch.device) -> bool:
+def bf16_is_native(device: torch.device) -> bool:
     """Train under bf16 autocast where the hardware runs it natively: on a CPU without bf16 dot products it is
     emulated and several times slower than fp32 (measured: 0.9 against ~20 samples/s)."""
     if device.type == "cuda":
