@@ -8,7 +8,7 @@ policy folder, so `agent eval`, `play` and RL load it as they load PPO's.
 What is cloned: the frame before each step and the action taken on it, the camera binned to the nearest bin per
 axis. The tree-chopping data mixes exploring with idling, random keys and sweeps (`worldsim.agents.mix`); only
 the explorer's steps (mode 0) are cloned, and for a task the steps in the `lead` steps before one of its events
-(a log picked up, for treechop) weigh `event_weight` times more, so the walk to a tree and the chopping are what
+(the task's reward recomputed from the recorded counts: for treechop a log's planks picked up) weigh `event_weight` times more, so the walk to a tree and the chopping are what
 the policy learns most. Resumable: every `checkpoint_every` steps the weights, Adam's state, the step and the RNG
 go to `OUT/checkpoint.safetensors`, atomically.
 """
@@ -26,10 +26,9 @@ import torch
 from worldsim.agents.discrete import DiscreteActionSpec
 from worldsim.agents.ppo import _policy_kwargs, _unaliased, save_policy
 from worldsim.data.dataset import Dataset
+from worldsim.envs.indev.rewards import recorded_rewards
 from worldsim.io.atomic import temp_sibling
 
-#: The count of a dataset's `infos["counts"]` whose rise is a task's event.
-TASK_EVENTS = {"treechop": "wood", "dig": "blocks_broken", "obtain": "planks"}
 CHECKPOINT = "checkpoint.safetensors"
 
 
@@ -50,7 +49,6 @@ def cloning_steps(ds: Dataset, spec: DiscreteActionSpec, task: str, lead: int = 
                   ) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
     """The (episode, step) pairs to clone, their MultiDiscrete targets and their sampling weights."""
     counts_keys = list(ds.info.get("count_keys") or [])
-    event = TASK_EVENTS.get(task)
     where, targets, weights = [], [], []
     for e in range(len(ds)):
         ep = ds.episode(e)
@@ -58,10 +56,9 @@ def cloning_steps(ds: Dataset, spec: DiscreteActionSpec, task: str, lead: int = 
         a = discretise(spec, {k: np.asarray(v) for k, v in ep.actions.items()})
         mode = np.asarray(ep.infos["mode"])[1:] if "mode" in ep.infos else np.zeros(t, np.int64)  # the step's own
         w = np.ones(t, np.float32)
-        if event in counts_keys:
-            c = np.asarray(ep.infos["counts"])[:, counts_keys.index(event)]
-            hits = np.flatnonzero(np.diff(c) > 0)  # step i raised the count
-            for h in hits:
+        if counts_keys and "counts" in ep.infos:
+            paid = recorded_rewards(ep.infos["counts"], counts_keys, task)
+            for h in np.flatnonzero(paid > 0):  # step h earned the task's reward
                 w[max(0, h - lead):h + 1] = event_weight
         keep = np.flatnonzero(mode == 0)
         where += [(e, int(i)) for i in keep]

@@ -5,6 +5,10 @@ give the policy one binary choice per key it controls and a few camera bins per 
 policy), and translate back to the env's Dict. Keys it does not control stay released. Camera bins are kept
 within the turn speeds of the recorded data, so the world model is never asked to render moves it has not seen.
 
+`repeat` holds each choice for that many env steps (the frame skip of MineRL's agents). A log breaks after ~80
+steps of attack held without a break; a policy that draws its keys afresh every step seldom holds one that long
+(0.95 per step holds 80 steps 2 % of the time, 20 choices 36 %), and a held choice is also how people play.
+
 `clicks` turns keys into clicks: a key the policy keeps choosing is sent pressed, released, pressed, ... as a
 player clicking would. It matters for `attack`/`use`, which in the game fire on the press and then only every
 5/4 ticks while held: a world model that sees 4 frames of context cannot know where a held key is in that
@@ -26,6 +30,11 @@ class DiscreteActionSpec:
     keys: tuple[str, ...] = ("attack", "forward", "back", "left", "right", "jump", "use")
     camera_bins: tuple[float, ...] = (-6.0, -2.0, 0.0, 2.0, 6.0)  # degrees per step, the same bins for pitch and yaw
     clicks: tuple[str, ...] = ()  # keys sent as clicks (pressed at most every other step), see the module doc
+    repeat: int = 1  # env steps each choice is held (the policy decides every `repeat` steps), see the module doc
+
+    def __post_init__(self):
+        if int(self.repeat) < 1:
+            raise ValueError(f"repeat must be >= 1 env steps per choice, got {self.repeat}")
 
     @property
     def space(self) -> MultiDiscrete:
@@ -53,12 +62,12 @@ class DiscreteActionSpec:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) for k, v in asdict(self).items()}
+        return {k: v if isinstance(v, int) else list(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DiscreteActionSpec:
         return cls(keys=tuple(d["keys"]), camera_bins=tuple(float(x) for x in d["camera_bins"]),
-                   clicks=tuple(d.get("clicks", ())))
+                   clicks=tuple(d.get("clicks", ())), repeat=int(d.get("repeat", 1)))
 
 
 class ActionTranslator:

@@ -99,8 +99,12 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
               learning_rate: float = 3e-4, gamma: float = 0.95, ent_coef: float = 0.01, features_dim: int = 256,
               net_arch: tuple[int, ...] = (64,), spec: DiscreteActionSpec | None = None, progress: bool = True,
               device: str = "cpu", resume: bool = False, checkpoint_every: int = 10_000, episode_steps: int | None = None,
-              **env_kwargs) -> dict[str, Any]:
+              init: str | Path | None = None, **env_kwargs) -> dict[str, Any]:
     """Train PPO on `env_id` under `task` for `steps` env steps; writes the policy folder `out`.
+
+    `init`: a policy folder (the cloned policy, `worldsim.agents.bc`) to start from and to stay near: its network,
+    action spec and sizes are taken, and `ent_coef` weighs the KL to it instead of the entropy
+    (`worldsim.agents.anchored`). A spec with `repeat` > 1 holds each choice that many env steps.
 
     `episode_steps`: episodes of that many steps instead of the task's (not for the task's own real id): a dream
     drifts from its opening as it goes, so shorter dreams restart from real openings more often.
@@ -112,11 +116,16 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
     from stable_baselines3.common.vec_env import VecMonitor
 
     import worldsim.envs  # noqa: F401  (registers the ids)
-    from worldsim.agents.sb3_vec import SB3VectorEnv
+    from worldsim.agents.sb3_vec import SB3VectorEnv, repeat_actions
     from worldsim.envs.tasks import get_task, is_dream
 
     t = get_task(task)
     spec = spec or DiscreteActionSpec()
+    prior_meta = None
+    if init is not None:
+        prior_meta = json.loads((Path(init) / "policy.json").read_text())
+        spec = DiscreteActionSpec.from_json({**prior_meta["action_spec"], "repeat": spec.repeat})
+        features_dim, net_arch = int(prior_meta["features_dim"]), tuple(prior_meta["net_arch"])
     if episode_steps is not None and env_id == t.real_env_id:
         raise ValueError(f"episode_steps: {env_id} is the task's own env, whose episodes are {t.episode_steps} steps")
     episode_steps = None if env_id == t.real_env_id else episode_steps or t.episode_steps
@@ -124,15 +133,25 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
         env_kwargs = {**env_kwargs, "task": task}
     venv = discrete_vector_actions(make_vector_env(env_id, num_envs, episode_steps, **env_kwargs), spec)
     timed = _timed(SB3VectorEnv(venv))
-    vec = VecMonitor(timed)
+    vec = VecMonitor(repeat_actions(timed, spec.repeat) if spec.repeat > 1 else timed)
     vec.seed(seed)
-    model = PPO("CnnPolicy", vec, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
+    policy_class = "CnnPolicy"
+    if init is not None:
+        from worldsim.agents.anchored import anchored_policy_class, load_prior
+
+        policy_class = anchored_policy_class()
+    model = PPO(policy_class, vec, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
                 learning_rate=learning_rate, gamma=gamma, ent_coef=ent_coef, seed=seed, device=device, verbose=0,
                 policy_kwargs=_policy_kwargs(features_dim, list(net_arch)))
+    if init is not None:
+        prior, _ = load_prior(init, model.policy.observation_space, model.policy.action_space)
+        model.policy.load_state_dict(prior.state_dict())
+        model.policy.set_prior(prior)
     run = {"env_id": env_id, "task": task, "steps": steps, "num_envs": num_envs, "seed": seed, "n_steps": n_steps,
            "batch_size": batch_size, "n_epochs": n_epochs, "learning_rate": learning_rate, "gamma": gamma,
            "ent_coef": ent_coef, "episode_steps": episode_steps, "features_dim": features_dim, "net_arch": list(net_arch), "action_spec": spec.to_json(),
-           "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}}
+           "env_kwargs": {k: str(v) for k, v in env_kwargs.items()},
+           "init": None if init is None else str(Path(init).resolve())}
     done = _restore(Path(out), model, run) if resume else _refuse_unfinished(Path(out))
     t0 = time.time()
     callbacks = [_progress_callback(steps, progress, done), _checkpoint_callback(Path(out), run, checkpoint_every)]
@@ -146,6 +165,8 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
             "last_episodes_mean_return": float(np.mean(returns)) if returns else None,
             "ppo": {"n_steps": n_steps, "batch_size": batch_size, "n_epochs": n_epochs, "learning_rate": learning_rate,
                     "gamma": gamma, "ent_coef": ent_coef},
+            "init": None if init is None else str(Path(init).resolve()),
+            "regulariser": "entropy" if init is None else "KL to the init policy (weight ent_coef)",
             "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}}
     save_policy(out, model.policy, spec, features_dim, list(net_arch), info)
     (Path(out) / CHECKPOINT).unlink(missing_ok=True)
@@ -298,15 +319,21 @@ class PPOAgent:
         self.policy.eval()
         self.deterministic = deterministic
         self.translate = ActionTranslator(self.spec, action_space)
+        self._held: np.ndarray | None = None  # the choice being held and for how many more steps (`spec.repeat`)
+        self._left = 0
         self._gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
 
     def reset(self, seed: int | None = None) -> None:
         self.translate.reset()
+        self._held, self._left = None, 0
         if seed is not None:
             self._gen.manual_seed(int(seed))
 
     @torch.no_grad()
     def act(self, observation: np.ndarray, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self._left > 0:  # holding the last choice (`spec.repeat`)
+            self._left -= 1
+            return self.translate(self._held)
         obs = torch.as_tensor(np.asarray(observation)).permute(2, 0, 1)[None].float()
         dist = self.policy.get_distribution(obs)
         if self.deterministic:
@@ -314,7 +341,8 @@ class PPOAgent:
         else:  # sampled from the policy's own generator: the same seed gives the same episode
             probs = [d.probs for d in dist.distribution]
             a = torch.stack([torch.multinomial(p, 1, generator=self._gen)[:, 0] for p in probs], dim=-1)
-        return self.translate(a[0].numpy())
+        self._held, self._left = a[0].numpy(), self.spec.repeat - 1
+        return self.translate(self._held)
 
 
 def is_policy_folder(name: str) -> bool:

@@ -61,3 +61,37 @@ class SB3VectorEnv(VecEnv):
     def get_images(self) -> list[np.ndarray]:
         frames = self.env.render()
         return [] if frames is None else list(frames)
+
+
+def repeat_actions(venv, repeat: int):
+    """An SB3 VecEnv whose every action is held for `repeat` env steps, rewards summed (`DiscreteActionSpec.repeat`).
+
+    A sub-env that ends within the repeat reports its end (done, its terminal observation) at once; it is stepped on
+    with the same action in its next episode for the rest of the repeat (a vector env steps all its envs), so its
+    first observation comes up to repeat - 1 steps into that episode; rewards earned there are not counted."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    class RepeatActions(VecEnvWrapper):
+        def reset(self):
+            return self.venv.reset()
+
+        def step_async(self, actions: np.ndarray) -> None:
+            self._held = actions
+            self.venv.step_async(actions)
+
+        def step_wait(self):
+            total = np.zeros(self.num_envs, np.float32)
+            ended = np.zeros(self.num_envs, bool)
+            infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+            for j in range(repeat):
+                if j:
+                    self.venv.step_async(self._held)
+                obs, reward, dones, step_infos = self.venv.step_wait()
+                total += np.where(ended, 0.0, reward)
+                for i in range(self.num_envs):
+                    if not ended[i]:
+                        infos[i] = step_infos[i]
+                ended |= dones
+            return obs, total, ended, infos
+
+    return RepeatActions(venv)

@@ -54,8 +54,23 @@ def add_world_model(p: argparse.ArgumentParser, required: bool = False, sampling
                    help="network passes per frame, a power of two (default: the checkpoint's)")
 
 
+def add_dream_starts(p: argparse.ArgumentParser) -> None:
+    """--starts, --start-weight, --start-lead: dreams that start at a recorded dataset's steps."""
+    p.add_argument("--starts", type=dataset, help="neural env: start dreams at this dataset's recorded steps (their "
+                   "real context frames and actions) instead of the checkpoint's openings")
+    p.add_argument("--start-weight", type=float, default=1.0, help="with --starts: a step shortly before the task's "
+                   "reward is drawn this many times as often")
+    p.add_argument("--start-lead", type=int, default=100, help="with --starts: how many steps before a reward count "
+                   "as shortly before")
+
+
 def neural_kwargs(a: argparse.Namespace) -> dict:
     """The world-model options of a command, passed on only when its --env is the neural env."""
     if "Neural" not in a.env:
+        if getattr(a, "starts", None):
+            raise SystemExit(f"--starts: {a.env} is not the neural env; only dreams start at a dataset's steps")
         return {}
-    return {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
+    kw = {"checkpoint": a.checkpoint, "sampling_steps": a.sampling_steps}
+    if getattr(a, "starts", None):
+        kw.update(starts=a.starts, start_weight=a.start_weight, start_lead=a.start_lead)
+    return kw

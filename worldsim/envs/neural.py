@@ -1,8 +1,9 @@
 """`worldsim/NeuralMinecraft-v0`: the world model behind the Gymnasium API, one env or a batched vector env.
 
 Every observation after reset is rendered by the model from the agent's action. A dream starts from anything:
-a real opening clip from the bank the checkpoint carries (default), real footage passed in `options`, or a
-single still image. Same seed, same options, same actions -> the same frames.
+a real opening clip from the bank the checkpoint carries (default), any step of a recorded dataset (`starts=`,
+optionally weighted toward the task's rewards: how world-model agents are trained), real footage passed in
+`options`, or a single still image. Same seed, same options, same actions -> the same frames.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 import worldsim
+from worldsim.envs.data_starts import DataStarts
 from worldsim.envs.tasks import DreamReward
 from worldsim.model.openings import load_openings
 from worldsim.model.shortcut import step_index
@@ -55,15 +57,17 @@ class NeuralContext:
     """Validates and prepares what a dream starts from: (K, H, W, 3) uint8 frames, (K-1, A) flat actions and the
     camera's pitch at the last frame in degrees (NaN: unknown)."""
 
-    def __init__(self, model, bank: dict[str, np.ndarray] | None):
+    def __init__(self, model, bank: dict[str, np.ndarray] | None, data: DataStarts | None = None):
         self.model = model
         self.bank = bank
+        self.data = data
         self.k = model.start_frames
         self.hw = model.cfg.frame_hw
 
     def from_options(self, options: dict | None, rng: np.random.Generator) -> Start:
         """options: 'frames' (+ 'actions') or 'image', each optionally with 'pitch' (the view's pitch at the last
-        frame, degrees, positive looks down); none: an opening from the checkpoint's bank."""
+        frame, degrees, positive looks down); none: a step of the env's dataset (`starts`), else an opening from
+        the checkpoint's bank."""
         options = options or {}
         unknown = set(options) - {"frames", "actions", "image", "pitch"}
         if unknown:
@@ -77,6 +81,8 @@ class NeuralContext:
             frames, flat = self._from_image(options["image"])
         elif "frames" in options:
             frames, flat = self._from_frames(options["frames"], options.get("actions"))
+        elif self.data is not None:
+            return self.data.draw(rng)
         else:
             if self.bank is None:
                 raise ValueError("this checkpoint carries no opening clips: pass options={'frames': ...} or {'image': ...}")
@@ -123,6 +129,15 @@ class NeuralContext:
         return np.repeat(img[None], self.k, axis=0), np.repeat(noop[None], self.k - 1, axis=0)
 
 
+def _data_starts(model, starts: str | None, task: str | None, start_weight: float, start_lead: int) -> DataStarts | None:
+    """The env's dataset starts (None: the checkpoint's openings)."""
+    if starts is None:
+        if start_weight != 1.0:
+            raise ValueError("start_weight weights a dataset's steps: give the dataset as starts=")
+        return None
+    return DataStarts(starts, model.codec, model.start_frames, model.cfg.frame_hw, task, start_weight, start_lead)
+
+
 def _checked_steps(model, sampling_steps: int | None) -> int:
     """The sampler's steps per frame (None: the model's), refused at construction when the model cannot take them."""
     steps = model.cfg.sampler.steps if sampling_steps is None else sampling_steps
@@ -137,10 +152,13 @@ class NeuralMinecraftEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", sampling_steps: int | None = None,
-                 render_mode: str | None = None, precision: str = "auto", task: str | None = None):
+                 render_mode: str | None = None, precision: str = "auto", task: str | None = None,
+                 starts: str | None = None, start_weight: float = 1.0, start_lead: int = 100):
         """checkpoint: a checkpoint or run folder (None: the shipped model); sampling_steps: network passes per
         frame, a power of two (None: the checkpoint's); precision: "auto" (whichever is measured faster here),
-        "bf16" or "fp32"; task: whose reward the dream pays (`worldsim.envs.tasks`; None: +1 per block broken)."""
+        "bf16" or "fp32"; task: whose reward the dream pays (`worldsim.envs.tasks`; None: +1 per block broken);
+        starts: a dataset whose recorded steps dreams start from (`DataStarts`; None: the checkpoint's openings),
+        a step within `start_lead` steps before the task's reward drawn `start_weight` times as often."""
         if render_mode not in (None, "rgb_array", "human"):
             raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
         self.model = worldsim.load(checkpoint, device, precision)  # the env's own copy
@@ -151,7 +169,8 @@ class NeuralMinecraftEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.action_space = self.model.codec.space
         self.context_length = self.model.start_frames  # the frames a dream starts from (options['frames'])
-        self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
+        self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path),
+                                     _data_starts(self.model, starts, task, start_weight, start_lead))
         self._reward = DreamReward(self.model.cfg.outcome_events, task)
         self._sampler: Sampler | None = None
         self._frame: np.ndarray | None = None
@@ -224,7 +243,8 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, device: str = "auto",
                  sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None,
                  precision: str = "auto", autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP,
-                 task: str | None = None):
+                 task: str | None = None, starts: str | None = None, start_weight: float = 1.0, start_lead: int = 100):
+        """As `NeuralMinecraftEnv`'s arguments, and num_envs dreams; max_episode_steps: truncate each after so many."""
         mode = gym.vector.AutoresetMode(autoreset_mode)
         if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
@@ -242,7 +262,8 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.context_length = self.model.start_frames  # the frames a dream starts from (options['frames'])
-        self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path))
+        self._starts = NeuralContext(self.model, load_openings(self.checkpoint_path),
+                                     _data_starts(self.model, starts, task, start_weight, start_lead))
         self._rngs: list[np.random.Generator] = [np.random.default_rng() for _ in range(num_envs)]
         self._rewards = [DreamReward(self.model.cfg.outcome_events, task) for _ in range(num_envs)]
         self._sampler: Sampler | None = None
@@ -275,7 +296,7 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
         return self._frames.copy(), {"pitch": self._sampler.pitch.cpu().numpy()}
 
     def _restart(self, i: int, frames: np.ndarray) -> None:
-        """A new dream for sub-env i (an opening drawn from its own seed stream); its first frame into `frames`."""
+        """A new dream for sub-env i (a start drawn from its own seed stream); its first frame into `frames`."""
         f, a, p = self._start(i, None)
         self._sampler.reset_rows([i], f[None], a[None], seeds=[int(self._rngs[i].integers(0, 2**31 - 1))],
                                  pitch=np.array([p], np.float32))

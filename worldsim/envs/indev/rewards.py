@@ -74,3 +74,22 @@ def make_reward(task: str | None) -> Reward:
     if task not in REWARDS:
         raise ValueError(f"unknown Indev task {task!r}; choose one of {sorted(k for k in REWARDS if k)}")
     return REWARDS[task]()
+
+
+def recorded_rewards(counts, count_keys, task: str | None) -> "np.ndarray":
+    """A task's reward of every step of a recorded episode, from its `infos["counts"]` (T + 1, K) under the
+    dataset's `count_keys` -> (T,): step i's reward (what the real game would have paid on it). Lets any dataset
+    serve any task: behaviour cloning weights the steps before a reward, dreams start just before one."""
+    import numpy as np
+
+    counts = np.asarray(counts, np.float64)
+    keys = list(count_keys)
+    if counts.ndim != 2 or counts.shape[1] != len(keys):
+        raise ValueError(f"counts must be (T + 1, {len(keys)}) under count_keys {keys}, got {counts.shape}")
+    full = np.zeros((len(counts), len(COUNT_KEYS)))
+    for j, k in enumerate(COUNT_KEYS):
+        if k in keys:
+            full[:, j] = counts[:, keys.index(k)]
+    reward = make_reward(task)
+    reward.reset(info_of(full[0]))
+    return np.array([reward.step(info_of(row)) for row in full[1:]], np.float32)
