@@ -78,6 +78,18 @@ def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
     assert max(np.abs(np.cumsum(cam[a:b, 1])).max() for a, b in zip(edges[::2], edges[1::2])) >= 179
     assert (keys[sweep] == 0).all()
 
+    # episodes begin at the spawn: in about 60 % of them idle / random / sweep segments come before the first walk out
+    firsts, lingered = [], 0
+    for seed in range(200):
+        agent.reset(seed=seed)
+        seen = []
+        while not seen or seen[-1] != "explore":
+            agent.act(None)
+            seen.append(agent.mode)
+        lingered += len(seen) > 1
+        firsts.append(seen[0])
+    assert 0.5 < lingered / 200 < 0.7 and {"idle", "random", "sweep", "explore"} <= set(firsts)
+
 
 def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):
     """The collector's explorer (seek_trees, as the `mix-trees` policy plays) turns to the nearest log the game reports, walks

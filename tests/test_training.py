@@ -130,6 +130,35 @@ def test_a_self_forced_run_trains(tiny_data, tmp_path):
     assert any(x["self_forced"] == 1.0 for x in dit) and all(np.isfinite(x["dit_loss"]) for x in dit)
 
 
+def test_a_noised_prior_is_a_hint_trained_and_sampled_alike(tiny_run, tiny_data, tmp_path):
+    """`prior_noise`: training mixes noise into each frame's prior (none where no frame came before), the
+    checkpoint then samples at half the largest level, and a dream of such a model is still seeded (same seed,
+    same frames) while its noised prior differs from the clean one."""
+    from worldsim.training.objective import noised_prior
+    from worldsim.training.trainer import train
+
+    prior = torch.ones(2, 3, 4, 2, 2)
+    known = torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    out = noised_prior(prior, torch.tensor([[0.5, 0.0, 1.0], [0.25, 0.25, 0.25]]), known, torch.Generator().manual_seed(0))
+    assert torch.equal(out[0, 0], torch.zeros(4, 2, 2)) and torch.equal(out[0, 1], prior[0, 1])  # unknown / clean
+    assert not torch.allclose(out[0, 2], prior[0, 2]) and abs(float(out[1].mean()) - 0.75) < 0.3
+
+    run = tmp_path / "pn"
+    r = train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=5, dit_steps=10, heads_steps=2,
+              sample_every=10**6, prior_noise=0.4)
+    assert r["phase"] == "done"
+    m = worldsim.load(run, "cpu", "fp32")
+    assert m.cfg.sampler.prior_noise == pytest.approx(0.2)
+    frames = np.random.default_rng(0).integers(0, 255, (1, m.start_frames, 32, 32, 3), dtype=np.uint8)
+    acts = np.zeros((1, m.start_frames - 1, m.codec.dim), np.float32)
+    a = np.zeros((1, m.codec.dim), np.float32)
+    one, two = Sampler(m, frames, acts, seeds=[4]), Sampler(m, frames, acts, seeds=[4])
+    assert np.array_equal(one.step(a).frames, two.step(a).frames)
+    clean = m.prior(torch.from_numpy(frames[:, -1]), torch.from_numpy(a))  # the stepped frame's prior, un-noised
+    assert not torch.allclose(one.pending_prior, clean, atol=1e-3)
+    assert torch.allclose(one.pending_prior, clean, atol=5.0)  # a hint still: 0.8 of it plus noise
+
+
 def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
     from worldsim.training.trainer import train
 

@@ -10,6 +10,11 @@ camera on 97 % of steps, so a still camera is almost never seen. This policy swi
 - ``sweep``: turn away (90 or 180 degrees of yaw) or look down, hold a moment, and come back by the same
   amount, keys released: the return leg shows again what the start showed (a memory test the data teaches).
 
+An episode may begin at the spawn: before its first exploring segment, up to three idle, random or sweep segments
+in the hut the game spawns the player in (none in 40 % of episodes). A neural Minecraft's users start there and
+stand still, look around and press keys first; a model that only ever saw the hut while walking out of it has no
+idea what standing in it looks like, and dreams it into something else (`docs/training_log.md`).
+
 `mode` names what the last action came from; the collector records it per step (`MODES` gives the ids), so
 `worldsim stats` can report the mix.
 """
@@ -29,6 +34,7 @@ MODES = ("explore", "idle", "random", "sweep")
 WEIGHTS = np.array([0.15, 0.25, 0.18, 0.42])
 DURATION = {"explore": (100, 400), "idle": (20, 100), "random": (20, 100)}
 PITCH_LIMIT = 90.0  # the game clamps the view's pitch here
+SPAWN_SEGMENTS = np.array([0.4, 0.3, 0.2, 0.1])  # P(0, 1, 2, 3 segments at the spawn before the first exploring one)
 
 
 class MixAgent:
@@ -52,12 +58,18 @@ class MixAgent:
         self.left = 0
         self.plan: list[np.ndarray] = []  # a sweep's camera moves, one per step
         self._closing = False
-        self.started = False
+        self.at_spawn = int(self.rng.choice(len(SPAWN_SEGMENTS), p=SPAWN_SEGMENTS))  # segments left in the hut
+        self.explored = False
 
     def _next_segment(self) -> None:
         r = self.rng
-        mode = str(r.choice(MODES, p=WEIGHTS)) if self.started else "explore"  # explore first: out of the hut
-        self.started = True
+        if self.at_spawn > 0:  # in the hut still: idle, random keys or a sweep before walking out
+            self.at_spawn -= 1
+            mode = str(r.choice(MODES[1:], p=WEIGHTS[1:] / WEIGHTS[1:].sum()))
+        elif not self.explored:  # then out of the hut
+            mode, self.explored = "explore", True
+        else:
+            mode = str(r.choice(MODES, p=WEIGHTS))
         if mode == "sweep" and not self.has_camera:
             mode = "idle"
         self.mode = mode

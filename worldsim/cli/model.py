@@ -54,7 +54,7 @@ def _train(a: argparse.Namespace) -> int:
 
 
 #: The project's model: its data (the `mix-trees` play of the real game, and held-out episodes of it) and its run.
-CAMPAIGN_DATA = {"policy": "mix-trees", "episodes": 230, "steps": 1000, "seed": 0}
+CAMPAIGN_DATA = {"policy": "mix-trees", "episodes": 300, "steps": 1000, "seed": 0}
 CAMPAIGN_HELDOUT = {"policy": "mix-trees", "episodes": 12, "steps": 1000, "seed": 1_000_000}
 
 

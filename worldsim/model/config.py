@@ -63,6 +63,9 @@ class SamplerConfig:
     """Shortcut steps (network passes) per frame: a power of two up to 2^step_levels."""
     context_noise: float = 0.1
     """Noise level (1 - signal level) finished frames are given and labelled with in the context."""
+    prior_noise: float = 0.0
+    """Noise level mixed into each frame's motion prior (a hint the dream made itself: trusted fully, its errors
+    are copied and amplified frame after frame); a model trained with `TrainConfig.prior_noise` samples at half it."""
 
 
 @dataclass

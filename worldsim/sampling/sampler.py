@@ -105,6 +105,7 @@ class Sampler:
                 moved[:, 1:] = m.prior.moved(frames[:, :-1].reshape(-1, *frames.shape[2:]),
                                              flat[:, 1:].reshape(-1, flat.shape[-1])).reshape(r, s - 1, *z.shape[2:])
             prior = m.prior.sequence(moved, flat, known)  # as training makes it from the latent cache
+            prior = torch.stack([self._noised(prior[:, j], rows.tolist()) for j in range(s)], 1) * known[..., None, None, None]
         part = self.cache.subset(rows)
         part.clear_rows(torch.arange(r, device=dev))
         if s > 1:  # every start frame but the last goes into the cache now; the last joins the first step
@@ -133,7 +134,7 @@ class Sampler:
         if a.shape != (len(self.time), m.codec.dim):
             raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
         feats = m.codec.features(a)
-        prior = m.prior(self.last_frame, a) if m.prior is not None else None
+        prior = self._noised(m.prior(self.last_frame, a), range(len(a))) if m.prior is not None else None
         z = self._generate(feats, prior)
         frames = m.decode(z)
         self.latents = torch.stack([self.pending, z], dim=1)
@@ -144,6 +145,15 @@ class Sampler:
         if cam is not None:
             self.pitch = (self.pitch + a[:, cam.start]).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
         return Dreamed(frames.cpu().numpy(), events.cpu().numpy(), terminated.cpu().numpy())
+
+    def _noised(self, prior: torch.Tensor, rows) -> torch.Tensor:
+        """Motion priors (R, C, h, w) of dreams `rows` mixed with noise at `SamplerConfig.prior_noise`, each row's
+        noise from its own generator (`worldsim.training.objective.noised_prior` is the same in training)."""
+        level = self.model.cfg.sampler.prior_noise
+        if level <= 0:
+            return prior
+        eps = torch.stack([torch.randn(prior.shape[1:], generator=self.generators[i], device=prior.device) for i in rows])
+        return (1 - level) * prior + level * eps
 
     def _as_context(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Finished frames z (B, F, C, h, w) as a dream's context is fed: corrupted to signal 1 - context_noise with

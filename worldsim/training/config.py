@@ -58,6 +58,9 @@ class TrainConfig:
     """Lowest signal level such a context frame gets."""
     self_forcing: float = 0.0
     """Share of short batches whose frames after the start are the model's own dream (targets stay real)."""
+    prior_noise: float = 0.0
+    """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
+    learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""
     time_budget_s: float = 0.0
     """Seconds the whole run may take (> 0: the dynamics schedule is fitted so that the run ends then)."""
     checkpoint_every: int = 250

@@ -15,7 +15,7 @@ from worldsim.sampling.sampler import Sampler
 def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, bootstrap_share: float,
                   rollout_share: float, context_min: float, generator: torch.Generator | None = None,
                   net: nn.Module | None = None, moved: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
-                  prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  prior: torch.Tensor | None = None, prior_noise: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss on clean latent sequences z (B, L, C, h, w) under the actions leading into each frame
     (B, L, A) (known (B, L)). L may exceed the context: time layers look back `context` frames, so a long
     sequence trains what a long dream meets. net: the trainer's wrapper of `model.dit`. moved (B, L, C, h, w):
@@ -26,8 +26,20 @@ def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known:
         if moved is None:
             raise ValueError("this model has the motion prior: sequence_loss needs `moved` (LatentCache.moved_seq)")
         prior = model.prior.sequence(moved, flat, known)
+    if prior is not None and prior_noise > 0:
+        level = prior_noise * torch.rand(prior.shape[:2], generator=generator, device=prior.device)
+        prior = noised_prior(prior, level, known, generator)
     return shortcut.loss(net or model.dit, z, feats, model.cfg.dit.step_levels, bootstrap_share, rollout_share,
                          context_min, generator, prior=prior, inputs=inputs)
+
+
+def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Motion priors (B, L, C, h, w) mixed with Gaussian noise at levels (B, L) (0: clean), as a frame is noised:
+    (1 - level) * prior + level * eps. A frame with no frame before it (known 0) keeps its zero prior."""
+    eps = torch.randn(prior.shape, generator=generator, device=prior.device, dtype=prior.dtype)
+    t = level[..., None, None, None].to(prior.dtype)
+    return ((1 - t) * prior + t * eps) * known.to(prior.dtype)[..., None, None, None]
 
 
 @torch.no_grad()

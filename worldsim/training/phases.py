@@ -86,7 +86,8 @@ def _dit(t: Trainer) -> Loss:
             inputs, prior = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32")
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
-                                         t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior)
+                                         t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
+                                         prior_noise=tc.prior_noise)
         return value, {"lr": t.opt.param_groups[0]["lr"], "self_forced": float(inputs is not None), **parts}
 
     return loss

@@ -138,6 +138,8 @@ class Trainer:
         resuming = resume and (self.out / "latest.json").exists()
         if model_cfg.motion_prior and not any(model_cfg.camera_px_per_deg):
             model_cfg.camera_px_per_deg = self._camera_calibration(resuming, None if resuming else init)
+        if train_cfg.prior_noise > 0 and model_cfg.sampler.prior_noise == 0:  # dreams sample as training noised
+            model_cfg.sampler.prior_noise = train_cfg.prior_noise / 2
         self.bf16 = train_cfg.bf16 and bf16_is_native(self.device)
         torch.manual_seed(train_cfg.seed)
         self.model = WorldModel(model_cfg).to(self.device)
@@ -211,8 +213,7 @@ class Trainer:
         self._enter("dit", 0)
         src_cache, cache_dir = src_dir.parent.parent / "latents", self.out / "latents"
         if self.rank == 0 and LatentCache.exists(src_cache) and not LatentCache.exists(cache_dir):
-            index = json.loads((src_cache / "index.json").read_text())
-            if index["episodes"] == list(range(len(self.ds))) and index["offsets"][-1] == self.ds.total_steps + len(self.ds):
+            if self._cache_covers(src_cache):
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("latents.f16", "actions.f32", "known.u8", "moved.f16", "index.json"):  # same AE, same data
                     if (src_cache / name).exists():
@@ -259,6 +260,12 @@ class Trainer:
         cache_dir = self.out / "latents"
         self.model.eval().set_precision("bf16" if self.bf16 else "fp32")
         try:
+            if self.rank == 0 and LatentCache.exists(cache_dir) and not self._cache_covers(cache_dir):
+                print(f"{self.ds.root} has grown to {len(self.ds)} episodes since the latent cache was made: encoding "
+                      "it again")
+                for name in ("index.json", "moved.f16"):  # the rest is replaced as it is rebuilt
+                    (cache_dir / name).unlink(missing_ok=True)
+            _barrier()
             if not LatentCache.exists(cache_dir):
                 if self.rank == 0:
                     LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress)
@@ -271,6 +278,11 @@ class Trainer:
             self.model.set_precision("fp32")
         self._cache = LatentCache(cache_dir)
         return self._cache
+
+    def _cache_covers(self, cache_dir: Path) -> bool:
+        """Whether the latent cache holds exactly the dataset's episodes (a dataset grows when more are collected)."""
+        index = json.loads((cache_dir / "index.json").read_text())
+        return index["episodes"] == list(range(len(self.ds))) and index["offsets"][-1] == self.ds.total_steps + len(self.ds)
 
     # ----- checkpoints -----
     def elapsed(self) -> float:
