@@ -111,3 +111,37 @@ def test_side_by_side_and_neural_modes(tmp_path):
         assert s.hud and s.last_action["jump"] == 1 and s.composite().shape == (64, 64, 3)
     finally:
         s.close()
+
+
+def test_an_agent_plays_instead_of_the_keyboard_and_starts_again_on_reset(tmp_path):
+    """`play --agent NAME`: the agent's actions drive the game (it walks out of the hut with no key pressed),
+    reset restarts it on the same seed, and the CLI builds the session from the name (real game by default)."""
+    from functools import partial
+
+    from worldsim.agents import make_policy
+
+    calls = []
+
+    def factory(space, seed=None):
+        agent = make_policy("explore", space, seed=seed)
+        act = agent.act
+        agent.act = lambda obs, info=None: calls.append(info) or act(obs, info)
+        return agent
+
+    s = PlaySession(PlayConfig(mode="real", scale=2, out_dir=str(tmp_path), seed=2), agent_factory=factory,
+                    agent_name="explore")
+    try:
+        start, spawn = s.real.unwrapped._info["pos"].copy(), s.composite().copy()
+        _post_and_tick(s, [key(pygame.K_TAB)], ticks=40)
+        assert len(calls) == 40 and calls[0] == {} and "pos" in calls[-1]  # the agent reads the game's info
+        assert np.linalg.norm((s.real.unwrapped._info["pos"] - start)[[0, 2]]) > 1.0
+        assert s.last_action["forward"] == 1 or np.abs(s.last_action["camera"]).sum() > 0
+        s.draw()  # the HUD names the agent
+        _post_and_tick(s, [key(pygame.K_r)], ticks=0)
+        assert s.step_count == 0 and np.array_equal(s.composite(), spawn) and calls[-1] is not None
+        _post_and_tick(s, ticks=1)
+        assert calls[-1] == {}  # a new episode: the agent starts without the last one's info
+    finally:
+        s.close()
+    with pytest.raises(ValueError, match="unknown policy"):
+        PlaySession(PlayConfig(mode="real", scale=2, out_dir=str(tmp_path)), agent_factory=partial(make_policy, "nope"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gymnasium.spaces import Dict
 
 from worldsim.agents.base import Policy
@@ -20,17 +22,23 @@ def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
     return ExploreAgent(action_space, seed=seed, seek_trees=True)
 
 
+#: The agents that ship in the package, by task: `worldsim play --agent treechop`, `agent eval --policy treechop`.
+SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
+
 POLICIES = {"explore": ExploreAgent, "explore-trees": _explore_trees, "random": RandomAgent, "mix": MixAgent,
             "mix-trees": _mix_trees}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees), a folder written by
-    `worldsim agent train`, or 'package.module:factory' (called as factory(action_space, seed=seed))."""
+    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees), a shipped agent
+    (`shipped_agents()`: treechop), a folder written by `worldsim agent bc` or `agent train`, or
+    'package.module:factory' (called as factory(action_space, seed=seed))."""
     if name in POLICIES:
         return POLICIES[name](action_space, seed=seed)
     from worldsim.agents.ppo import PPOAgent, is_policy_folder
 
+    if name in shipped_agents():
+        return PPOAgent(SHIPPED_AGENTS / name, action_space, seed=seed)
     if is_policy_folder(name):
         return PPOAgent(name, action_space, seed=seed)
     if ":" in name:
@@ -42,7 +50,14 @@ def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Polic
         except (ImportError, AttributeError) as e:
             raise ValueError(f"cannot load policy {name!r}: {e}") from e
         return factory(action_space, seed=seed)
-    raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}, a policy folder, or 'module:factory'")
+    raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES) + shipped_agents()}, a policy folder, "
+                     "or 'module:factory'")
 
 
-__all__ = ["Policy", "ExploreAgent", "MixAgent", "RandomAgent", "make_policy", "POLICIES"]
+def shipped_agents() -> list[str]:
+    """The names of the agents shipped in the package (policy folders under `worldsim/assets/agents`)."""
+    return sorted(p.name for p in SHIPPED_AGENTS.iterdir() if (p / "policy.json").is_file()) if SHIPPED_AGENTS.is_dir() else []
+
+
+__all__ = ["Policy", "ExploreAgent", "MixAgent", "RandomAgent", "make_policy", "shipped_agents", "POLICIES",
+           "SHIPPED_AGENTS"]

@@ -10,9 +10,19 @@ from worldsim.cli.options import add_command, add_world_model
 def _play(a: argparse.Namespace) -> int:
     from worldsim.envs.play import PlayConfig, play
 
-    mode = "real" if a.real else "side-by-side" if a.side_by_side else "neural"
+    if a.agent is None:
+        mode = "real" if a.real else "side-by-side" if a.side_by_side else "neural"
+    else:  # an agent plays the real game unless told to dream
+        mode = "neural" if a.dream else "side-by-side" if a.side_by_side else "real"
+    factory = None
+    if a.agent is not None:
+        from functools import partial
+
+        from worldsim.agents import make_policy
+
+        factory = partial(make_policy, a.agent)
     play(PlayConfig(mode=mode, checkpoint=a.checkpoint, image=a.image, scale=a.scale, fps=a.fps, seed=a.seed,
-                    sampling_steps=a.sampling_steps, out_dir=a.out_dir))
+                    sampling_steps=a.sampling_steps, out_dir=a.out_dir), agent_factory=factory, agent_name=a.agent or "")
     return 0
 
 
@@ -22,6 +32,9 @@ def register(sub) -> None:
     g = pl.add_mutually_exclusive_group()
     g.add_argument("--real", action="store_true", help="play the real game (Indev)")
     g.add_argument("--side-by-side", action="store_true", help="real game left, dream right, same inputs")
+    g.add_argument("--dream", action="store_true", help="the dream (the default, but with --agent the real game is)")
+    pl.add_argument("--agent", help="an agent plays instead of the keyboard: treechop (the shipped one), explore, "
+                    "random, a policy folder or module:factory")
     pl.add_argument("--image", help="start the dream from this picture")
     pl.add_argument("--scale", type=int, default=8, help="window pixels per frame pixel")
     pl.add_argument("--fps", type=int, default=20, help="steps per second")

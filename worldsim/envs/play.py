@@ -3,7 +3,8 @@
 Controls: WASD move, space jump, mouse look (grabbed; arrow keys too), left click attack, right click use,
 1-9 hotbar, R reset, P pause, Tab HUD, F12 screenshot, F9 start/stop recording an mp4, Esc quit.
 In side-by-side mode the real game (left) and the dream (right) get the same inputs: where they part is where
-the model is wrong.
+the model is wrong. With an agent (`worldsim play --agent treechop`) the agent plays instead of the keyboard: it
+sees the real game's frame when the real game runs, else the dream's, and its actions go where the keys would.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class PlayConfig:
 class PlaySession:
     """The game loop's state, separated from the window so tests can drive it with posted events."""
 
-    def __init__(self, cfg: PlayConfig):
+    def __init__(self, cfg: PlayConfig, agent_factory=None, agent_name: str = ""):
+        """agent_factory(action_space, seed=...): builds the policy (`worldsim.agents.Policy`: reset(seed),
+        act(observation, info)) that plays instead of the keyboard; agent_name: what the HUD calls it."""
         import gymnasium as gym
         import pygame
 
@@ -51,6 +54,13 @@ class PlaySession:
         env = self.neural or self.real
         self.space = (self.real or self.neural).action_space  # the real game's keys when it plays too
         self.codec = ActionCodec(self.space)
+        try:
+            self.agent = agent_factory(self.space, seed=cfg.seed) if agent_factory is not None else None
+        except Exception:
+            for env in (self.real, self.neural):
+                if env is not None:
+                    env.close()
+            raise
         pygame.init()
         self.panels = 2 if cfg.mode == "side-by-side" else 1
         h, w = env.observation_space.shape[:2]
@@ -68,6 +78,7 @@ class PlaySession:
         self.running = True
         self.recording: list[np.ndarray] | None = None
         self.step_count, self.fps_measured, self.last_action = 0, 0.0, self.codec.noop()
+        self.agent_name, self.info = agent_name, {}
         self.reset()
 
     # ----- environment -----
@@ -91,6 +102,10 @@ class PlaySession:
                 self.frames = [self.neural.reset(seed=s, options={"image": img})[0]]
             else:
                 self.frames = [self.neural.reset(seed=s)[0]]
+        if self.agent is not None:
+            self.agent.reset(seed=s)
+            self.info = {}
+
 
     def action(self) -> dict:
         """The action the keys, buttons and mouse currently say."""
@@ -110,16 +125,20 @@ class PlaySession:
         if self.paused:
             return
         a = self.action()
+        if self.agent is not None:  # the agent plays; it sees the first panel (the real game when it runs)
+            a = self.agent.act(self.frames[0], self.info)
         self.last_action = a
         t0 = time.perf_counter()
         frames = []
         if self.real is not None:
-            obs, _, term, trunc, _ = self.real.step(a)
+            obs, _, term, trunc, self.info = self.real.step(a)
             frames.append(obs)
         if self.neural is not None:
             # side by side the keys are the real game's: the dream gets those its action space has
-            obs, _, term, trunc, _ = self.neural.step(a if self.real is None else restrict_action(a, self.neural.action_space))
+            obs, _, term, trunc, info = self.neural.step(a if self.real is None else restrict_action(a, self.neural.action_space))
             frames.append(obs)
+            if self.real is None:
+                self.info = info
         self.frames = frames
         self.fps_measured = 1.0 / max(1e-6, time.perf_counter() - t0)
         self.step_count += 1
@@ -176,7 +195,8 @@ class PlaySession:
             model = Path(self.neural.unwrapped.checkpoint_path).name if self.neural is not None else "real game"
             steps = self.neural.unwrapped.sampling_steps if self.neural is not None else "-"
             lines = [f"{self.fps_measured:5.1f} FPS  step {self.step_count}", f"sampling steps {steps}",
-                     f"model {model}", "REC" if self.recording is not None else ""]
+                     f"model {model}", f"agent {self.agent_name}" if self.agent is not None else "",
+                     "REC" if self.recording is not None else ""]
             for i, line in enumerate(lines):
                 self.screen.blit(self.font.render(line, True, (255, 255, 0)), (6, 6 + 18 * i))
         pg.display.flip()
@@ -209,8 +229,9 @@ class PlaySession:
         self.pg.quit()
 
 
-def play(cfg: PlayConfig, max_ticks: int | None = None) -> PlaySession:
-    session = PlaySession(cfg)
+def play(cfg: PlayConfig, max_ticks: int | None = None, agent_factory=None, agent_name: str = "") -> PlaySession:
+    """The window's loop. agent_factory(action_space, seed=...): the agent that plays instead of the keyboard."""
+    session = PlaySession(cfg, agent_factory, agent_name)
     clock = session.pg.time.Clock()
     try:
         while session.running and (max_ticks is None or session.step_count < max_ticks):
