@@ -16,7 +16,7 @@ def play_data(tmp_path_factory):
     from worldsim.data_collect.collect import CollectConfig, collect
 
     out = tmp_path_factory.mktemp("play") / "ds"
-    collect(CollectConfig(episodes=2, steps=80, out=str(out), seed=3, policy="mix-trees", size=32), progress=False)
+    collect(CollectConfig(episodes=2, steps=200, out=str(out), seed=3, policy="mix-trees", size=32), progress=False)
     return str(out)
 
 
@@ -75,6 +75,13 @@ def test_dreams_start_at_recorded_steps_weighted_toward_the_tasks_rewards(tiny_c
     obs, _, _, trunc, _ = venv.step(noop)
     assert trunc.all() and all(is_recorded(o) for o in obs)  # restarted at recorded steps in the same step
     venv.close()
+
+    # a policy's dreamed return from the data's starts, in dreams as short as asked
+    from worldsim.agents.evaluate import evaluate_policy
+
+    r = evaluate_policy(NEURAL, "random", episodes=2, task="treechop", progress=False, episode_steps=5,
+                        checkpoint=tiny_ckpt, starts=play_data, start_weight=5.0)
+    assert r["mean_length"] == 5 and r["env_kwargs"]["starts"] == play_data
 
 
 def test_the_calibration_table_counts_the_games_rewards_and_the_heads(tiny_ckpt, play_data):

@@ -22,16 +22,18 @@ def interval95(values: list[float], resamples: int = 10_000, seed: int = 0) -> t
 
 
 def evaluate_policy(env_id: str, policy: str, episodes: int = 20, seed: int = 0, task: str | None = None,
-                    progress: bool = True, deterministic: bool = False, **env_kwargs) -> dict[str, Any]:
+                    progress: bool = True, deterministic: bool = False, episode_steps: int | None = None,
+                    **env_kwargs) -> dict[str, Any]:
     """Run `episodes` episodes (seeds seed .. seed+episodes-1) of `policy` in `env_id` under `task`.
-    `deterministic`: a trained policy takes its most likely action instead of sampling one."""
+    `deterministic`: a trained policy takes its most likely action instead of sampling one. `episode_steps`:
+    shorter episodes than the task's (dreams only)."""
     from tqdm import tqdm
 
     import worldsim.envs  # noqa: F401
     from worldsim.agents import make_policy
     from worldsim.envs.tasks import make_task_env
 
-    env = make_task_env(env_id, task, **env_kwargs)
+    env = make_task_env(env_id, task, episode_steps=episode_steps, **env_kwargs)
     pol = make_policy(policy, env.action_space, seed=seed)
     if hasattr(pol, "deterministic"):
         pol.deterministic = deterministic
@@ -51,7 +53,9 @@ def evaluate_policy(env_id: str, policy: str, episodes: int = 20, seed: int = 0,
     finally:
         env.close()
     lo, hi = interval95(returns)
-    return {"env_id": env_id, "task": task, "policy": policy, "deterministic": deterministic, "episodes": episodes, "seeds": [seed, seed + episodes - 1],
+    return {"env_id": env_id, "task": task, "policy": policy, "deterministic": deterministic, "episodes": episodes,
+            "seeds": [seed, seed + episodes - 1], "episode_steps": episode_steps,
+            "env_kwargs": {k: str(v) for k, v in env_kwargs.items()},
             "mean_return": float(np.mean(returns)), "ci95": [lo, hi], "std": float(np.std(returns)),
             "returns": returns, "mean_length": float(np.mean(lengths)),
             "steps_per_s": round(steps / (time.time() - t0), 1)}

@@ -55,7 +55,8 @@ def _eval(a: argparse.Namespace) -> int:
     from worldsim.io.atomic import write_json_atomic
 
     results = [evaluate_policy(a.env, pol, episodes=a.episodes, seed=a.seed, task=a.task, progress=not a.quiet,
-                               deterministic=a.deterministic, **neural_kwargs(a)) for pol in a.policy]
+                               deterministic=a.deterministic, episode_steps=a.episode_steps, **neural_kwargs(a))
+               for pol in a.policy]
     print(f"{a.env} task={a.task} episodes={a.episodes} seeds {a.seed}..{a.seed + a.episodes - 1}")
     for r in results:
         print(f"  {r['policy']:<30} return {r['mean_return']:7.2f}  95% CI [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
@@ -130,5 +131,6 @@ def register(sub) -> None:
     add_world_model(ae, checkpoint_help="world model, for the neural env (default: the shipped model)")
     add_dream_starts(ae)
     ae.add_argument("--deterministic", action="store_true", help="trained policies take their most likely action")
+    ae.add_argument("--episode-steps", type=int, help="dreams: episodes of this many steps instead of the task's")
     ae.add_argument("--out", help="write the results as JSON here")
     ae.add_argument("--quiet", action="store_true")

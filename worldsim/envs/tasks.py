@@ -47,17 +47,20 @@ def is_dream(env_id: str) -> bool:
     return str(gym.spec(env_id).entry_point).startswith("worldsim.envs.neural")
 
 
-def make_task_env(env_id: str, task: str | None = None, **kwargs) -> gym.Env:
-    """`gym.make(env_id)` with the task's episode length (the task's own id already has it) and, in the dream,
-    the task's reward."""
+def make_task_env(env_id: str, task: str | None = None, episode_steps: int | None = None, **kwargs) -> gym.Env:
+    """`gym.make(env_id)` with the task's episode length (the task's own id already has it; `episode_steps`
+    shortens another env's, such as a dream's: imagination horizons as short as the task needs) and, in the
+    dream, the task's reward."""
     if task is None:
-        return gym.make(env_id, **kwargs)
+        return gym.make(env_id, max_episode_steps=episode_steps, **kwargs) if episode_steps else gym.make(env_id, **kwargs)
     t = get_task(task)
     if env_id == t.real_env_id:
+        if episode_steps is not None:
+            raise ValueError(f"episode_steps: {env_id} is the task's own env, whose episodes are {t.episode_steps} steps")
         return gym.make(env_id, **kwargs)
     if is_dream(env_id):
         kwargs = {**kwargs, "task": task}
-    return gym.make(env_id, max_episode_steps=t.episode_steps, **kwargs)
+    return gym.make(env_id, max_episode_steps=episode_steps or t.episode_steps, **kwargs)
 
 
 class DreamReward:
