@@ -138,6 +138,18 @@ def test_behaviour_cloning_learns_the_recorded_explorer_saves_a_ppo_policy_and_r
         train_bc(str(data), tmp_path / "split", **opts)
     resumed = train_bc(str(data), tmp_path / "split", resume=True, **opts)
     assert resumed["final_nll"] == pytest.approx(info["final_nll"], abs=1e-3)
+    # the cloned policy reads the frame: its actor's hidden state differs between frames (tanh units saturated by
+    # unnormalised features were +-1 on every frame, and the policy then output the data's marginals everywhere)
+    import torch
+
+    from worldsim.data.dataset import Dataset
+
+    frames = torch.from_numpy(np.array(Dataset(data).episode(0).frames[::6])).permute(0, 3, 1, 2).float()
+    agent = PPOAgent(tmp_path / "bc", gym.spaces.Dict(Dataset(data).action_space.spaces), seed=0)
+    with torch.no_grad():
+        pol = agent.policy
+        hidden = pol.mlp_extractor.forward_actor(pol.extract_features(frames, pol.pi_features_extractor))
+    assert float(hidden.std(0).mean()) > 0.01 and meta["network"] == "layernorm-relu"
     env = gym.make("worldsim/MinecraftIndev-Treechop-v0")
     agent = PPOAgent(tmp_path / "bc", env.action_space, seed=0)
     obs, _ = env.reset(seed=0)

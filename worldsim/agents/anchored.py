@@ -57,13 +57,13 @@ def load_prior(path: str | Path, observation_space, action_space):
     from safetensors.torch import load_model
     from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
-    from worldsim.agents.ppo import FORMAT, _policy_kwargs
+    from worldsim.agents.ppo import FORMAT, policy_kwargs_of
 
     path = Path(path)
     meta = json.loads((path / "policy.json").read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path / 'policy.json'}: format {meta.get('format')!r}, expected {FORMAT!r}")
     policy = ActorCriticCnnPolicy(observation_space, action_space, lambda _: 0.0,
-                                  **_policy_kwargs(int(meta["features_dim"]), list(meta["net_arch"])))
+                                  **policy_kwargs_of(meta))
     load_model(policy, str(path / "policy.safetensors"), device="cpu")
     return policy, meta

@@ -32,9 +32,14 @@ def _cnn_class():
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
     class SmallCNN(BaseFeaturesExtractor):
-        """64x64x3 -> 256 features: three stride-2 convolutions (32, 64, 64 channels), then a linear layer."""
+        """64x64x3 -> 256 features: three stride-2 convolutions (32, 64, 64 channels), then a linear layer,
+        layer-normalised (`norm`, with ReLU heads; ReLU features and tanh heads before it existed). Why: with tanh
+        heads on ReLU features, Adam's same-sized steps on every weight of a unit add up (the features are all
+        positive) and drive the unit into saturation within a few thousand steps; every frame then gives the same
+        +-1 hidden state and the policy the data's marginals (behaviour cloning did: p(attack) 0.504 on every
+        frame). Normalised features and ReLU heads keep the hidden state a function of the frame."""
 
-        def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 256):
+        def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 256, norm: bool = True):
             super().__init__(observation_space, features_dim)
             c = observation_space.shape[0]
             self.cnn = nn.Sequential(
@@ -44,7 +49,7 @@ def _cnn_class():
                 nn.Flatten())
             with torch.no_grad():
                 n = self.cnn(torch.zeros(1, *observation_space.shape)).shape[1]
-            self.linear = nn.Sequential(nn.Linear(n, features_dim), nn.ReLU())
+            self.linear = nn.Sequential(nn.Linear(n, features_dim), nn.LayerNorm(features_dim) if norm else nn.ReLU())
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.linear(self.cnn(x))
@@ -52,9 +57,25 @@ def _cnn_class():
     return SmallCNN
 
 
-def _policy_kwargs(features_dim: int, net_arch: list[int]) -> dict[str, Any]:
-    return {"features_extractor_class": _cnn_class(), "features_extractor_kwargs": {"features_dim": features_dim},
-            "net_arch": {"pi": list(net_arch), "vf": list(net_arch)}}
+#: The actor-critic's layout, saved in policy.json as "network". "layernorm-relu": layer-normalised features and
+#: ReLU heads (what `SmallCNN` explains); "relu-tanh": ReLU features and SB3's default tanh heads (policies saved
+#: before, whose policy.json has no "network").
+NETWORKS = ("layernorm-relu", "relu-tanh")
+
+
+def _policy_kwargs(features_dim: int, net_arch: list[int], network: str = NETWORKS[0]) -> dict[str, Any]:
+    """The actor-critic's sizes and layout."""
+    if network not in NETWORKS:
+        raise ValueError(f"unknown policy network {network!r}; one of {NETWORKS}")
+    new = network == NETWORKS[0]
+    return {"features_extractor_class": _cnn_class(),
+            "features_extractor_kwargs": {"features_dim": features_dim, "norm": new},
+            "net_arch": {"pi": list(net_arch), "vf": list(net_arch)}, "activation_fn": nn.ReLU if new else nn.Tanh}
+
+
+def policy_kwargs_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The network of a saved policy, from its policy.json."""
+    return _policy_kwargs(int(meta["features_dim"]), list(meta["net_arch"]), meta.get("network", NETWORKS[1]))
 
 
 def make_vector_env(env_id: str, num_envs: int, episode_steps: int | None, **env_kwargs) -> gym.vector.VectorEnv:
@@ -142,7 +163,7 @@ def train_ppo(out: str | Path, env_id: str = "worldsim/NeuralMinecraft-v0", task
         policy_class = anchored_policy_class()
     model = PPO(policy_class, vec, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
                 learning_rate=learning_rate, gamma=gamma, ent_coef=ent_coef, seed=seed, device=device, verbose=0,
-                policy_kwargs=_policy_kwargs(features_dim, list(net_arch)))
+                policy_kwargs=policy_kwargs_of(prior_meta) if prior_meta else _policy_kwargs(features_dim, list(net_arch)))
     if init is not None:
         prior, _ = load_prior(init, model.policy.observation_space, model.policy.action_space)
         model.policy.load_state_dict(prior.state_dict())
@@ -283,7 +304,9 @@ def save_policy(out: str | Path, policy: nn.Module, spec: DiscreteActionSpec, fe
     tmp.replace(out / "policy.safetensors")
     write_json_atomic(out / "policy.json", {
         "format": FORMAT, "obs_shape": list(policy.observation_space.shape), "action_spec": spec.to_json(),
-        "features_dim": features_dim, "net_arch": net_arch, "train": info})
+        "features_dim": features_dim, "net_arch": net_arch,
+        "network": NETWORKS[0] if any(isinstance(m, nn.LayerNorm) for m in policy.modules()) else NETWORKS[1],
+        "train": info})
     return out
 
 
@@ -309,7 +332,7 @@ class PPOAgent:
         self.action_space = action_space
         obs_space = gym.spaces.Box(0, 255, tuple(meta["obs_shape"]), np.uint8)
         self.policy = ActorCriticCnnPolicy(obs_space, self.spec.space, lambda _: 0.0,
-                                           **_policy_kwargs(int(meta["features_dim"]), list(meta["net_arch"])))
+                                           **policy_kwargs_of(meta))
         try:
             load_model(self.policy, str(path / "policy.safetensors"), device="cpu")
         except (OSError, SafetensorError) as e:
