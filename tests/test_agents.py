@@ -133,6 +133,11 @@ def test_behaviour_cloning_learns_the_recorded_explorer_saves_a_ppo_policy_and_r
     assert not info["stopped_early"] and info["final_nll"] < info["first_nll"]
     meta = json.loads((tmp_path / "bc" / "policy.json").read_text())
     assert meta["train"]["algorithm"] == "behaviour cloning" and not (tmp_path / "bc" / "checkpoint.safetensors").exists()
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "bc" / "policy.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file
     assert train_bc(str(data), tmp_path / "split", stop_after=15, **opts)["stopped_early"]
     with pytest.raises(ValueError, match="--resume"):
         train_bc(str(data), tmp_path / "split", **opts)

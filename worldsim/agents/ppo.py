@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from worldsim.agents.discrete import ActionTranslator, DiscreteActionSpec, discrete_vector_actions
-from worldsim.io.atomic import temp_sibling, write_json_atomic
+from worldsim.io.atomic import publish_mode, temp_sibling, write_json_atomic
 
 FORMAT = "worldsim-ppo-policy/1"
 
@@ -301,6 +301,7 @@ def save_policy(out: str | Path, policy: nn.Module, spec: DiscreteActionSpec, fe
     out.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(out / "policy.safetensors")
     save_model(policy, str(tmp))  # (the actor and critic share one CNN: save_model stores shared tensors once)
+    publish_mode(tmp)  # safetensors writes the file anew, private to its owner: a policy is for others to read
     tmp.replace(out / "policy.safetensors")
     write_json_atomic(out / "policy.json", {
         "format": FORMAT, "obs_shape": list(policy.observation_space.shape), "action_spec": spec.to_json(),
