@@ -107,13 +107,12 @@ def test_ppo_from_the_cloned_policy_stays_near_it_and_holds_its_choices(tiny_ckp
     import torch
 
     from worldsim.agents.anchored import anchored_policy_class, load_prior
-    from worldsim.agents.bc import train_bc
     from worldsim.agents.discrete import DiscreteActionSpec
     from worldsim.agents.ppo import PPOAgent, _policy_kwargs
     from worldsim.cli import main
 
-    train_bc(play_data, tmp_path / "bc", task="treechop", steps=30, batch=16, progress=False,
-             spec=DiscreteActionSpec(repeat=3))
+    assert main(["agent", "bc", "--data", play_data, "--task", "treechop", "--steps", "30", "--batch", "16",
+                 "--repeat", "3", "--out", str(tmp_path / "bc"), "--quiet"]) == 0
     bc_meta = json.loads((tmp_path / "bc" / "policy.json").read_text())
     assert bc_meta["action_spec"]["repeat"] == 3
 

@@ -25,6 +25,7 @@ def _train(a: argparse.Namespace) -> int:
 
 def _bc(a: argparse.Namespace) -> int:
     from worldsim.agents.bc import train_bc
+    from worldsim.agents.discrete import DiscreteActionSpec
 
     info = train_bc(a.data, a.out, task=a.task, steps=a.steps, batch=a.batch, learning_rate=a.lr, seed=a.seed,
                     resume=a.resume, checkpoint_every=a.checkpoint_every, progress=not a.quiet,
