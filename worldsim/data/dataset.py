@@ -32,8 +32,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 import pyarrow as pa
+import torch
 
 from worldsim.io.atomic import publish_mode, write_json_atomic
 

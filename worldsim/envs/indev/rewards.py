@@ -76,7 +76,7 @@ def make_reward(task: str | None) -> Reward:
     return REWARDS[task]()
 
 
-def recorded_rewards(counts, count_keys, task: str | None) -> "np.ndarray":
+def recorded_rewards(counts, count_keys, task: str | None):
     """A task's reward of every step of a recorded episode, from its `infos["counts"]` (T + 1, K) under the
     dataset's `count_keys` -> (T,): step i's reward (what the real game would have paid on it). Lets any dataset
     serve any task: behaviour cloning weights the steps before a reward, dreams start just before one."""
