@@ -161,3 +161,33 @@ def test_behaviour_cloning_learns_the_recorded_explorer_saves_a_ppo_policy_and_r
     for _ in range(5):
         obs, *_ = env.step(agent.act(obs))
     env.close()
+
+
+def test_the_shipped_treechop_agent_is_small_and_plays_by_name():
+    """`worldsim play --agent treechop` / `agent eval --policy treechop`: the agent in the package loads by name,
+    is at most 5 MB of safetensors + JSON, holds its choices for the steps it was made for, and plays the game."""
+    import json
+
+    import gymnasium as gym
+
+    import worldsim  # noqa: F401
+    from worldsim.agents import SHIPPED_AGENTS, make_policy, shipped_agents
+    from worldsim.agents.ppo import PPOAgent
+
+    assert "treechop" in shipped_agents()
+    folder = SHIPPED_AGENTS / "treechop"
+    assert sorted(p.name for p in folder.iterdir()) == ["policy.json", "policy.safetensors"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 5 * 2**20
+    meta = json.loads((folder / "policy.json").read_text())
+    assert meta["network"] == "layernorm-relu" and meta["action_spec"]["repeat"] >= 1
+    env = gym.make("worldsim/MinecraftIndev-Treechop-v0")
+    try:
+        agent = make_policy("treechop", env.action_space, seed=0)
+        assert isinstance(agent, PPOAgent)
+        obs, info = env.reset(seed=0)
+        start = info["pos"].copy()
+        for _ in range(60):
+            obs, _, _, _, info = env.step(agent.act(obs, info))
+        assert np.linalg.norm((info["pos"] - start)[[0, 2]]) > 0.5  # it does not stand in the hut
+    finally:
+        env.close()
