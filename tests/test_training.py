@@ -159,6 +159,28 @@ def test_a_noised_prior_is_a_hint_trained_and_sampled_alike(tiny_run, tiny_data,
     assert torch.allclose(one.pending_prior, clean, atol=5.0)  # a hint still: 0.8 of it plus noise
 
 
+def test_a_run_resumes_on_its_grown_dataset(tiny_data, tmp_path):
+    """More episodes collected into a run's dataset (the campaign's data grows): the resumed run encodes its
+    latent cache again for all of them and trains on."""
+    import shutil
+
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.training.trainer import train
+
+    data = tmp_path / "ds"
+    shutil.copytree(tiny_data, data)
+    opts = dict(ae_steps=5, dit_steps=12, heads_steps=2, checkpoint_every=4, sample_every=10**6, progress=False)
+    r = train(str(data), str(tmp_path / "run"), "tiny", stop_after=9, **opts)  # inside the dynamics phase
+    assert r["stopped_early"] and r["phase"] == "dit"
+    assert json.loads((tmp_path / "run" / "latents" / "index.json").read_text())["episodes"] == [0, 1, 2]
+    collect(CollectConfig(episodes=4, steps=40, size=32, out=str(data), seed=5, policy="mix"), progress=False)
+    r = train(str(data), str(tmp_path / "run"), "tiny", resume=True, **opts)
+    assert r["phase"] == "done"
+    index = json.loads((tmp_path / "run" / "latents" / "index.json").read_text())
+    assert index["episodes"] == [0, 1, 2, 3] and (tmp_path / "run" / "latents" / "moved.f16").exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["val_episodes"] == [2, 3]
+
+
 def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
     from worldsim.training.trainer import train
 
