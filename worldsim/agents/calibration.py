@@ -76,6 +76,13 @@ def dreams_before_rewards(model, data: str, task: str, lead: int = 20, after: in
     ds, keys = starts.ds, list(starts.ds.info.get("count_keys") or [])
     rng = np.random.default_rng(seed)
     before, empty = [], []
+    flats: dict[int, np.ndarray] = {}  # each episode's recorded actions, encoded once
+
+    def flat_of(e: int) -> np.ndarray:
+        if e not in flats:
+            flats[e] = _flat(model, ds.episode(e))
+        return flats[e]
+
     for e in range(len(ds)):
         ep = ds.episode(e)
         real = recorded_rewards(ep.infos["counts"], keys, task) > 0
@@ -95,7 +102,7 @@ def dreams_before_rewards(model, data: str, task: str, lead: int = 20, after: in
             got = [starts.at(e, t) for e, t in chunk]
             sampler = Sampler(model, np.stack([g[0] for g in got]), np.stack([g[1] for g in got]), steps=steps,
                               seeds=[seed + j + i for i in range(len(chunk))])
-            acts = np.stack([_flat(model, ds.episode(e))[t:t + lead + after] for e, t in chunk])
+            acts = np.stack([flat_of(e)[t:t + lead + after] for e, t in chunk])
             rewards = [DreamReward(model.cfg.outcome_events, task) for _ in chunk]
             paid = np.zeros(len(chunk), bool)
             for s in range(lead + after):
@@ -114,9 +121,10 @@ def calibration_table(checkpoint: str | None, data: str, task: str = "treechop",
                       seed: int = 0) -> dict[str, Any]:
     """Both measures for one world model and task (`worldsim agent calibrate`)."""
     import worldsim
+    from worldsim.io.home import place
 
     model = worldsim.load(checkpoint, "auto", "auto")
-    ds = Dataset(DataStarts(data, model.codec, model.start_frames, model.cfg.frame_hw).ds.root)
+    ds = Dataset(place(data, "datasets"))
     return {"checkpoint": str(model.checkpoint_dir), "data": str(ds.root), "task": task,
             "heads_trained": bool(model.heads_trained), "real_steps": heads_on_real(model, ds, task),
             "dreams": [dreams_before_rewards(model, str(ds.root), task, lead=lead, seed=seed) for lead in leads]}

@@ -10,16 +10,15 @@ from worldsim.cli.options import add_command, add_world_model
 def _play(a: argparse.Namespace) -> int:
     from worldsim.envs.play import PlayConfig, play
 
+    factory = None
     if a.agent is None:
         mode = "real" if a.real else "side-by-side" if a.side_by_side else "neural"
     else:  # an agent plays the real game unless told to dream
-        mode = "neural" if a.dream else "side-by-side" if a.side_by_side else "real"
-    factory = None
-    if a.agent is not None:
         from functools import partial
 
         from worldsim.agents import make_policy
 
+        mode = "neural" if a.dream else "side-by-side" if a.side_by_side else "real"
         factory = partial(make_policy, a.agent)
     play(PlayConfig(mode=mode, checkpoint=a.checkpoint, image=a.image, scale=a.scale, fps=a.fps, seed=a.seed,
                     sampling_steps=a.sampling_steps, out_dir=a.out_dir), agent_factory=factory, agent_name=a.agent or "")

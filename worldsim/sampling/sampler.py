@@ -105,7 +105,8 @@ class Sampler:
                 moved[:, 1:] = m.prior.moved(frames[:, :-1].reshape(-1, *frames.shape[2:]),
                                              flat[:, 1:].reshape(-1, flat.shape[-1])).reshape(r, s - 1, *z.shape[2:])
             prior = m.prior.sequence(moved, flat, known)  # as training makes it from the latent cache
-            prior = torch.stack([self._noised(prior[:, j], rows.tolist()) for j in range(s)], 1) * known[..., None, None, None]
+            if m.cfg.sampler.prior_noise > 0:  # (a start frame with no frame before it keeps its zero prior)
+                prior = self._noised(prior, rows.tolist()) * known[..., None, None, None]
         part = self.cache.subset(rows)
         part.clear_rows(torch.arange(r, device=dev))
         if s > 1:  # every start frame but the last goes into the cache now; the last joins the first step
@@ -147,13 +148,15 @@ class Sampler:
         return Dreamed(frames.cpu().numpy(), events.cpu().numpy(), terminated.cpu().numpy())
 
     def _noised(self, prior: torch.Tensor, rows) -> torch.Tensor:
-        """Motion priors (R, C, h, w) of dreams `rows` mixed with noise at `SamplerConfig.prior_noise`, each row's
-        noise from its own generator (`worldsim.training.objective.noised_prior` is the same in training)."""
-        level = self.model.cfg.sampler.prior_noise
-        if level <= 0:
+        """Motion priors (R, ...) of dreams `rows` noised as a frame is to signal 1 - `SamplerConfig.prior_noise`,
+        each row's noise from its own generator (training does the same: `training.objective.noised_prior`)."""
+        noise = self.model.cfg.sampler.prior_noise
+        if noise <= 0:
             return prior
         eps = torch.stack([torch.randn(prior.shape[1:], generator=self.generators[i], device=prior.device) for i in rows])
-        return (1 - level) * prior + level * eps
+        signal = torch.full((len(prior), 1), 1 - noise, device=prior.device)
+        return shortcut.mix(prior.reshape(len(prior), 1, -1, 1, 1), eps.reshape(len(prior), 1, -1, 1, 1),
+                            signal).reshape(prior.shape)
 
     def _as_context(self, z: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Finished frames z (B, F, C, h, w) as a dream's context is fed: corrupted to signal 1 - context_noise with

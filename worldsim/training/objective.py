@@ -35,11 +35,10 @@ def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known:
 
 def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Motion priors (B, L, C, h, w) mixed with Gaussian noise at levels (B, L) (0: clean), as a frame is noised:
-    (1 - level) * prior + level * eps. A frame with no frame before it (known 0) keeps its zero prior."""
+    """Motion priors (B, L, C, h, w) noised at levels (B, L) (0: clean) as a frame is noised to signal 1 - level
+    (`shortcut.mix`). A frame with no frame before it (known 0) keeps its zero prior."""
     eps = torch.randn(prior.shape, generator=generator, device=prior.device, dtype=prior.dtype)
-    t = level[..., None, None, None].to(prior.dtype)
-    return ((1 - t) * prior + t * eps) * known.to(prior.dtype)[..., None, None, None]
+    return shortcut.mix(prior, eps, 1 - level).to(prior.dtype) * known.to(prior.dtype)[..., None, None, None]
 
 
 @torch.no_grad()
