@@ -201,7 +201,7 @@ class Block(nn.Module):
                 cache: KVCache | None = None, layer: int = 0, write: int = 0,
                 grid: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps. A time layer attends, under `mask`
-        (B*N, 1, F, T), to the keys of `cache` and of x; it writes the first `write` frames' keys/values into the
+        (B, 1, 1, F, T), to the keys of `cache` and of x; it writes the first `write` frames' keys/values into the
         cache. grid (N, 2): the patches' (row, column), for a steering space layer."""
         b, f, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(cond))[:, :, None].chunk(6, dim=-1)
@@ -225,9 +225,18 @@ class Block(nn.Module):
         q, k, v = (t.permute(0, 2, 3, 1, 4) for t in (q, k, v))  # (B, N, H, F, hd)
         q, k = rope(q, times), rope(k, times)
         k_all, v_all = (k, v) if cache is None else cache.keys(layer, k, v)
+        k_all, v_all = k_all.to(q.dtype), v_all.to(q.dtype)
         t = k_all.shape[3]
-        out = F.scaled_dot_product_attention(q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd).to(q.dtype),
-                                             v_all.reshape(b * n, hh, t, hd).to(q.dtype), attn_mask=mask)
+        if f <= KVCache.SCRATCH:  # a dream's step: 1-2 queries per sequence, B*N sequences
+            # written out: the CPU's fused kernel is tuned for long queries and took 3x as long on these shapes
+            # (at 32 dreams, 30 ms a layer against 10); the mask broadcasts instead of being copied per patch
+            scores = (q @ k_all.transpose(-1, -2)).float() * hd**-0.5
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(q.dtype)
+            out = weights @ v_all  # (B, N, H, F, hd)
+        else:
+            out = F.scaled_dot_product_attention(
+                q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd), v_all.reshape(b * n, hh, t, hd),
+                attn_mask=mask.expand(b, n, 1, f, t).reshape(b * n, 1, f, t))
         if cache is not None and write:
             cache.write(layer, k[:, :, :, :write], v[:, :, :, :write], times[:, :write])
         return out.reshape(b, n, hh, f, hd).permute(0, 3, 1, 2, 4).reshape(b, f, n, hh * hd)
@@ -293,8 +302,7 @@ class SpaceTimeTransformer(nn.Module):
         # which key frames each frame sees: itself and the `context` before it (the same in every time layer)
         key_times = times if cache is None else cache.key_times(times)
         gap = times[:, :, None] - key_times[:, None, :]  # (B, F, T)
-        n, t = self.tokens_per_frame, key_times.shape[1]
-        mask = ((gap >= 0) & (gap <= self.context))[:, None, None].expand(b, n, 1, f, t).reshape(b * n, 1, f, t)
+        mask = ((gap >= 0) & (gap <= self.context))[:, None, None]  # (B, 1, 1, F, T): every patch, every head
         t_layer = 0
         for blk in self.blocks:
             x = blk(x, cond, times, mask, cache, t_layer, write, self.grid)

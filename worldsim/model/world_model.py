@@ -30,6 +30,9 @@ from worldsim.model.motion_prior import MotionPrior
 from worldsim.model.transformer import SpaceTimeTransformer
 
 PRECISIONS = ("auto", "fp32", "bf16")
+#: The autoencoder's convolutions run on channels-last pixels: oneDNN's convolutions are ~1.4x faster so on the CPU
+#: (a dream's decode at 32 dreams: 375 -> 232 ms on one thread) and the weights keep their layout.
+CONV_LAYOUT = torch.channels_last
 
 
 class WorldModel(nn.Module):
@@ -81,7 +84,7 @@ class WorldModel(nn.Module):
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (..., H, W, 3) -> standardised latents (..., C, h, w)."""
         lead = frames.shape[:-3]
-        x = to_pixels(frames.reshape(-1, *frames.shape[-3:]).to(self.device))
+        x = to_pixels(frames.reshape(-1, *frames.shape[-3:]).to(self.device)).contiguous(memory_format=CONV_LAYOUT)
         with self.autocast():
             z = self.ae.encode(x)
         z = (z.float() - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
@@ -91,6 +94,7 @@ class WorldModel(nn.Module):
         """standardised latents (..., C, h, w) -> uint8 frames (..., H, W, 3)."""
         lead = z.shape[:-3]
         z = z.reshape(-1, *z.shape[-3:]).float() * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+        z = z.contiguous(memory_format=CONV_LAYOUT)
         with self.autocast():
             x = self.ae.decode(z)
         return to_uint8(x.float()).reshape(*lead, *self.cfg.frame_hw, 3)
