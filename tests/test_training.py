@@ -95,6 +95,39 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run, tiny_data):
         sequence_loss(m, z, acts, known, 0.25, 0.5, 0.8)
 
 
+def test_a_grown_datasets_cache_encodes_only_the_new_episodes(tiny_run, tiny_data, tmp_path):
+    """A latent cache rebuilt for more episodes copies the rows of the episodes it held (the frozen autoencoder
+    would encode them to the same latents) and runs the encoder on the new episodes' frames only; the result is
+    the cache built from scratch."""
+    from worldsim.data.dataset import Dataset
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.trainer import bf16_is_native
+
+    run, _ = tiny_run
+    m = worldsim.load(run).set_precision("bf16" if bf16_is_native(torch.device("cpu")) else "fp32")
+    ds = Dataset(tiny_data)
+    old = LatentCache.build(tmp_path / "old", ds, m, [0, 1], progress=False)
+    LatentCache.write_pixel_prior(tmp_path / "old", ds, m, progress=False)
+    old = LatentCache(tmp_path / "old")
+    encoded = []
+    encode = m.encode
+    m.encode = lambda frames: encoded.append(len(frames)) or encode(frames)
+    m.prior.encode = m.encode
+    grown = LatentCache.build(tmp_path / "grown", ds, m, [0, 1, 2], progress=False, reuse=old)
+    LatentCache.write_pixel_prior(tmp_path / "grown", ds, m, progress=False, reuse=old)
+    assert old.prefix_of(ds, [0, 1, 2]) == 2 and old.prefix_of(ds, [1, 2]) == 0
+    new_frames = ds.episode_length(2) + 1
+    assert 0 < sum(encoded) <= 2 * new_frames  # the latents and the moved frames of episode 2, nothing before
+    m.encode = encode
+    m.prior.encode = encode
+    fresh = LatentCache.build(tmp_path / "fresh", ds, m, [0, 1, 2], progress=False)
+    LatentCache.write_pixel_prior(tmp_path / "fresh", ds, m, progress=False)
+    grown, fresh = LatentCache(tmp_path / "grown"), LatentCache(tmp_path / "fresh")
+    assert grown.episodes == fresh.episodes and np.array_equal(grown.offsets, fresh.offsets)
+    for name in ("latents", "actions", "known", "moved"):  # same model, same batches, one machine
+        np.testing.assert_array_equal(getattr(grown, name), getattr(fresh, name))
+
+
 def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run):
     """`own_dream` continues real sequences exactly as a Sampler from their start frames does (same seeds, same
     frames), keeps the start frames real, and gives each dreamed frame the prior the dream made."""

@@ -31,6 +31,7 @@ class LatentCache:
         self.root = Path(root)
         meta = json.loads((self.root / "index.json").read_text())
         self.offsets = np.array(meta["offsets"])  # episode e spans [offsets[e], offsets[e+1])
+        self.episodes: list[int] = meta["episodes"]  # the dataset's episodes held, in order
         shape = tuple(meta["latent_shape"])
         n = int(self.offsets[-1])
         self.latents = np.memmap(self.root / "latents.f16", np.float16, "r", shape=(n, *shape))
@@ -43,9 +44,24 @@ class LatentCache:
     def exists(root: str | os.PathLike) -> bool:
         return (Path(root) / "index.json").exists()
 
+    def prefix_of(self, ds: Dataset, episodes: list[int]) -> int:
+        """How many of `episodes` (of `ds`) this cache holds already, as its own first episodes with the same
+        lengths: a grown dataset's cache reuses their rows (the frozen autoencoder would encode them again to the
+        same latents) and encodes only the new episodes."""
+        held = self.episodes
+        k = 0
+        while (k < len(held) and k < len(episodes) and held[k] == episodes[k]
+               and self.offsets[k + 1] - self.offsets[k] == ds.episode_length(episodes[k]) + 1):
+            k += 1
+        return k
+
     @staticmethod
     @torch.no_grad()
-    def build(root: str | os.PathLike, ds: Dataset, model, episodes: list[int], batch: int = 256, progress: bool = True) -> LatentCache:
+    def build(root: str | os.PathLike, ds: Dataset, model, episodes: list[int], batch: int = 256, progress: bool = True,
+              reuse: LatentCache | None = None) -> LatentCache:
+        """Encode `episodes` of `ds` into a cache at `root` (written aside, then moved in: a stop leaves the old
+        cache or the new one). reuse: an older cache of the same autoencoder whose first episodes are copied,
+        not encoded again (`prefix_of`)."""
         from tqdm import tqdm
 
         root = Path(root)
@@ -61,7 +77,11 @@ class LatentCache:
         act = np.memmap(tmp["actions.f32"], np.float32, "w+", shape=(n, codec.dim))
         known = np.memmap(tmp["known.u8"], np.uint8, "w+", shape=(n,))
         device = model.latent_mean.device
-        for e, off in tqdm(list(zip(episodes, offsets[:-1])), desc="encode latents", disable=not progress):
+        kept = reuse.prefix_of(ds, episodes) if reuse is not None else 0
+        if kept:
+            end = int(offsets[kept])
+            lat[:end], act[:end], known[:end] = reuse.latents[:end], reuse.actions[:end], reuse.known[:end]
+        for e, off in tqdm(list(zip(episodes, offsets[:-1]))[kept:], desc="encode latents", disable=not progress):
             ep = ds.episode(e)
             for i in range(0, len(ep.frames), batch):
                 frames = torch.from_numpy(np.array(ep.frames[i:i + batch])).to(device)
@@ -79,11 +99,12 @@ class LatentCache:
 
     @staticmethod
     @torch.no_grad()
-    def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True) -> Path:
+    def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True,
+                          reuse: LatentCache | None = None) -> Path:
         """moved.f16 for a cache of `ds` built with `model`'s autoencoder: per frame, `model.prior.moved` of the
         recorded frame before it under the action that led into it: one encoder pass per frame the camera moved (a
         frame it did not move is its own moved frame, already encoded in the cache, which must be built at the
-        same precision)."""
+        same precision). reuse: an older cache whose moved frames of its first episodes are copied (`build`)."""
         from tqdm import tqdm
 
         root = Path(root)
@@ -93,7 +114,10 @@ class LatentCache:
         out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
-        for e, a, b in tqdm(spans, desc="encode moved frames", disable=not progress):
+        kept = reuse.prefix_of(ds, meta["episodes"]) if reuse is not None and reuse.moved is not None else 0
+        if kept:
+            out[:cache.offsets[kept]] = reuse.moved[:cache.offsets[kept]]
+        for e, a, b in tqdm(spans[kept:], desc="encode moved frames", disable=not progress):
             frames = ds.episode(e).frames
             if len(frames) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")

@@ -259,20 +259,23 @@ class Trainer:
             return self._cache
         cache_dir = self.out / "latents"
         self.model.eval().set_precision("bf16" if self.bf16 else "fp32")
+        stale = None  # the cache of a dataset that has grown since: its episodes' rows are reused
         try:
             if self.rank == 0 and LatentCache.exists(cache_dir) and not self._cache_covers(cache_dir):
+                stale = LatentCache(cache_dir)  # its maps keep the old files readable while new ones replace them
                 print(f"{self.ds.root} has grown to {len(self.ds)} episodes since the latent cache was made: encoding "
-                      "it again")
+                      f"the {len(self.ds) - stale.prefix_of(self.ds, list(range(len(self.ds))))} new ones")
                 for name in ("index.json", "moved.f16"):  # the rest is replaced as it is rebuilt
                     (cache_dir / name).unlink(missing_ok=True)
             _barrier()
             if not LatentCache.exists(cache_dir):
                 if self.rank == 0:
-                    LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress)
+                    LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress,
+                                      reuse=stale)
                 _barrier()
             if self.model.prior is not None and not (cache_dir / "moved.f16").exists():
                 if self.rank == 0:
-                    LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress)
+                    LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress, reuse=stale)
                 _barrier()
         finally:
             self.model.set_precision("fp32")
