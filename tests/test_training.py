@@ -193,8 +193,8 @@ def test_a_noised_prior_is_a_hint_trained_and_sampled_alike(tiny_run, tiny_data,
 
 
 def test_a_run_resumes_on_its_grown_dataset(tiny_data, tmp_path):
-    """More episodes collected into a run's dataset (the campaign's data grows): the resumed run encodes its
-    latent cache again for all of them and trains on."""
+    """More episodes collected into a run's dataset (the campaign's data grows): the resumed run's latent cache
+    comes to hold all of them (the new ones encoded, the old ones kept) and the run trains on."""
     import shutil
 
     from worldsim.data_collect.collect import CollectConfig, collect
