@@ -91,6 +91,28 @@ def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
     assert 0.5 < lingered / 200 < 0.7 and {"idle", "random", "sweep", "explore"} <= set(firsts)
 
 
+def test_the_spawn_heavy_mix_lingers_four_to_eight_segments_before_walking_out():
+    """`mix-spawn` (the campaign's second data part): every episode first stands, turns and presses keys at the
+    spawn for 4-8 segments, a few hundred steps, and then plays the usual mix."""
+    from worldsim.agents import make_policy
+
+    agent = make_policy("mix-spawn", minerl_action_space(INDEV_KEYS), seed=0)
+    segments, steps = [], []
+    for seed in range(100):
+        agent.reset(seed=seed)
+        n, t = 0, 0
+        while True:
+            starts = agent.left <= 0  # this action opens a new segment
+            agent.act(None)
+            if agent.mode == "explore":
+                break
+            n, t = n + starts, t + 1
+        segments.append(n)
+        steps.append(t)
+    assert min(segments) == 4 and max(segments) == 8, sorted(set(segments))
+    assert 150 < np.median(steps) < 400, np.median(steps)
+
+
 def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):
     """The collector's explorer (seek_trees, as the `mix-trees` policy plays) turns to the nearest log the game reports, walks
     there and chops: datasets then hold trees being chopped, which the Treechop reward heads learn from."""

@@ -129,6 +129,25 @@ def test_collect_resumes_after_kill_9(tmp_path):
         assert np.array_equal(Dataset(ref).episode(i).frames, ds.episode(i).frames)
 
 
+def test_a_dataset_grows_with_a_second_policy_after_its_episodes(tmp_path):
+    """`--first`: a second recipe (another policy, another length) appends episodes after those a dataset holds,
+    seeded by their index as the first part's are; it refuses to leave a gap."""
+    out = tmp_path / "ds"
+    collect(CollectConfig(episodes=2, steps=6, out=str(out), seed=5, policy="mix-trees"), progress=False)
+    with pytest.raises(ValueError, match="episode 2"):
+        collect(CollectConfig(episodes=1, steps=4, out=str(out), seed=5, first=3, policy="mix-spawn"), progress=False)
+    summary = collect(CollectConfig(episodes=2, steps=4, out=str(out), seed=5, first=2, policy="mix-spawn"),
+                      progress=False)
+    ds = Dataset(out)
+    assert summary["episodes_written"] == 2 and len(ds) == 4 and ds.total_steps == 2 * 6 + 2 * 4
+    assert [ds.episode(i).seed for i in range(4)] == [5, 6, 7, 8]
+    meta = json.loads((out / "data" / "metadata.json").read_text())["worldsim"]
+    assert meta["policy"] == "mix-trees" and meta["from_episode_2"]["policy"] == "mix-spawn"
+    again = collect(CollectConfig(episodes=2, steps=4, out=str(out), seed=5, first=2, policy="mix-spawn"),
+                    progress=False)
+    assert again["skipped_existing"] == 2 and again["episodes_written"] == 0
+
+
 def test_writer_refuses_a_different_dataset_and_keeps_the_old_one(tmp_path):
     out = tmp_path / "ds"
     collect(CollectConfig(episodes=1, steps=5, out=str(out)), progress=False)

@@ -43,6 +43,22 @@ def test_camera_slopes_and_ratio():
     assert camera_slopes(real, np.zeros_like(camera))["yaw_px_per_deg"] is None  # no turn to measure against
 
 
+def test_whole_new_views_and_steps_the_view_did_not_turn_do_not_drag_the_slope():
+    """Random play turns up to 180 degrees a step (the next frame is a new view, its "shift" noise near zero), and
+    with a GUI open or at the pitch clamp the action turns nothing: neither may read as the model ignoring turns."""
+    rng = np.random.default_rng(2)
+    small = rng.uniform(-8, 8, size=(150, 2))
+    large = rng.uniform(-180, 180, size=(300, 2))
+    unturned = rng.uniform(-8, 8, size=(200, 2))
+    camera = np.concatenate([small, large, unturned])
+    shifts = np.concatenate([np.column_stack([-0.7 * small[:, 0], -0.7 * small[:, 1]]),
+                             rng.normal(0, 1.0, (300, 2)), np.zeros((200, 2))]) + rng.normal(0, 0.05, (650, 2))
+    valid = np.r_[np.ones(450, bool), np.zeros(200, bool)]
+    s = camera_slopes(shifts, camera, valid=valid)
+    assert s["yaw_px_per_deg"] == pytest.approx(-0.7, abs=0.05) and s["pitch_px_per_deg"] == pytest.approx(-0.7, abs=0.05)
+    assert camera_slopes(shifts, camera, max_turn=180.0)["yaw_px_per_deg"] > -0.35  # what counting them all read
+
+
 def test_the_real_game_moves_left_when_turning_right_and_up_when_looking_down():
     import gymnasium as gym
 

@@ -8,12 +8,17 @@ from gymnasium.spaces import Dict
 
 from worldsim.agents.base import Policy
 from worldsim.agents.explore import ExploreAgent
-from worldsim.agents.mix import MixAgent
+from worldsim.agents.mix import SPAWN_HEAVY, MixAgent
 from worldsim.agents.random_agent import RandomAgent
 
 
 def _mix_trees(action_space: Dict, seed: int | None = None) -> MixAgent:
     return MixAgent(action_space, seed=seed, seek_trees=True)
+
+
+def _mix_spawn(action_space: Dict, seed: int | None = None) -> MixAgent:
+    """`mix-trees` that first lingers at the spawn for four to eight segments (standing, turning, random keys)."""
+    return MixAgent(action_space, seed=seed, seek_trees=True, spawn_segments=SPAWN_HEAVY)
 
 
 def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
@@ -26,11 +31,11 @@ def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
 
 POLICIES = {"explore": ExploreAgent, "explore-trees": _explore_trees, "random": RandomAgent, "mix": MixAgent,
-            "mix-trees": _mix_trees}
+            "mix-trees": _mix_trees, "mix-spawn": _mix_spawn}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees), a shipped agent
+    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees, mix-spawn), a shipped agent
     (`shipped_agents()`: treechop), a folder written by `worldsim agent bc` or `agent train`, or
     'package.module:factory' (called as factory(action_space, seed=seed))."""
     if name in POLICIES:

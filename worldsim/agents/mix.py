@@ -11,7 +11,7 @@ camera on 97 % of steps, so a still camera is almost never seen. This policy swi
   amount, keys released: the return leg shows again what the start showed (a memory test the data teaches).
 
 An episode may begin at the spawn: before its first exploring segment, up to three idle, random or sweep segments
-in the hut the game spawns the player in (none in 40 % of episodes). A neural Minecraft's users start there and
+in the hut the game spawns the player in (none in 40 % of episodes; policy `mix-spawn`: four to eight). A neural Minecraft's users start there and
 stand still, look around and press keys first; a model that only ever saw the hut while walking out of it has no
 idea what standing in it looks like, and dreams it into something else (`docs/training_log.md`).
 
@@ -35,15 +35,21 @@ WEIGHTS = np.array([0.15, 0.25, 0.18, 0.42])
 DURATION = {"explore": (100, 400), "idle": (20, 100), "random": (20, 100)}
 PITCH_LIMIT = 90.0  # the game clamps the view's pitch here
 SPAWN_SEGMENTS = np.array([0.4, 0.3, 0.2, 0.1])  # P(0, 1, 2, 3 segments at the spawn before the first exploring one)
+# policy `mix-spawn`: 4 to 8 segments at the spawn (~250 steps), then the usual mix; what a dataset adds when its
+# dreams must hold the spawn, which users see first and the usual mix records in ~1 % of its frames
+SPAWN_HEAVY = np.array([0.0] * 4 + [0.2] * 5)
 
 
 class MixAgent:
     MODES = MODES  # the collector records `MODES.index(mode)` per step
 
-    def __init__(self, action_space: Dict, seed: int | None = None, seek_trees: bool = False):
+    def __init__(self, action_space: Dict, seed: int | None = None, seek_trees: bool = False,
+                 spawn_segments: np.ndarray = SPAWN_SEGMENTS):
         """seek_trees: the explorer goes to trees and chops them (policy `mix-trees`), so a dataset holds trees
-        being chopped, which Treechop's reward heads learn from."""
+        being chopped, which Treechop's reward heads learn from. spawn_segments[k]: the probability of k idle,
+        random-key or sweep segments at the spawn before the first exploring one."""
         self.action_space = action_space
+        self.spawn_segments = np.asarray(spawn_segments, np.float64)
         self.explorer = ExploreAgent(action_space, seed=seed, seek_trees=seek_trees)
         self.rng = np.random.default_rng(seed)
         self.has_camera = isinstance(action_space.spaces.get("camera"), Box)
@@ -58,7 +64,7 @@ class MixAgent:
         self.left = 0
         self.plan: list[np.ndarray] = []  # a sweep's camera moves, one per step
         self._closing = False
-        self.at_spawn = int(self.rng.choice(len(SPAWN_SEGMENTS), p=SPAWN_SEGMENTS))  # segments left in the hut
+        self.at_spawn = int(self.rng.choice(len(self.spawn_segments), p=self.spawn_segments))  # segments left in the hut
         self.explored = False
 
     def _next_segment(self) -> None:

@@ -18,7 +18,7 @@ def _collect(a: argparse.Namespace) -> int:
     from worldsim.io.atomic import write_json_atomic
 
     cfg = CollectConfig(env_id=a.env, policy=a.policy, episodes=a.episodes, steps=a.steps, out=a.out,
-                        workers=a.workers, size=a.size, seed=a.seed, video=a.video, ray=a.ray)
+                        workers=a.workers, size=a.size, seed=a.seed, first=a.first, video=a.video, ray=a.ray)
     print(json.dumps(collect(cfg, progress=not a.quiet)))
     stats = action_stats(Dataset(a.out))
     write_json_atomic(Path(a.out) / "action_stats.json", stats)
@@ -62,7 +62,7 @@ def _stats(a: argparse.Namespace) -> int:
     return 0
 
 
-POLICY_HELP = "explore, explore-trees, random, mix, mix-trees, a policy folder, or module:factory"
+POLICY_HELP = "explore, explore-trees, random, mix, mix-trees, mix-spawn, a policy folder, or module:factory"
 
 
 def register(sub) -> None:
@@ -81,6 +81,8 @@ def register(sub) -> None:
                    "\"local\" (a Ray instance here); episodes come back and are written here (pip install 'worldsim[ray]')")
     c.add_argument("--size", type=int, default=64, help="frame size in pixels")
     c.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
+    c.add_argument("--first", type=int, default=0, help="index of the first episode: grow a dataset with another "
+                   "policy after the episodes it holds (--episodes more from there)")
     c.add_argument("--video", action="store_true", help="also write an mp4 per episode")
     c.add_argument("--quiet", action="store_true")
 

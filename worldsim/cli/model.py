@@ -53,9 +53,12 @@ def _train(a: argparse.Namespace) -> int:
     return code
 
 
-#: The project's model: its data (the `mix-trees` play of the real game, and held-out episodes of it) and its run.
-CAMPAIGN_DATA = {"policy": "mix-trees", "episodes": 300, "steps": 1000, "seed": 0}
-CAMPAIGN_HELDOUT = {"policy": "mix-trees", "episodes": 12, "steps": 1000, "seed": 1_000_000}
+#: The project's model: its data, in parts collected in order (the `mix-trees` play of the real game; then episodes
+#: that linger at the spawn, where users start and the first part holds ~1 % of its frames), held-out episodes of the
+#: first part's play, and its run.
+CAMPAIGN_DATA = ({"policy": "mix-trees", "episodes": 300, "steps": 1000, "seed": 0},
+                 {"policy": "mix-spawn", "episodes": 100, "steps": 500, "seed": 0, "first": 300})
+CAMPAIGN_HELDOUT = ({"policy": "mix-trees", "episodes": 12, "steps": 1000, "seed": 1_000_000},)
 
 
 def _continue(a: argparse.Namespace) -> int:
@@ -68,10 +71,10 @@ def _continue(a: argparse.Namespace) -> int:
     from worldsim.training.trainer import train
 
     data, heldout, run = place(a.data, "datasets"), place(f"{a.data}_heldout", "datasets"), place(a.run, "runs")
-    for out, recipe in ((data, CAMPAIGN_DATA), (heldout, CAMPAIGN_HELDOUT)):
-        cfg = CollectConfig(out=str(out), workers=a.workers, **recipe)
+    for out, parts in ((data, CAMPAIGN_DATA), (heldout, CAMPAIGN_HELDOUT)):
         print(f"data: {out}")
-        collect(cfg, progress=not a.quiet)  # finished episodes are skipped: a complete dataset costs nothing
+        for recipe in parts:  # finished episodes are skipped: a complete dataset costs nothing
+            collect(CollectConfig(out=str(out), workers=a.workers, **recipe), progress=not a.quiet)
     overrides = {name: getattr(a, name) for name in a.config_fields}
     resuming = (run / "latest.json").exists()
     spent = float(read_config(run).get("elapsed_s", 0.0)) if resuming else 0.0

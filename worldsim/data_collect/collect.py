@@ -34,6 +34,7 @@ class CollectConfig:
     workers: int = 1
     size: int = 64
     seed: int = 0
+    first: int = 0  # index of the first episode: a second recipe grows a dataset after the episodes it holds
     video: bool = False
     env_kwargs: dict | None = None
     ray: str | None = None  # a Ray cluster address ("auto", "ray://host:10001") or "local"; None: local processes
@@ -173,8 +174,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """Collect the missing episodes of `cfg.out`; returns a summary with steps/s."""
     from tqdm import tqdm
 
-    if cfg.episodes < 1 or cfg.steps < 1 or cfg.workers < 1:
-        raise ValueError("--episodes, --steps and --workers must all be at least 1")
+    if cfg.episodes < 1 or cfg.steps < 1 or cfg.workers < 1 or cfg.first < 0:
+        raise ValueError("--episodes, --steps and --workers must all be at least 1, --first at least 0")
     from worldsim.agents import make_policy
 
     # create (or check) the dataset in the parent, so a mismatch fails before any worker starts
@@ -182,10 +183,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     writer = DatasetWriter(cfg.out, env.observation_space, env.action_space, _env_info(env, cfg))
     make_policy(cfg.policy, env.action_space, seed=cfg.seed)  # fail early on a bad --policy
     env.close()
-    todo_idx = [i for i in range(cfg.episodes) if not writer.has_episode(i)]
+    if cfg.first and not writer.has_episode(cfg.first - 1):
+        raise ValueError(f"--first {cfg.first}: {cfg.out} does not hold episode {cfg.first - 1} yet; a dataset grows "
+                         "without gaps (collect the episodes before it first)")
+    todo_idx = [i for i in range(cfg.first, cfg.first + cfg.episodes) if not writer.has_episode(i)]
     summary: dict[str, Any] = {"skipped_existing": cfg.episodes - len(todo_idx), "episodes_written": 0, "steps": 0}
+    recipe = _recipe(cfg)
     if not todo_idx:
-        writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
+        writer.finalize(recipe)
         return summary
     bar = tqdm(total=len(todo_idx) * cfg.steps, unit="step", disable=not progress, desc="collect")
     t0 = time.perf_counter()
@@ -202,13 +207,21 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
             summary["steps"] += n
             bar.update(n)
             bar.set_postfix(steps_per_s=f"{summary['steps'] / (time.perf_counter() - t0):.0f}")
-            writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
+            writer.finalize(recipe)
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
     summary.update(seconds=round(elapsed, 2), steps_per_s=round(summary["steps"] / elapsed, 1))
-    writer.finalize({"policy": cfg.policy, "seed": cfg.seed})
+    writer.finalize(recipe)
     return summary
+
+
+def _recipe(cfg: CollectConfig) -> dict[str, Any]:
+    """What the dataset's metadata records of how its episodes were made: the policy and seed of episodes from 0,
+    and of each later part, where it starts (`first`), so a grown dataset still says how to collect it again."""
+    if not cfg.first:
+        return {"policy": cfg.policy, "seed": cfg.seed}
+    return {f"from_episode_{cfg.first}": {"policy": cfg.policy, "seed": cfg.seed, "steps": cfg.steps}}
 
 
 def _episodes_in_processes(cfg: CollectConfig, todo_idx: list[int]):

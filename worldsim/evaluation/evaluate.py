@@ -67,7 +67,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     examples = []
     idm_preds: dict[str, list] = {"real": [], "dream": [], "actions": []}
     cam = model.codec.slices.get("camera") if "camera" in model.codec.space.spaces else None
-    shifts: dict[str, list] = {"real": [], "dream": [], "action_blind": [], "camera": []}
+    shifts: dict[str, list] = {"real": [], "dream": [], "action_blind": [], "camera": [], "valid": []}
     detail: dict[str, list[np.ndarray]] = {"real": [], "dream": []}
     levels: dict[str, list[np.ndarray]] = {"brightness": [], "contrast": []}
     for i in tqdm(range(0, len(todo), batch), desc="evaluate", disable=not progress):
@@ -85,6 +85,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
                 if name == "model":
                     shifts["real"].append(_shifts(ctx, real))
                     shifts["camera"].append(flat[:, k - 1:, cam].reshape(-1, 2))
+                    shifts["valid"].append(np.concatenate([_turned_as_told(eps[e], s + k - 1, horizon)
+                                                           for e, s in group]))
             if name == "model":
                 detail["real"].append(sharpness(real))
                 for key, ratio in zip(("brightness", "contrast"), level_ratios(dream, real)):
@@ -116,8 +118,8 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
                         "dream_over_real": round(float(dream_d.mean() / max(real_d.mean(), 1e-9)), 4),
                         "dream_over_real_per_step": (dream_d / np.maximum(real_d, 1e-9)).round(4).tolist()}
     if cam is not None:
-        camera = np.concatenate(shifts.pop("camera"))
-        out["camera_response"] = camera_response({n: np.concatenate(v) for n, v in shifts.items()}, camera)
+        camera, valid = (np.concatenate(shifts.pop(n)) for n in ("camera", "valid"))
+        out["camera_response"] = camera_response({n: np.concatenate(v) for n, v in shifts.items()}, camera, valid)
     if idm is not None:
         flat_all = np.concatenate(idm_preds["actions"])
         out["idm"] = {key: idm_scores(idm, np.concatenate([p[0] for p in idm_preds[key]]),
@@ -153,6 +155,18 @@ def _pairs(ctx: np.ndarray, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frame for the first): two (B*H, ...) arrays."""
     prev = np.concatenate([ctx[:, -1:], seq[:, :-1]], axis=1)
     return prev.reshape(-1, *prev.shape[2:]), seq.reshape(-1, *seq.shape[2:])
+
+
+def _turned_as_told(ep, start: int, n: int, tolerance: float = 0.5) -> np.ndarray:
+    """(n,) bool for the steps start..start+n-1 of an episode: did the view turn as the camera action said (within
+    `tolerance` degrees)? Not with a GUI open (the camera moves a cursor) nor against the pitch clamp; there the real
+    frame does not move and no model should move it. All True where the episode records no pose."""
+    pose = ep.infos.get("pose")
+    if pose is None:
+        return np.ones(n, bool)
+    turn = np.diff(np.asarray(pose, np.float64)[start:start + n + 1, 3:5], axis=0)
+    turn[:, 1] = (turn[:, 1] + 180.0) % 360.0 - 180.0
+    return (np.abs(turn - np.asarray(ep.actions["camera"], np.float64)[start:start + n]) < tolerance).all(1)
 
 
 def _shifts(ctx: np.ndarray, seq: np.ndarray) -> np.ndarray:

@@ -59,25 +59,37 @@ def _parabolic(left: float, mid: float, right: float) -> float:
     return 0.0 if abs(denom) < 1e-12 else float(np.clip(0.5 * (left - right) / denom, -0.5, 0.5))
 
 
-def camera_slopes(shifts: np.ndarray, camera: np.ndarray, min_turn: float = 1.5,
-                  max_turn: float = 180.0) -> dict[str, float | None]:
+#: The largest turn a step's shift is measured at: at the game's ~0.7 px per degree, 10 degrees move a 64-pixel frame
+#: by 7 pixels, well inside the quarter-frame the peak search allows; random play turns up to 180 degrees a step,
+#: whose "shift" is a new view, and a median over those reads near zero for any model (and for the real game).
+MAX_TURN = 10.0
+
+
+def camera_slopes(shifts: np.ndarray, camera: np.ndarray, min_turn: float = 1.5, max_turn: float = MAX_TURN,
+                  valid: np.ndarray | None = None) -> dict[str, float | None]:
     """Pixels per degree: the median of dx / yaw over the steps that turn between `min_turn` and `max_turn` degrees
     sideways, and of dy / pitch over those that turn as much up or down (camera (N, 2) = [pitch, yaw] degrees, as
-    in the action space); None where fewer than 3 steps turn that much. A median, not a least-squares fit: steps where the view is sky or points straight down have no
-    texture to track and read as "no shift", which would drag a fit toward zero."""
+    in the action space); None where fewer than 3 steps turn that much. valid (N,) bool: the steps to use (those
+    where the view turned as the action said: not with a GUI open, not against the pitch clamp). A median, not a
+    least-squares fit: steps where the view is sky or points straight down have no texture to track and read as
+    "no shift", which would drag a fit toward zero."""
     out: dict[str, float | None] = {}
     for axis, col in (("yaw", 1), ("pitch", 0)):
         turn = camera[:, col]
         ok = np.isfinite(shifts).all(1) & (np.abs(turn) >= min_turn) & (np.abs(turn) <= max_turn)
+        if valid is not None:
+            ok &= valid
         out[f"{axis}_px_per_deg"] = round(float(np.median(shifts[ok, col] / turn[ok])), 4) if ok.sum() >= 3 else None
         out[f"{axis}_pairs"] = int(ok.sum())
     return out
 
 
-def camera_response(shifts: dict[str, np.ndarray], camera: np.ndarray) -> dict[str, Any]:
+def camera_response(shifts: dict[str, np.ndarray], camera: np.ndarray,
+                    valid: np.ndarray | None = None) -> dict[str, Any]:
     """Pixels per degree for each named set of frame shifts ("real", "dream", ...; all taken under the same
-    actions, camera (N, 2)), and each set's ratio to "real" per axis (None where either slope is missing)."""
-    out: dict[str, Any] = {name: camera_slopes(s, camera) for name, s in shifts.items()}
+    actions, camera (N, 2); valid (N,): the steps whose view turned as the action said), and each set's ratio to
+    "real" per axis (None where either slope is missing)."""
+    out: dict[str, Any] = {name: camera_slopes(s, camera, valid=valid) for name, s in shifts.items()}
     real = out["real"]
     for name in list(shifts):
         if name != "real":
@@ -116,7 +128,7 @@ def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) ->
         cams.append(turn if pose is not None else action)
         actions.append(action)
     shifts = np.concatenate(shifts)
-    slopes = camera_slopes(shifts, np.concatenate(cams), max_turn=10.0)
-    by_action = camera_slopes(shifts, np.concatenate(actions))  # where too few small view turns were recorded
+    slopes = camera_slopes(shifts, np.concatenate(cams))
+    by_action = camera_slopes(shifts, np.concatenate(actions), max_turn=180.0)  # too few small view turns recorded
     return (slopes["pitch_px_per_deg"] or by_action["pitch_px_per_deg"] or 0.0,
             slopes["yaw_px_per_deg"] or by_action["yaw_px_per_deg"] or 0.0)
