@@ -41,6 +41,11 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
     again = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, progress=False,
                        real_cache=str(cache), long_steps=24)  # the same real frames from the cache: the same figures
     assert again["play"] == report["play"] and again["still"] == report["still"]
+    # a cache written before a scenario existed: that scenario is played, added, and scores as it did
+    np.savez_compressed(cache, **{k: v for k, v in np.load(cache).items() if not k.startswith("spin_")})
+    third = hold_bench(tiny_ckpt, seeds=2, still_steps=6, play_steps=40, random_steps=30, window=20, progress=False,
+                       real_cache=str(cache), long_steps=24)
+    assert third["spin"] == report["spin"] and "spin_truth" in np.load(cache)
     for name in ("still", "turn90", "turn180", "look"):
         r = report[name]
         assert r["steps"] > 0 and 0 < r["model_db"] <= 60 and len(r["model_db_curve"]) == r["steps"]
@@ -48,7 +53,7 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
     still = report["still"]  # the figure is the curve's last ten steps, and the curve is copy-last's PSNR throughout
     assert still["copy_last_db"] == pytest.approx(np.mean(still["copy_last_db_curve"][-10:]), abs=0.01)
     assert len(still["copy_last_db_curve"]) == still["steps"] == 6
-    for name in ("stand", "walk", "random"):  # where the dream goes dark or washes out, against the same real run
+    for name in ("stand", "walk", "spin", "random"):  # where the dream goes dark or washes out, against the same real run
         lv = report[name]["levels"]
         assert [x["step"] for x in lv] == [24 if name != "random" else 30] and lv[0]["starts"] >= 1
         assert all(0 < b < 10 for b in lv[0]["brightness"] + lv[0]["contrast"])

@@ -18,9 +18,10 @@ reference. Scenarios:
   seeds, same policy) give the reference range.
 - ``random``: uniform random actions (as ``action_space.sample()`` draws them) for `random_steps` steps: the same
   statistics, and whether the picture collapses (frame std).
-- ``stand`` and ``walk``: every key released, or walking forward (jumping now and then), for `long_steps` steps.
+- ``stand``, ``walk`` and ``spin``: every key released, walking forward (jumping now and then), or turning in place
+  (5 degrees of yaw a step, a full turn every 72 steps), for `long_steps` steps.
 
-Where it goes dark or washes out: for ``stand``, ``walk`` and ``random``, the dream's brightness (mean grey level) and
+Where it goes dark or washes out: for ``stand``, ``walk``, ``spin`` and ``random``, the dream's brightness (mean grey level) and
 contrast (spatial standard deviation) as a share of the real game's under the same actions, after 100 steps and
 at the end (`levels`), per start: a dream a person recognises keeps both within 0.8-1.25 of the game's.
 
@@ -40,6 +41,7 @@ import torch
 from worldsim.envs.actions import restrict_action
 
 TURN_STEP = 10.0
+SPIN_STEP = 5.0  # degrees of yaw a step of `spin`: the view sweeps its neighbours' ground before a full turn
 
 
 def scripts(codec, long_steps: int = 1000) -> dict[str, list[dict]]:
@@ -57,6 +59,7 @@ def scripts(codec, long_steps: int = 1000) -> dict[str, list[dict]]:
         return a
 
     return {"walk": [walk(t) for t in range(long_steps)],
+            "spin": [cam(0, SPIN_STEP)] * long_steps,
             "turn90": [cam(0, TURN_STEP)] * n90 + [cam(0, -TURN_STEP)] * n90,
             "turn180": [cam(0, TURN_STEP)] * n180 + [cam(0, -TURN_STEP)] * n180,
             "look": [cam(TURN_STEP, 0)] * n60 + [cam(-TURN_STEP, 0)] * n60}
@@ -100,7 +103,7 @@ def levels(dream: np.ndarray, truth: np.ndarray, lengths: list[int], at: int, sp
             "within_0.8_1.25": bool(((b >= 0.8) & (b <= 1.25) & (c >= 0.8) & (c <= 1.25)).all())}
 
 
-LEVEL_SCENARIOS = ("stand", "walk", "random")
+LEVEL_SCENARIOS = ("stand", "walk", "spin", "random")
 
 
 def contrast(frames: np.ndarray) -> float:
@@ -151,7 +154,8 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
                long_steps: int = 1000) -> dict[str, Any]:
     """Run every scenario from `seeds` real starts; returns the report (and writes JSON + PNG under `out`).
     `real_cache`: an .npz of the real game's runs for these settings, read when it exists and written when not,
-    so several models are held against the same real frames without playing the game again."""
+    so several models are held against the same real frames without playing the game again (a scenario it lacks is
+    played and added)."""
     import gymnasium as gym
     from tqdm import tqdm
 
@@ -178,6 +182,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     stored = dict(np.load(real_cache)) if real_cache and Path(real_cache).exists() else {}
     if stored and str(stored.get("tag")) != tag:
         raise ValueError(f"{real_cache} holds real runs for other settings ({stored.get('tag')}); give another file")
+    added = False
     for name, per_seed in plans.items():
         if f"{name}_truth" in stored:
             ctx, ctx_actions = stored[f"{name}_ctx"], stored[f"{name}_ctx_actions"]
@@ -194,6 +199,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
             ctx, ctx_actions, truth = np.stack(ctx), np.stack(ctx_actions), np.stack(truth)
             stored.update({f"{name}_ctx": ctx, f"{name}_ctx_actions": ctx_actions, f"{name}_truth": truth,
                            f"{name}_lengths": np.array(lengths)})
+            added = True
         flat = np.stack([np.stack([codec.encode(codec.validate(restrict_action(x, codec.space))) for x in acts])
                          for acts in per_seed])
         d = Sampler(model, ctx, ctx_actions, steps=sampling_steps, seeds=[seed0 + i for i in range(len(ctx))])
@@ -202,7 +208,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         views = {"still": still_steps, "stand": long_steps} if name == "stand" else {name: flat.shape[1]}
         for view, n in views.items():
             t, dr, lens = truth[:, :n], dream[:, :n], [min(x, n) for x in lengths]
-            if view in ("stand", "walk"):
+            if view in ("stand", "walk", "spin"):
                 report[view] = {"steps": int(max(lens))}
             else:
                 ceiling = _round_trip(model, t) if view in PSNR_SCENARIOS else None
@@ -211,10 +217,10 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
                 report[view]["levels"] = [levels(dr, t, lens, at) for at in sorted({min(100, n), n})]
             pick = np.linspace(0, min(lens) - 1, 8).round().astype(int)  # what the first start looked like
             pictures += [t[0, pick], dr[0, pick]]
-    if real_cache and not Path(real_cache).exists():
+    if real_cache and added:
         Path(real_cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(real_cache).with_name(f".{Path(real_cache).name}.tmp.npz")
-        np.savez_compressed(tmp, tag=np.array(tag), **stored)
+        np.savez_compressed(tmp, **{**stored, "tag": np.array(tag)})
         tmp.replace(real_cache)
     if out:
         from worldsim.io.atomic import write_json_atomic

@@ -25,7 +25,7 @@ def _hold(a: argparse.Namespace) -> dict:
         r = h[name]
         print(f"{name} {r['steps']} steps: colour overlap min {r['colour_overlap_min']} (real pairs min "
               f"{r['real_overlap_min']}), contrast min {r['contrast_min']} (real {r['real_contrast_range']})")
-    for name in ("stand", "walk", "random"):
+    for name in ("stand", "walk", "spin", "random"):
         for lv in h[name]["levels"]:
             if lv["starts"]:
                 print(f"{name} after {lv['step']} steps, dream / real: brightness {lv['brightness_median']} "
@@ -91,14 +91,14 @@ def _bench(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     b = add_command(sub, "bench", "measure throughput, holding the world and stability (never asserts)", _bench)
     b.add_argument("what", choices=list(BENCHES), nargs="?", default="all",
-                   help="hold: does the dream hold the world (standing still, turning away and back, long play, random keys)")
+                   help="hold: does the dream hold the world (standing still, turning away and back, walking, turning in place, long play, random keys)")
     add_world_model(b, sampling_steps_nargs="+")
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128], help="neural: vector env sizes")
     b.add_argument("--seeds", type=int, default=4, help="hold: real starts (reset seeds 0..N-1)")
     b.add_argument("--still-steps", type=int, default=100, help="hold: steps standing still")
     b.add_argument("--play-steps", type=int, default=2000, help="hold: steps of human-like play")
     b.add_argument("--random-steps", type=int, default=1000, help="hold: steps of uniform random actions")
-    b.add_argument("--long-steps", type=int, default=1000, help="hold: steps standing still and walking, for the "
+    b.add_argument("--long-steps", type=int, default=1000, help="hold: steps standing still, walking and turning in place, for the "
                    "brightness and contrast after 100 steps and at the end")
     b.add_argument("--real-cache", help="hold: an .npz of the real game's runs, written the first time and read after, "
                    "so several models meet the same real frames")
