@@ -190,6 +190,10 @@ def test_a_noised_prior_is_a_hint_trained_and_sampled_alike(tiny_run, tiny_data,
     clean = m.prior(torch.from_numpy(frames[:, -1]), torch.from_numpy(a))  # the stepped frame's prior, un-noised
     assert not torch.allclose(one.pending_prior, clean, atol=1e-3)
     assert torch.allclose(one.pending_prior, clean, atol=5.0)  # a hint still: 0.8 of it plus noise
+    # the run goes on with a clean prior: its checkpoints then sample with a clean one too
+    train(str(tiny_data), str(run), "tiny", resume=True, progress=False, ae_steps=5, dit_steps=12, heads_steps=2,
+          sample_every=10**6, prior_noise=0.0)
+    assert worldsim.load(run, "cpu", "fp32").cfg.sampler.prior_noise == 0.0
 
 
 def test_a_run_resumes_on_its_grown_dataset(tiny_data, tmp_path):

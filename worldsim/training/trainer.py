@@ -138,8 +138,9 @@ class Trainer:
         resuming = resume and (self.out / "latest.json").exists()
         if model_cfg.motion_prior and not any(model_cfg.camera_px_per_deg):
             model_cfg.camera_px_per_deg = self._camera_calibration(resuming, None if resuming else init)
-        if train_cfg.prior_noise > 0 and model_cfg.sampler.prior_noise == 0:  # dreams sample as training noised
-            model_cfg.sampler.prior_noise = train_cfg.prior_noise / 2
+        # dreams sample as training noised, at half the largest level; derived every time, so a run that changes
+        # `prior_noise` on resuming samples as it now trains (not as the checkpoint it resumed from did)
+        model_cfg.sampler.prior_noise = train_cfg.prior_noise / 2
         self.bf16 = train_cfg.bf16 and bf16_is_native(self.device)
         torch.manual_seed(train_cfg.seed)
         self.model = WorldModel(model_cfg).to(self.device)
