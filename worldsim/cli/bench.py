@@ -11,7 +11,7 @@ from worldsim.cli.options import add_command, add_world_model
 
 
 def _hold(a: argparse.Namespace) -> dict:
-    from worldsim.bench.hold import hold_bench
+    from worldsim.bench.hold import LEVEL_SCENARIOS, hold_bench
 
     h = hold_bench(a.checkpoint, seeds=a.seeds, still_steps=a.still_steps, play_steps=a.play_steps,
                    random_steps=a.random_steps, long_steps=a.long_steps, sampling_steps=(a.sampling_steps or [None])[0],
@@ -25,7 +25,7 @@ def _hold(a: argparse.Namespace) -> dict:
         r = h[name]
         print(f"{name} {r['steps']} steps: colour overlap min {r['colour_overlap_min']} (real pairs min "
               f"{r['real_overlap_min']}), contrast min {r['contrast_min']} (real {r['real_contrast_range']})")
-    for name in ("stand", "walk", "spin", "random"):
+    for name in LEVEL_SCENARIOS:
         for lv in h[name]["levels"]:
             if lv["starts"]:
                 print(f"{name} after {lv['step']} steps, dream / real: brightness {lv['brightness_median']} "

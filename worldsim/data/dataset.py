@@ -71,6 +71,17 @@ class Episode:
             return np.full(len(self.frames), np.nan, np.float32)
         return np.asarray(pose[:, POSE_PITCH], np.float32)
 
+    def view_turns(self) -> np.ndarray | None:
+        """(T, 2) float64: how far the view itself turned at each step, [pitch, yaw] degrees (yaw wrapped to
+        [-180, 180)), from the recorded poses; None without them. Unlike the camera action, it is 0 where a GUI
+        was open (the camera moves a cursor) or the pitch stopped at its clamp."""
+        pose = self.infos.get("pose")
+        if pose is None:
+            return None
+        turn = np.diff(np.asarray(pose, np.float64)[:, POSE_PITCH:POSE_PITCH + 2], axis=0)
+        turn[:, 1] = (turn[:, 1] + 180.0) % 360.0 - 180.0
+        return turn
+
     def validate(self) -> None:
         t = len(self.rewards)
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:

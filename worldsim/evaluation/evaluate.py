@@ -161,12 +161,11 @@ def _turned_as_told(ep, start: int, n: int, tolerance: float = 0.5) -> np.ndarra
     """(n,) bool for the steps start..start+n-1 of an episode: did the view turn as the camera action said (within
     `tolerance` degrees)? Not with a GUI open (the camera moves a cursor) nor against the pitch clamp; there the real
     frame does not move and no model should move it. All True where the episode records no pose."""
-    pose = ep.infos.get("pose")
-    if pose is None:
+    turns = ep.view_turns()
+    if turns is None:
         return np.ones(n, bool)
-    turn = np.diff(np.asarray(pose, np.float64)[start:start + n + 1, 3:5], axis=0)
-    turn[:, 1] = (turn[:, 1] + 180.0) % 360.0 - 180.0
-    return (np.abs(turn - np.asarray(ep.actions["camera"], np.float64)[start:start + n]) < tolerance).all(1)
+    told = np.asarray(ep.actions["camera"], np.float64)[start:start + n]
+    return (np.abs(turns[start:start + n] - told) < tolerance).all(1)
 
 
 def _shifts(ctx: np.ndarray, seq: np.ndarray) -> np.ndarray:

@@ -121,11 +121,8 @@ def measure_camera(ds, episodes: list[int], pairs: int = 3000, seed: int = 0) ->
         t = np.sort(rng.choice(len(ep), size=min(int(n), len(ep)), replace=False))
         shifts.append(frame_shift(ep.frames[t], ep.frames[t + 1]))
         action = np.asarray(ep.actions["camera"], np.float64)[t]
-        pose = ep.infos.get("pose")
-        if pose is not None:
-            turn = np.diff(np.asarray(pose, np.float64)[:, 3:5], axis=0)[t]
-            turn[:, 1] = (turn[:, 1] + 180.0) % 360.0 - 180.0
-        cams.append(turn if pose is not None else action)
+        turns = ep.view_turns()
+        cams.append(action if turns is None else turns[t])
         actions.append(action)
     shifts = np.concatenate(shifts)
     slopes = camera_slopes(shifts, np.concatenate(cams))
