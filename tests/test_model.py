@@ -205,6 +205,26 @@ def test_motion_prior_is_the_frame_before_moved_by_the_camera():
         tiny_model(sampler=type(m.cfg.sampler)(steps=3))
 
 
+def test_a_dreams_prior_moves_its_own_latent_without_the_autoencoders_round_trip():
+    """`MotionPrior.follow`: standing still, a dream's next prior is its newest latent itself (decoding and
+    re-encoding it would not be: that round trip compounded into a brightening picture); on a recorded frame,
+    turning or not, it is the prior training reads (the frame moved and encoded)."""
+    m = tiny_model(camera_px_per_deg=(1.0, -2.0))
+    cam = m.codec.slices["camera"]
+    z = torch.randn(2, m.cfg.ae.latent_channels, *m.cfg.latent_hw, generator=torch.Generator().manual_seed(0))
+    noop = torch.zeros(2, m.codec.dim)
+    with torch.no_grad():
+        frame = m.decode(z)
+        torch.testing.assert_close(m.prior.follow(z, frame, noop), z, atol=1e-5, rtol=0)
+        assert (m.prior(frame, noop) - z).abs().mean() > 0.05  # the round trip it no longer takes
+        turn = noop.clone()
+        turn[:, cam.start:cam.stop] = torch.tensor([[0.0, 4.0], [-3.0, 1.5]])
+        recorded = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+        for a in (noop, turn):
+            torch.testing.assert_close(m.prior.follow(m.encode(recorded), recorded, a), m.prior(recorded, a),
+                                       atol=1e-4, rtol=0)
+
+
 def test_configs_document_every_field_round_trip_and_read_retired_fields():
     """Every config field has its docstring (the CLI's help); configs survive JSON; a config written before the
     first model generation was retired loads when the retired fields hold the values this design has, and a

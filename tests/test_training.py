@@ -82,7 +82,7 @@ def test_training_reads_the_prior_a_dream_makes(tiny_run, tiny_data):
     assert torch.equal(prior[0], torch.zeros_like(prior[0]))  # an episode's first frame has no frame before it
     frames = torch.from_numpy(np.array(ep.frames[:12]))
     m.set_precision("bf16" if bf16_is_native(torch.device("cpu")) else "fp32")  # as the cache was built
-    dream = m.prior(frames[:11], flat[:11])  # what a dream makes for frames 1..11 from the frames before
+    dream = m.prior.follow(m.encode(frames[:11]), frames[:11], flat[:11])  # a dream's for frames 1..11 from the frames before
     m.set_precision("fp32")
     assert torch.allclose(prior[1:], dream, atol=0.05)  # fp16 storage of the cache, bf16 encoder kernels
     m.train()
@@ -128,9 +128,11 @@ def test_a_grown_datasets_cache_encodes_only_the_new_episodes(tiny_run, tiny_dat
         np.testing.assert_array_equal(getattr(grown, name), getattr(fresh, name))
 
 
-def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run):
-    """`own_dream` continues real sequences exactly as a Sampler from their start frames does (same seeds, same
-    frames), keeps the start frames real, and gives each dreamed frame the prior the dream made."""
+@pytest.mark.parametrize("frames", [2, 5])
+def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames):
+    """`own_dream` continues real sequences exactly as a Sampler from their real frames does (same seeds, same
+    frames) for its last `frames` frames, keeps the frames before real, and gives each dreamed frame the prior the
+    dream made; it refuses to dream a whole sequence (nothing real to start from)."""
     from worldsim.training.latents import LatentCache
     from worldsim.training.objective import own_dream
 
@@ -140,16 +142,18 @@ def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run):
     starts = np.array([0, int(cache.offsets[1]) + 3])
     z, a, known = cache.batch(starts, 6)
     moved = cache.moved_seq(starts, 6)
-    inputs, priors = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32")
-    s = m.start_frames
-    assert torch.equal(inputs[:, :s], z[:, :s]) and not torch.allclose(inputs[:, s:], z[:, s:], atol=1e-2)
+    inputs, priors = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", frames)
+    real = 6 - frames
+    assert torch.equal(inputs[:, :real], z[:, :real]) and not torch.allclose(inputs[:, real:], z[:, real:], atol=1e-2)
     seeds = [int(x) for x in np.random.default_rng(3).integers(0, 2**31 - 1, 2)]
-    ref = Sampler(m, m.decode(z[:, :s]), a[:, 1:s], seeds=seeds)
-    for t in range(s, 6):
+    ref = Sampler(m, m.decode(z[:, :real]), a[:, 1:real], seeds=seeds)
+    for t in range(real, 6):
         ref.step(a[:, t])
         torch.testing.assert_close(inputs[:, t], ref.pending, atol=1e-5, rtol=0)
         torch.testing.assert_close(priors[:, t], ref.pending_prior, atol=1e-5, rtol=0)
     assert m.precision == "fp32" and not m.training
+    with pytest.raises(ValueError, match="self forcing dreams 1 to 5 frames"):
+        own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", 6)
 
 
 def test_a_self_forced_run_trains(tiny_data, tmp_path):

@@ -40,10 +40,7 @@ class MotionPrior:
     def moved(self, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Frames (B, H, W, 3) uint8 moved by the camera action (B, A) in pixels (edges repeated), encoded ->
         (B, C, h, w). Training caches this once per recorded frame (`LatentCache.write_pixel_prior`)."""
-        dy, dx = self.pixel_shift(action)
-        px = frame.permute(0, 3, 1, 2).float()
-        moved = shift(px, dy, dx, "edge").round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return self.encode(moved).float()
+        return self.encode(_moved_pixels(frame, *self.pixel_shift(action))).float()
 
     def fill_revealed(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """`moved` latents z (B, C, h, w) with the strip the camera action (B, A) reveals filled per the fill."""
@@ -58,12 +55,29 @@ class MotionPrior:
         Decoded, it moves 96-103 % of the real shift on held-out frames."""
         return self.fill_revealed(self.moved(frame, action), action)
 
+    def follow(self, z: torch.Tensor, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """A dream's next prior: its newest latent z (B, C, h, w) plus what the move changes in latent space,
+        encode(moved frame) - encode(frame), filled; frame (B, H, W, 3) uint8 is z decoded. On a recorded frame
+        this is what `__call__` gives (z is then its encoding), but a dream's own latents never pass through the
+        autoencoder again: decoding and re-encoding a frame is not the identity, and a prior made that way
+        compounded it (standing still, copying such a prior brightened the picture 2.9x in 300 steps; copying
+        this one keeps it as it was)."""
+        moved = _moved_pixels(frame, *self.pixel_shift(action))
+        both = self.encode(torch.cat([moved, frame])).float()
+        return self.fill_revealed(z.float() + both[: len(z)] - both[len(z):], action)
+
     def sequence(self, moved: torch.Tensor, flat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """Moved latents (B, L, C, h, w) of sequences -> each frame's prior: the revealed strip filled, zero where
         no action led into the frame (an episode's first frame: no frame before it)."""
         b, n = moved.shape[:2]
         p = self.fill_revealed(moved.reshape(b * n, *moved.shape[2:]).float(), flat.reshape(b * n, -1))
         return p.reshape(moved.shape) * known.float()[..., None, None, None]
+
+
+def _moved_pixels(frame: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """uint8 frames (B, H, W, 3) moved by (dy, dx) pixels, edges repeated."""
+    px = frame.permute(0, 3, 1, 2).float()
+    return shift(px, dy, dx, "edge").round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def shift(z: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, fill: str = "edge") -> torch.Tensor:

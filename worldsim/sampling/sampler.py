@@ -8,7 +8,7 @@ self-forcing training. Per row (dream) it holds
   network pass as the next frame's first denoising step, so a frame costs one frame of work at any length;
 - its own noise generator, so a dream never depends on its batch mates (sub-env i of a vector env seeded s
   dreams what a single env seeded s + i dreams, up to the kernels' rounding at another batch size);
-- the newest frame's pixels, from which the next frame's motion prior is made;
+- the newest frame's pixels, whose move under the next action makes the next frame's motion prior;
 - the camera's pitch, summed from the camera actions and clamped as the game clamps it (reported in `info`);
 - the last two latents, which the outcome heads read.
 
@@ -135,7 +135,7 @@ class Sampler:
         if a.shape != (len(self.time), m.codec.dim):
             raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
         feats = m.codec.features(a)
-        prior = self._noised(m.prior(self.last_frame, a), range(len(a))) if m.prior is not None else None
+        prior = self._noised(m.prior.follow(self.pending, self.last_frame, a), range(len(a))) if m.prior else None
         z = self._generate(feats, prior)
         frames = m.decode(z)
         self.latents = torch.stack([self.pending, z], dim=1)

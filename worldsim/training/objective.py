@@ -43,21 +43,25 @@ def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,
 
 @torch.no_grad()
 def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, moved: torch.Tensor | None,
-              rng: np.random.Generator, precision: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Self forcing: the model dreams the frames of real sequences z (B, L, ...) after their first
-    `start_frames`, under the recorded actions, exactly as a dream does (its sampler, its context noise, the motion
-    prior made from its own last frame). Returns those network inputs (the start frames real) and every frame's
+              rng: np.random.Generator, precision: str, frames: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Self forcing: the model dreams the last `frames` frames of real sequences z (B, L, ...) from the real ones
+    before them, under the recorded actions, exactly as a dream does (its sampler, its context noise, the motion
+    prior made from its own last frame). Returns those network inputs (the earlier frames real) and every frame's
     motion prior. The loss still targets the real frames, so the model learns to pull a drifting past back toward
-    the game instead of compounding its own one-step error (the exposure bias of teacher forcing)."""
-    s = model.start_frames
+    the game instead of compounding its own one-step error (the exposure bias of teacher forcing). Few frames:
+    a longer dream leaves the real frame it is trained toward, and then the target teaches nothing about drift."""
+    real = z.shape[1] - frames
+    if not 1 <= real <= model.cfg.context:
+        raise ValueError(f"self forcing dreams 1 to {z.shape[1] - 1} frames of a {z.shape[1]}-frame sequence "
+                         f"from at most {model.cfg.context} real ones, got {frames}")
     was_training, was_precision = model.training, model.precision
     model.eval().set_precision(precision)
     try:
-        frames = model.decode(z[:, :s])
-        sampler = Sampler(model, frames, flat[:, 1:s], seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))])
+        sampler = Sampler(model, model.decode(z[:, :real]), flat[:, 1:real],
+                          seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))])
         out = z.clone()
         priors = None if moved is None else model.prior.sequence(moved, flat, known)
-        for t in range(s, z.shape[1]):
+        for t in range(real, z.shape[1]):
             sampler.step(flat[:, t])
             out[:, t] = sampler.pending
             if priors is not None:

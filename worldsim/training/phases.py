@@ -59,8 +59,8 @@ def _ae(t: Trainer) -> Loss:
 
 def _dit(t: Trainer) -> Loss:
     """Batches alternate short and long sequences (the same frames per batch), so the model learns both many
-    starts and dreams longer than its context; a `self_forcing` share of the short ones continue the model's own
-    dream of their first frames."""
+    starts and dreams longer than its context; a `self_forcing` share of the short ones end in the model's own
+    dream of their last frames."""
     tc, cache = t.tc, t.latents()
     lengths = sorted({tc.seq_len, tc.long_seq})
     starts = {}
@@ -83,7 +83,8 @@ def _dit(t: Trainer) -> Loss:
         moved = cache.moved_seq(pick, n).to(t.device) if with_prior else None
         inputs = prior = None
         if n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
-            inputs, prior = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32")
+            inputs, prior = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
+                                      tc.self_forcing_frames)
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
