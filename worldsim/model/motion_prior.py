@@ -61,10 +61,14 @@ class MotionPrior:
         this is what `__call__` gives (z is then its encoding), but a dream's own latents never pass through the
         autoencoder again: decoding and re-encoding a frame is not the identity, and a prior made that way
         compounded it (standing still, copying such a prior brightened the picture 2.9x in 300 steps; copying
-        this one keeps it as it was)."""
-        moved = _moved_pixels(frame, *self.pixel_shift(action))
-        both = self.encode(torch.cat([moved, frame])).float()
-        return self.fill_revealed(z.float() + both[: len(z)] - both[len(z):], action)
+        this one keeps it as it was). Only the rows whose camera turned are encoded (the others' change is 0)."""
+        dy, dx = self.pixel_shift(action)
+        out = z.float().clone()
+        rows = ((dy != 0) | (dx != 0)).nonzero()[:, 0]
+        if len(rows):
+            both = self.encode(torch.cat([_moved_pixels(frame[rows], dy[rows], dx[rows]), frame[rows]])).float()
+            out[rows] += both[: len(rows)] - both[len(rows):]
+        return self.fill_revealed(out, action)
 
     def sequence(self, moved: torch.Tensor, flat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """Moved latents (B, L, C, h, w) of sequences -> each frame's prior: the revealed strip filled, zero where
