@@ -128,11 +128,12 @@ def test_a_grown_datasets_cache_encodes_only_the_new_episodes(tiny_run, tiny_dat
         np.testing.assert_array_equal(getattr(grown, name), getattr(fresh, name))
 
 
-@pytest.mark.parametrize("frames", [2, 5])
-def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames):
+@pytest.mark.parametrize("frames,after", [(2, 0), (5, 0), (2, 2)])
+def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames, after):
     """`own_dream` continues real sequences exactly as a Sampler from their real frames does (same seeds, same
-    frames) for its last `frames` frames, keeps the frames before real, and gives each dreamed frame the prior the
-    dream made; it refuses to dream a whole sequence (nothing real to start from)."""
+    frames) for `frames` frames, keeps the frames before (and the `after` frames after) real, and gives each
+    dreamed frame, and the first real one after, the prior the dream made; with real frames after, the dreamed
+    ones are out of the loss. It refuses to dream a whole sequence (nothing real to start from)."""
     from worldsim.training.latents import LatentCache
     from worldsim.training.objective import own_dream
 
@@ -142,18 +143,23 @@ def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, f
     starts = np.array([0, int(cache.offsets[1]) + 3])
     z, a, known = cache.batch(starts, 6)
     moved = cache.moved_seq(starts, 6)
-    inputs, priors = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", frames)
-    real = 6 - frames
-    assert torch.equal(inputs[:, :real], z[:, :real]) and not torch.allclose(inputs[:, real:], z[:, real:], atol=1e-2)
+    inputs, priors, weight = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", frames, after)
+    first, end = 6 - frames - after, 6 - after
+    assert torch.equal(inputs[:, :first], z[:, :first]) and torch.equal(inputs[:, end:], z[:, end:])
+    assert not torch.allclose(inputs[:, first:end], z[:, first:end], atol=1e-2)
+    assert torch.equal(weight[:, first:end], torch.full_like(weight[:, first:end], 0.0 if after else 1.0))
+    assert torch.equal(weight[:, :first], torch.ones_like(weight[:, :first]))
     seeds = [int(x) for x in np.random.default_rng(3).integers(0, 2**31 - 1, 2)]
-    ref = Sampler(m, m.decode(z[:, :real]), a[:, 1:real], seeds=seeds)
-    for t in range(real, 6):
+    ref = Sampler(m, m.decode(z[:, :first]), a[:, 1:first], seeds=seeds)
+    for t in range(first, end):
         ref.step(a[:, t])
         torch.testing.assert_close(inputs[:, t], ref.pending, atol=1e-5, rtol=0)
         torch.testing.assert_close(priors[:, t], ref.pending_prior, atol=1e-5, rtol=0)
+    if after:
+        torch.testing.assert_close(priors[:, end], m.prior.follow(ref.pending, ref.last_frame, a[:, end]), atol=1e-5, rtol=0)
     assert m.precision == "fp32" and not m.training
-    with pytest.raises(ValueError, match="self forcing dreams 1 to 5 frames"):
-        own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", 6)
+    with pytest.raises(ValueError, match="self forcing dreams 1 to"):
+        own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", 6 - after, after)
 
 
 def test_a_self_forced_run_trains(tiny_data, tmp_path):
@@ -161,7 +167,7 @@ def test_a_self_forced_run_trains(tiny_data, tmp_path):
 
     run = tmp_path / "sf"
     r = train(str(tiny_data), str(run), "tiny", progress=False, ae_steps=5, dit_steps=10, heads_steps=2,
-              log_every=1, sample_every=10**6, self_forcing=1.0)
+              log_every=1, sample_every=10**6, self_forcing=1.0, self_forcing_frames=1, self_forcing_after=1)
     assert r["phase"] == "done"
     dit = [x for x in _log(run) if x["phase"] == "dit"]
     assert any(x["self_forced"] == 1.0 for x in dit) and all(np.isfinite(x["dit_loss"]) for x in dit)

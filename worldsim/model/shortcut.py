@@ -71,12 +71,13 @@ def velocity(x_hat: torch.Tensor, z: torch.Tensor, level: torch.Tensor) -> torch
 
 def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootstrap_share: float, rollout_share: float,
          context_min: float, generator: torch.Generator | None = None,
-         prior: torch.Tensor | None = None, inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+         prior: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
+         weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss of `net` on clean latent sequences x (B, F, C, h, w) under per-frame conditioning
     cond (B, F, A) (the actions); `net(z, level, step, cond)` predicts clean frames. prior (B, F, C', h, w): extra
     input channels per frame, never noised (the motion prior), concatenated after each noisy frame's. Returns the
     loss and its flow / bootstrap parts. inputs (B, F, C, h, w): what is noised instead of x (self forcing: the
-    model's own dream of x), while x stays the target."""
+    model's own dream of x), while x stays the target; weight (B, F): each frame's share of the loss (default 1)."""
     b, f = x.shape[:2]
 
     def run(z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, c: torch.Tensor, rows=slice(None)) -> torch.Tensor:
@@ -101,6 +102,8 @@ def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootst
             target[rows] = torch.where(mb[..., None, None, None], x_boot, target[rows])
     x_hat = run(z, level, step, cond)
     per_frame = (x_hat.float() - target).pow(2).mean(dim=(2, 3, 4)) * ramp(level)
+    if weight is not None:
+        per_frame = per_frame * weight
     total = per_frame.mean()
     n_boot = boot.sum().clamp_min(1)
     pf = per_frame.detach()

@@ -57,9 +57,12 @@ class TrainConfig:
     context_min: float = 0.8
     """Lowest signal level such a context frame gets."""
     self_forcing: float = 0.0
-    """Share of short batches whose last frames are the model's own dream of them (targets stay real)."""
+    """Share of short batches with frames that are the model's own dream of them (targets stay real)."""
     self_forcing_frames: int = 3
-    """Frames a self-forced sequence ends with that the model dreams (from the real frames before them)."""
+    """Frames of a self-forced sequence that the model dreams (from the real frames before them)."""
+    self_forcing_after: int = 0
+    """Real frames a self-forced sequence ends with after the dreamed ones (> 0: the dream is only their past,
+    its own frames out of the loss)."""
     prior_noise: float = 0.0
     """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
     learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""

@@ -59,8 +59,8 @@ def _ae(t: Trainer) -> Loss:
 
 def _dit(t: Trainer) -> Loss:
     """Batches alternate short and long sequences (the same frames per batch), so the model learns both many
-    starts and dreams longer than its context; a `self_forcing` share of the short ones end in the model's own
-    dream of their last frames."""
+    starts and dreams longer than its context; a `self_forcing` share of the short ones hold the model's own
+    dream of some of their frames."""
     tc, cache = t.tc, t.latents()
     lengths = sorted({tc.seq_len, tc.long_seq})
     starts = {}
@@ -81,14 +81,14 @@ def _dit(t: Trainer) -> Loss:
         pick = t.np_rng.choice(starts[n], max(1, frames_per_batch // n))
         z, a, known = (x.to(t.device) for x in cache.batch(pick, n))
         moved = cache.moved_seq(pick, n).to(t.device) if with_prior else None
-        inputs = prior = None
+        inputs = prior = weight = None
         if n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
-            inputs, prior = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
-                                      tc.self_forcing_frames)
+            inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
+                                              tc.self_forcing_frames, tc.self_forcing_after)
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
-                                         prior_noise=tc.prior_noise)
+                                         prior_noise=tc.prior_noise, weight=weight)
         return value, {"lr": t.opt.param_groups[0]["lr"], "self_forced": float(inputs is not None), **parts}
 
     return loss
