@@ -251,7 +251,8 @@ def test_resume_continues_the_same_loss_curve(tiny_data, tmp_path):
 def test_resume_keeps_the_settings_the_run_was_started_with(tiny_data, tmp_path):
     """A run started with 12 dynamics steps and killed stays a 12-step run when resumed with no step options (the
     tiny preset says 30); an option given on resume still wins, and a finished run extended with more dynamics
-    steps keeps its heads."""
+    steps keeps its heads; extended from its last step (`schedule_start`, as `worldsim continue` does), its
+    learning rate warms up again to the peak and decays to the new end."""
     from worldsim.model.checkpoint import load_train_state
     from worldsim.training.trainer import train
 
@@ -263,8 +264,11 @@ def test_resume_keeps_the_settings_the_run_was_started_with(tiny_data, tmp_path)
     assert load_train_state(run)[1]["dit_done"] == 12
     assert max(rec["step"] for rec in _log(run) if rec["phase"] == "dit") <= 12
     before = worldsim.load(run)
-    train(str(tiny_data), str(run), "tiny", resume=True, progress=False, dit_steps=16)
-    assert load_train_state(run)[1]["dit_done"] == 16
+    train(str(tiny_data), str(run), "tiny", resume=True, progress=False, dit_steps=24, schedule_start=12, warmup=3,
+          log_every=1)
+    assert load_train_state(run)[1]["dit_done"] == 24
+    lr = {rec["step"]: rec["lr"] for rec in _log(run) if rec["phase"] == "dit" and rec["step"] > 12}
+    assert lr[13] < lr[15] == pytest.approx(1e-3) and lr[24] < 0.2e-3  # a warm restart: warm-up, peak, cosine
     after = worldsim.load(run)
     assert all(torch.equal(p, q) for (n, p), q in zip(before.state_dict().items(), after.state_dict().values())
                if n.startswith("heads."))

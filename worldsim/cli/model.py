@@ -77,8 +77,12 @@ def _continue(a: argparse.Namespace) -> int:
             collect(CollectConfig(out=str(out), workers=a.workers, **recipe), progress=not a.quiet)
     overrides = {name: getattr(a, name) for name in a.config_fields}
     resuming = (run / "latest.json").exists()
-    spent = float(read_config(run).get("elapsed_s", 0.0)) if resuming else 0.0
+    meta = read_config(run) if resuming else {}
+    spent = float(meta.get("elapsed_s", 0.0))
     overrides["time_budget_s"] = spent + a.minutes * 60
+    # one warm restart per call: a single cosine stretched over every sitting left the run at its tail's learning
+    # rate (docs/training_log.md, "A warm restart every sitting")
+    overrides["schedule_start"] = int(meta.get("step", 0)) if meta.get("phase") in ("dit", "done") else 0
     print(f"run: {run} ({'resuming after ' + format(spent / 3600, '.2f') + ' h' if resuming else 'from ' + str(DEFAULT_CHECKPOINT)}); "
           f"{a.minutes:g} more minutes")
     result = train(str(data), str(run), "small", resume=resuming, progress=not a.quiet,
@@ -129,7 +133,7 @@ def register(sub) -> None:
     c.add_argument("--data", default="indev64t", help="the dataset (and NAME_heldout), collected where missing")
     c.add_argument("--workers", type=int, default=2, help="collection worker processes")
     c.add_argument("--quiet", action="store_true")
-    c.set_defaults(config_fields=add_config_options(c, TrainConfig, skip=("time_budget_s",)))
+    c.set_defaults(config_fields=add_config_options(c, TrainConfig, skip=("time_budget_s", "schedule_start")))
 
     ex = add_command(sub, "export", "a self-contained inference checkpoint (EMA weights, config, opening clips)", _export)
     add_world_model(ex, required=True, checkpoint_help="checkpoint or run folder to export (its EMA weights)")

@@ -40,6 +40,9 @@ class TrainConfig:
     """Decoder fine-tuning learning rate."""
     warmup: int = 300
     """Linear learning-rate warm-up steps of each phase (then a cosine decay to a tenth)."""
+    schedule_start: int = 0
+    """Dynamics step where its learning-rate schedule (warm-up, cosine to the end) starts: `worldsim continue` sets
+    it to the step it resumes from, so every sitting is one warm restart that ends annealed."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
     ema: float = 0.999

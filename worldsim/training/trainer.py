@@ -429,6 +429,7 @@ class Trainer:
         total, base_lr, batch = getattr(tc, phase.steps), getattr(tc, phase.lr), getattr(tc, phase.batch)
         warmup = tc.warmup if phase.name in ("ae", "dit") else min(tc.warmup, total // 10 + 1)
         frames_per_step = batch * (tc.seq_len if phase.name == "dit" else 1)
+        start = min(tc.schedule_start, self.step) if phase.name == "dit" else 0  # a warm restart's first step
         bar = tqdm(total=total, initial=self.step, desc=phase.name, disable=not self.progress)
         t0, seen, step0 = time.time(), 0, self.step
         if phase.name == "dit" and tc.time_budget_s > 0:  # a budget raised on resume: steps to fill it, refitted below
@@ -438,7 +439,7 @@ class Trainer:
                 if phase.name == "dit" and tc.time_budget_s > 0 and self.step - step0 >= 20 and self.step % 50 == 0:
                     total = bar.total = self._fit_to_budget((time.time() - t0) / (self.step - step0))
                 for g in self.opt.param_groups:
-                    g["lr"] = learning_rate(self.step, total, base_lr, warmup)
+                    g["lr"] = learning_rate(self.step - start, total - start, base_lr, warmup)
                 loss, stats = loss_fn()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
