@@ -81,7 +81,7 @@ def _continue(a: argparse.Namespace) -> int:
     spent = float(meta.get("elapsed_s", 0.0))
     overrides["time_budget_s"] = spent + a.minutes * 60
     # one warm restart per call: a single cosine stretched over every sitting left the run at its tail's learning
-    # rate (docs/training_log.md, "A warm restart every sitting")
+    # rate (docs/training_log.md, fifth sitting: "Every sitting a warm restart")
     overrides["schedule_start"] = int(meta.get("step", 0)) if meta.get("phase") in ("dit", "done") else 0
     print(f"run: {run} ({'resuming after ' + format(spent / 3600, '.2f') + ' h' if resuming else 'from ' + str(DEFAULT_CHECKPOINT)}); "
           f"{a.minutes:g} more minutes")
