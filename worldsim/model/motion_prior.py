@@ -51,8 +51,9 @@ class MotionPrior:
         return inside * z
 
     def __call__(self, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """The new frame's prior: the last frame (B, H, W, 3) uint8 moved by the action (B, A), encoded, filled.
-        Decoded, it moves 96-103 % of the real shift on held-out frames."""
+        """A recorded frame's successor's prior, as training reads it: the frame (B, H, W, 3) uint8 moved by the
+        action (B, A), encoded, filled (a dream makes the same from its latent: `follow`). Decoded, it moves
+        96-103 % of the real shift on held-out frames."""
         return self.fill_revealed(self.moved(frame, action), action)
 
     def follow(self, z: torch.Tensor, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

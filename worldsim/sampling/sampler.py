@@ -135,7 +135,7 @@ class Sampler:
         if a.shape != (len(self.time), m.codec.dim):
             raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
         feats = m.codec.features(a)
-        prior = self._noised(m.prior.follow(self.pending, self.last_frame, a), range(len(a))) if m.prior else None
+        prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, a), range(len(a)))
         z = self._generate(feats, prior)
         frames = m.decode(z)
         self.latents = torch.stack([self.pending, z], dim=1)
