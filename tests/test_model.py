@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import worldsim
 from worldsim.envs.actions import minerl_action_space
 from worldsim.envs.indev.env import INDEV_KEYS
 from worldsim.model import shortcut
@@ -16,6 +17,7 @@ from worldsim.model.actions import space_to_json
 from worldsim.model.config import DiTConfig, ModelConfig, field_docs
 from worldsim.model.transformer import SpaceTimeTransformer, rope2d
 from worldsim.model.world_model import WorldModel, fastest_precision
+from worldsim.sampling.sampler import Sampler
 from worldsim.training.config import PRESETS, TrainConfig, preset
 
 
@@ -259,3 +261,24 @@ def test_auto_precision_is_the_faster_one_measured_here():
     assert m.set_precision("auto").precision == choice
     with pytest.raises(ValueError, match="precision"):
         m.set_precision("fp16")
+
+
+def test_bf16_inference_stores_its_matmul_weights_once_and_dreams_what_autocast_dreams(tiny_ckpt):
+    """A model loaded for bf16 inference keeps bf16 copies of the weights autocast would cast on every call (the
+    same rounding): its dreams are autocast's, and it refuses to be switched back to fp32 numerics."""
+    cast = worldsim.load(tiny_ckpt, "cpu", "bf16")
+    plain = worldsim.load(tiny_ckpt, "cpu", "fp32").set_precision("bf16")
+    assert cast.inference_only and not plain.inference_only
+    assert cast.dit.blocks[0].qkv.weight.dtype == torch.bfloat16 and cast.ae.decoder.net[0].weight.dtype == torch.bfloat16
+    assert cast.dit.pos_space.dtype == torch.float32 and all(p.dtype == torch.float32 for p in cast.heads.parameters())
+    frames = np.random.default_rng(0).integers(0, 256, (2, 3, *cast.cfg.frame_hw, 3), dtype=np.uint8)
+    acts = np.zeros((6, 2, cast.codec.dim), np.float32)
+    acts[::2, :, cast.codec.slices["camera"].start] = 7.0  # turning steps encode their moved frames too
+    dreams = []
+    for m in (cast, plain):
+        s = Sampler(m, frames, seeds=[3, 4])
+        dreams.append(np.stack([s.step(a).frames for a in acts]).astype(int))
+    diff = np.abs(dreams[0] - dreams[1])
+    assert diff.max() <= 2 and diff.mean() < 0.01  # identical here; bf16 kernels may round differently elsewhere
+    with pytest.raises(ValueError, match="load the checkpoint again"):
+        cast.set_precision("fp32")

@@ -14,6 +14,7 @@ lives in `worldsim.training.objective`, the rollout state of dreams in `worldsim
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import time
@@ -45,6 +46,7 @@ class WorldModel(nn.Module):
             raise ValueError(f"SamplerConfig.context_noise must lie in (0, 1), got {cfg.sampler.context_noise}")
         self.cfg = cfg
         self.precision = "fp32"  # inference numerics; see set_precision
+        self.inference_only = False  # its matmul weights are stored in bf16: see cast_for_inference
         self.codec = ActionCodec(space_from_json(cfg.action_space_json))
         c, hw = cfg.ae.latent_channels, cfg.latent_hw
         self.ae = Autoencoder(cfg.ae)
@@ -68,10 +70,28 @@ class WorldModel(nn.Module):
     # ----- numerics -----
     def set_precision(self, precision: str) -> WorldModel:
         """Inference numerics: "fp32", "bf16" (autocast; the model trains under bf16 autocast) or "auto" (whichever
-        is measured faster on this machine: `fastest_precision`). Weights stay fp32."""
+        is measured faster on this machine: `fastest_precision`). Weights stay fp32 (`cast_for_inference`)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = fastest_precision(self) if precision == "auto" else precision
+        chosen = fastest_precision(self) if precision == "auto" else precision
+        if self.inference_only and chosen != "bf16":
+            raise ValueError("this model's weights were stored in bf16 for inference (`cast_for_inference`): "
+                             f"load the checkpoint again with precision={chosen!r}")
+        self.precision = chosen
+        return self
+
+    def cast_for_inference(self) -> WorldModel:
+        """Under bf16 numerics, store the weights autocast casts (the linear and convolution layers of the dynamics
+        network and the autoencoder) in bf16, once. Why: autocast casts every fp32 weight again on every call, a
+        quarter of a dreamed frame's time at batch 1 on the CPU, and a stored cast is the same rounding, so the
+        model dreams the same frames. Norms, positions, embeddings, buffers and the heads stay fp32 (the residual
+        stream stays in fp32 as under autocast). For inference only: nothing may train these weights afterwards.
+        A no-op under fp32 numerics."""
+        if self.precision == "bf16" and not self.inference_only:
+            _cast_matmuls(self.dit, torch.bfloat16)
+            _cast_matmuls(self.ae, torch.bfloat16)
+            self.requires_grad_(False)
+            self.inference_only = True
         return self
 
     def autocast(self):
@@ -137,6 +157,7 @@ def fastest_precision(model: WorldModel) -> str:
     if not cpu_has_bf16():  # emulated bf16: several times slower, not worth measuring
         return "fp32"
     h, w = model.cfg.latent_hw
+    nets = {"fp32": model.dit, "bf16": _cast_matmuls(copy.deepcopy(model.dit), torch.bfloat16)}  # as inference runs
     x = torch.zeros(1, 1, model.dit.c_in, h, w)
     level, step = torch.full((1, 1), 0.5), torch.zeros(1, 1, dtype=torch.long)
     feats = torch.zeros(1, 1, model.codec.dim + 1)
@@ -146,11 +167,11 @@ def fastest_precision(model: WorldModel) -> str:
             ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
             try:
                 with ctx:
-                    model.dit(x, level, step, feats)
+                    nets[precision](x, level, step, feats)
                     times = []
                     for _ in range(5):
                         t0 = time.perf_counter()
-                        model.dit(x, level, step, feats)
+                        nets[precision](x, level, step, feats)
                         times.append(time.perf_counter() - t0)
             except RuntimeError:  # no bf16 kernels here
                 continue
@@ -160,3 +181,11 @@ def fastest_precision(model: WorldModel) -> str:
 
 
 _CHOICES: dict[str, str] = {}
+
+
+def _cast_matmuls(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """net with the parameters of its linear and convolution layers in `dtype` (their memory layout kept)."""
+    for mod in net.modules():
+        if isinstance(mod, (nn.Linear, nn.Conv2d)):
+            mod.to(dtype)
+    return net
