@@ -148,29 +148,64 @@ class KVCache:
             self.v[i][rows] = part.v[i]
 
 
-def rope(x: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-    """Rotate x (B, N, H, F, hd) by its frames' absolute times (B, F): rotary embedding in time."""
-    hd = x.shape[-1]
-    freqs = torch.exp(-math.log(1000.0) * torch.arange(0, hd, 2, dtype=torch.float64, device=x.device) / hd)
-    ang = times.double()[..., None] * freqs  # (B, F, hd/2), float64: exact for large times
-    cos = ang.cos().to(x.dtype)[:, None, None]
-    sin = ang.sin().to(x.dtype)[:, None, None]
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+def rotation_tables(ang: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Angles (..., m) of m pairs of channels -> what `rotate` multiplies by, in `dtype`: each pair's cosine twice
+    and its sine signed (-sin, sin)."""
+    cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
+    return cos.repeat_interleave(2, -1), torch.stack([-sin, sin], -1).flatten(-2)
 
 
-def rope2d(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotate x (..., hd) by 2D positions pos (..., 2) (rows, columns; fractional allowed): the first half of each
-    head by the row, the second by the column, frequencies pi down to pi/64 per patch (a local kernel is sharp and
-    the grid stays unambiguous)."""
-    hd = x.shape[-1]
+def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x (..., 2m) with each pair of channels (2i, 2i+1) rotated by its angle: x * cos + swap(x) * (-sin, sin).
+    The same products and sums, so the same rounding in any dtype, as x1 cos - x2 sin, x1 sin + x2 cos written
+    out on strided halves, in half the elementwise passes (a dreamed frame makes 32 rotations)."""
+    cos, sin = tables
+    return x * cos + x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2) * sin
+
+
+def time_angles(times: torch.Tensor, hd: int) -> torch.Tensor:
+    """The rotary angles (B, 1, 1, F, hd/2) of frames stamped `times` (B, F), float64: exact for hours of frames."""
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(0, hd, 2, dtype=torch.float64, device=times.device) / hd)
+    return (times.double()[..., None] * freqs)[:, None, None]
+
+
+def space_angles(pos: torch.Tensor, hd: int) -> torch.Tensor:
+    """The rotary angles (..., hd/2) of 2D positions pos (..., 2) (rows, columns; fractional allowed): the first
+    half of each head's pairs turn with the row, the second with the column, frequencies pi down to pi/64 per
+    patch (a local kernel is sharp and the grid stays unambiguous)."""
     n = hd // 4  # frequencies per axis
-    freqs = math.pi * torch.exp(-math.log(64.0) * torch.arange(n, dtype=torch.float32, device=x.device) / max(1, n))
-    ang = (pos.float()[..., :, None] * freqs).flatten(-2)  # (..., 2n): rows' angles then columns'
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., 0:4 * n:2], x[..., 1:4 * n:2]
-    rot = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
-    return torch.cat([rot, x[..., 4 * n:]], dim=-1)
+    freqs = math.pi * torch.exp(-math.log(64.0) * torch.arange(n, dtype=torch.float32, device=pos.device) / max(1, n))
+    return (pos.float()[..., :, None] * freqs).flatten(-2)  # rows' angles then columns'
+
+
+def rope2d(x: torch.Tensor, pos: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Rotate x (..., hd) by 2D positions pos (..., 2) (`space_angles`); channels past 4 * (hd // 4) stay as they
+    are. tables: the positions' `rotation_tables`, when they were made before."""
+    hd = x.shape[-1]
+    m = 4 * (hd // 4)
+    tables = tables if tables is not None else rotation_tables(space_angles(pos, hd), x.dtype)
+    return rotate(x, tables) if m == hd else torch.cat([rotate(x[..., :m], tables), x[..., m:]], dim=-1)
+
+
+class Rotary:
+    """The rotary tables of one forward pass, made once at first use (in the dtype the layer's queries have) and
+    shared by every layer: the frames' times for the time layers, the patch grid for the space layers' keys.
+    Only a steering query's positions differ per layer."""
+
+    def __init__(self, times: torch.Tensor, grid: torch.Tensor, hd: int):
+        self.times, self.grid, self.hd = times, grid, hd
+        self._made: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def time(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if ("time", dtype) not in self._made:
+            self._made["time", dtype] = rotation_tables(time_angles(self.times, self.hd), dtype)
+        return self._made["time", dtype]
+
+    def keys(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables (N, 1, hd) of the patch grid (every head alike)."""
+        if ("keys", dtype) not in self._made:
+            self._made["keys", dtype] = rotation_tables(space_angles(self.grid[:, None], self.hd), dtype)
+        return self._made["keys", dtype]
 
 
 class Block(nn.Module):
@@ -197,33 +232,32 @@ class Block(nn.Module):
             nn.init.zeros_(self.steer.weight)
             nn.init.zeros_(self.steer.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, mask: torch.Tensor,
-                cache: KVCache | None = None, layer: int = 0, write: int = 0,
-                grid: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps. A time layer attends, under `mask`
-        (B, 1, 1, F, T), to the keys of `cache` and of x; it writes the first `write` frames' keys/values into the
-        cache. grid (N, 2): the patches' (row, column), for a steering space layer."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, mask: torch.Tensor, rot: Rotary,
+                cache: KVCache | None = None, layer: int = 0, write: int = 0) -> torch.Tensor:
+        """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps, rot their rotary tables. A time
+        layer attends, under `mask` (B, 1, 1, F, T), to the keys of `cache` and of x; it writes the first `write`
+        frames' keys/values into the cache."""
         b, f, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(cond))[:, :, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + sc1) + sh1
         q, k, v = self.qkv(h).view(b, f, n, 3, self.heads, d // self.heads).unbind(3)  # (B, F, N, H, hd)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.time:
-            a = self._time_attention(q, k, v, times, mask, cache, layer, write)
+            a = self._time_attention(q, k, v, times, mask, rot, cache, layer, write)
         else:  # each frame on its own: (B*F, H, N, hd)
             if self.steer is not None:
                 offset = self.steer(F.silu(cond)).view(b, f, 1, self.heads, 2)
-                q, k = rope2d(q, grid[:, None] + offset), rope2d(k, grid[:, None].expand(n, self.heads, 2))
+                q, k = rope2d(q, rot.grid[:, None] + offset), rope2d(k, rot.grid[:, None], rot.keys(k.dtype))
             q, k, v = (t.reshape(b * f, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
             a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, f, n, d)
         x = x + g1 * self.proj(a)
         u, gate = self.up(self.norm2(x) * (1 + sc2) + sh2).chunk(2, dim=-1)
         return x + g2 * self.down(F.silu(gate) * u)
 
-    def _time_attention(self, q, k, v, times, mask, cache, layer, write):
+    def _time_attention(self, q, k, v, times, mask, rot, cache, layer, write):
         b, f, n, hh, hd = q.shape
         q, k, v = (t.permute(0, 2, 3, 1, 4) for t in (q, k, v))  # (B, N, H, F, hd)
-        q, k = rope(q, times), rope(k, times)
+        q, k = rotate(q, rot.time(q.dtype)), rotate(k, rot.time(k.dtype))
         k_all, v_all = (k, v) if cache is None else cache.keys(layer, k, v)
         k_all, v_all = k_all.to(q.dtype), v_all.to(q.dtype)
         t = k_all.shape[3]
@@ -303,9 +337,10 @@ class SpaceTimeTransformer(nn.Module):
         key_times = times if cache is None else cache.key_times(times)
         gap = times[:, :, None] - key_times[:, None, :]  # (B, F, T)
         mask = ((gap >= 0) & (gap <= self.context))[:, None, None]  # (B, 1, 1, F, T): every patch, every head
+        rot = Rotary(times, self.grid, self.cfg.width // self.cfg.heads)
         t_layer = 0
         for blk in self.blocks:
-            x = blk(x, cond, times, mask, cache, t_layer, write, self.grid)
+            x = blk(x, cond, times, mask, rot, cache, t_layer, write)
             t_layer += blk.time
         shift, scale = self.ada_out(F.silu(cond))[:, :, None].chunk(2, dim=-1)
         x = self.patch_out(self.norm_out(x) * (1 + scale) + shift)
