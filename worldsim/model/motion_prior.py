@@ -58,7 +58,8 @@ class MotionPrior:
 
     def follow(self, z: torch.Tensor, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """A dream's next prior: its newest latent z (B, C, h, w) plus what the move changes in latent space,
-        encode(moved frame) - encode(frame), filled; frame (B, H, W, 3) uint8 is z decoded. On a recorded frame
+        encode(moved frame) - encode(frame), filled; frame (B, H, W, 3) uint8 is the dream's picture of z (decoded,
+        with its carried detail: only the difference of the two encodings enters). On a recorded frame
         this is what `__call__` gives (z is then its encoding), but a dream's own latents never pass through the
         autoencoder again: decoding and re-encoding a frame is not the identity, and a prior made that way
         compounded it (standing still, copying such a prior brightened the picture 2.9x in 300 steps; copying

@@ -9,6 +9,7 @@ self-forcing training. Per row (dream) it holds
 - its own noise generator, so a dream never depends on its batch mates (sub-env i of a vector env seeded s
   dreams what a single env seeded s + i dreams, up to the kernels' rounding at another batch size);
 - the newest frame's pixels, whose move under the next action makes the next frame's motion prior;
+- the pixel detail its latent does not hold, carried to the next frame (`worldsim.sampling.detail`);
 - the camera's pitch, summed from the camera actions and clamped as the game clamps it (reported in `info`);
 - the last two latents, which the outcome heads read.
 
@@ -24,6 +25,7 @@ import torch
 
 from worldsim.model import shortcut
 from worldsim.model.world_model import WorldModel
+from worldsim.sampling.detail import DetailCarry
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Sampler:
         self.pending_prior = torch.zeros(b, c, h, w, device=dev) if model.prior else None
         self.last_frame = torch.zeros(b, *model.cfg.frame_hw, 3, dtype=torch.uint8, device=dev)
         self.pitch = torch.full((b,), float("nan"), device=dev)
+        carry = model.cfg.sampler.detail_carry
+        self.carry = DetailCarry(b, model.cfg.frame_hw, carry, dev) if carry > 0 else None
         if seeds is None:
             seeds = torch.randint(0, 2**31 - 1, (b,)).tolist()
         self.generators = [torch.Generator(device=dev) for _ in range(b)]
@@ -120,6 +124,8 @@ class Sampler:
         if prior is not None:
             self.pending_prior[rows] = prior[:, -1]
         self.last_frame[rows] = frames[:, -1]
+        if self.carry is not None:
+            self.carry.reset(rows, frames[:, -1], m.decode(z[:, -1]))
         self.pending_feats[rows] = feats[:, -1]
         self.time[rows] = s - 1
         self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
@@ -138,6 +144,9 @@ class Sampler:
         prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, a), range(len(a)))
         z = self._generate(feats, prior)
         frames = m.decode(z)
+        if self.carry is not None:
+            move = m.prior.pixel_shift(a) if m.prior is not None else (torch.zeros(len(a), device=a.device),) * 2
+            frames = self.carry(frames, *move)
         self.latents = torch.stack([self.pending, z], dim=1)
         events, terminated = m.outcome(self.latents[:, 0], z, feats)
         self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames

@@ -1,0 +1,56 @@
+"""Detail carry: a dream keeps the real frames' pixel detail its latents do not hold, moves it with the camera and
+drops it where the decoded picture changes (`worldsim.sampling.detail`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import worldsim
+from worldsim.sampling.detail import DetailCarry
+from worldsim.sampling.sampler import Sampler
+
+
+def _frames(seed: int, n: int, hw: tuple[int, int] = (16, 16)) -> torch.Tensor:
+    return torch.tensor(np.random.default_rng(seed).integers(0, 256, (n, *hw, 3), dtype=np.uint8))
+
+
+def test_an_unchanged_picture_keeps_the_real_detail_a_changed_one_drops_it_and_a_turn_moves_it():
+    real, decoded = _frames(0, 2), _frames(1, 2)
+    carry = DetailCarry(2, (16, 16), change_scale=0.15)
+    carry.reset(torch.arange(2), real, decoded)
+    still = torch.zeros(2)
+    for _ in range(5):  # the latents decode to the same picture: the real frames come back exactly
+        assert torch.equal(carry(decoded, still, still), real)
+    changed = decoded.clone()
+    changed[:, :8] += 128  # the top half redrawn: every value moves by 128 (mod 256), far over the scale
+    out = carry(changed, still, still).int()
+    assert torch.equal(out[:, :8], changed[:, :8].int())  # redrawn: the latent alone, no stale texture
+    assert torch.equal(out[:, 8:], real[:, 8:].int())  # the rest keeps its detail
+
+    carry.reset(torch.arange(2), real, decoded)
+    moved = torch.roll(decoded, 2, dims=2)  # the picture moved 2 pixels right, as a camera turn moves it
+    out = carry(moved, torch.zeros(2), torch.full((2,), 2.0)).int()
+    assert torch.equal(out[:, :, 2:], torch.roll(real, 2, dims=2)[:, :, 2:].int())  # the detail moved with it
+    assert torch.equal(out[:, :, :2], moved[:, :, :2].int())  # the revealed strip has none
+    with pytest.raises(ValueError, match="detail_carry"):
+        DetailCarry(1, (16, 16), change_scale=0.0)
+
+
+def test_a_dream_that_stands_still_shows_the_real_frame_not_its_autoencoder_reconstruction(tiny_ckpt):
+    """With the dynamics model holding the latent still, the dream's frames are the real start frame itself;
+    without the carry they are the autoencoder's reconstruction of it."""
+    shown = {}
+    for carry in (0.15, 0.0):
+        m = worldsim.load(tiny_ckpt, "cpu", "fp32")
+        m.cfg.sampler.detail_carry = carry
+        frames = np.stack([np.random.default_rng(3).integers(0, 256, (3, *m.cfg.frame_hw, 3), dtype=np.uint8)])
+        s = Sampler(m, frames, seeds=[0])
+        s._generate = lambda feats, prior, s=s: s.pending.clone()  # the dynamics model keeps the latent as it is
+        noop = np.zeros((1, m.codec.dim), np.float32)
+        shown[carry] = [s.step(noop).frames[0] for _ in range(10)]
+        reconstruction = m.decode(m.encode(torch.tensor(frames[:, -1]))).numpy()[0]
+    assert all(np.array_equal(f, frames[0, -1]) for f in shown[0.15])
+    assert all(np.array_equal(f, reconstruction) for f in shown[0.0])
+    assert not np.array_equal(reconstruction, frames[0, -1])
