@@ -66,7 +66,7 @@ class SamplerConfig:
     prior_noise: float = 0.0
     """Noise level mixed into each frame's motion prior (a hint the dream made itself: trusted fully, its errors
     are copied and amplified frame after frame); a model trained with `TrainConfig.prior_noise` samples at half it."""
-    detail_carry: float = 0.15
+    detail_carry: float = 0.4
     """Carry the pixel detail a latent does not hold from frame to frame (`worldsim.sampling.detail`): the change
     of the decoded picture (mean absolute over channels, 0-1) at which a pixel's detail is dropped; 0: frames are
     their decoded latents alone."""
