@@ -178,12 +178,15 @@ def space_angles(pos: torch.Tensor, hd: int) -> torch.Tensor:
     return (pos.float()[..., :, None] * freqs).flatten(-2)  # rows' angles then columns'
 
 
-def rope2d(x: torch.Tensor, pos: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Rotate x (..., hd) by 2D positions pos (..., 2) (`space_angles`); channels past 4 * (hd // 4) stay as they
-    are. tables: the positions' `rotation_tables`, when they were made before."""
+def rope2d(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate x (..., hd) by 2D positions pos (..., 2) (`space_angles`)."""
+    return rotate_2d(x, rotation_tables(space_angles(pos, x.shape[-1]), x.dtype))
+
+
+def rotate_2d(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x (..., hd) rotated by 2D positions' `rotation_tables`; channels past 4 * (hd // 4) stay as they are."""
     hd = x.shape[-1]
     m = 4 * (hd // 4)
-    tables = tables if tables is not None else rotation_tables(space_angles(pos, hd), x.dtype)
     return rotate(x, tables) if m == hd else torch.cat([rotate(x[..., :m], tables), x[..., m:]], dim=-1)
 
 
@@ -247,7 +250,7 @@ class Block(nn.Module):
         else:  # each frame on its own: (B*F, H, N, hd)
             if self.steer is not None:
                 offset = self.steer(F.silu(cond)).view(b, f, 1, self.heads, 2)
-                q, k = rope2d(q, rot.grid[:, None] + offset), rope2d(k, rot.grid[:, None], rot.keys(k.dtype))
+                q, k = rope2d(q, rot.grid[:, None] + offset), rotate_2d(k, rot.keys(k.dtype))
             q, k, v = (t.reshape(b * f, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
             a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, f, n, d)
         x = x + g1 * self.proj(a)
