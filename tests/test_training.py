@@ -128,12 +128,13 @@ def test_a_grown_datasets_cache_encodes_only_the_new_episodes(tiny_run, tiny_dat
         np.testing.assert_array_equal(getattr(grown, name), getattr(fresh, name))
 
 
-@pytest.mark.parametrize("frames,after", [(2, 0), (5, 0), (2, 2)])
-def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames, after):
+@pytest.mark.parametrize("frames,after,steps", [(2, 0, None), (5, 0, None), (2, 2, None), (3, 1, 1)])
+def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames, after, steps):
     """`own_dream` continues real sequences exactly as a Sampler from their real frames does (same seeds, same
     frames) for `frames` frames, keeps the frames before (and the `after` frames after) real, and gives each
     dreamed frame, and the first real one after, the prior the dream made; with real frames after, the dreamed
-    ones are out of the loss. It refuses to dream a whole sequence (nothing real to start from)."""
+    ones are out of the loss; `steps` dreams at that many shortcut steps a frame, as such a Sampler does. It refuses
+    to dream a whole sequence (nothing real to start from)."""
     from worldsim.training.latents import LatentCache
     from worldsim.training.objective import own_dream
 
@@ -143,14 +144,14 @@ def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, f
     starts = np.array([0, int(cache.offsets[1]) + 3])
     z, a, known = cache.batch(starts, 6)
     moved = cache.moved_seq(starts, 6)
-    inputs, priors, weight = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", frames, after)
+    inputs, priors, weight = own_dream(m, z, a, known, moved, np.random.default_rng(3), "fp32", frames, after, steps)
     first, end = 6 - frames - after, 6 - after
     assert torch.equal(inputs[:, :first], z[:, :first]) and torch.equal(inputs[:, end:], z[:, end:])
     assert not torch.allclose(inputs[:, first:end], z[:, first:end], atol=1e-2)
     assert torch.equal(weight[:, first:end], torch.full_like(weight[:, first:end], 0.0 if after else 1.0))
     assert torch.equal(weight[:, :first], torch.ones_like(weight[:, :first]))
     seeds = [int(x) for x in np.random.default_rng(3).integers(0, 2**31 - 1, 2)]
-    ref = Sampler(m, m.decode(z[:, :first]), a[:, 1:first], seeds=seeds)
+    ref = Sampler(m, m.decode(z[:, :first]), a[:, 1:first], steps=steps, seeds=seeds)
     for t in range(first, end):
         ref.step(a[:, t])
         torch.testing.assert_close(inputs[:, t], ref.pending, atol=1e-5, rtol=0)

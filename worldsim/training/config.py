@@ -66,6 +66,9 @@ class TrainConfig:
     self_forcing_after: int = 0
     """Real frames a self-forced sequence ends with after the dreamed ones (> 0: the dream is only their past,
     its own frames out of the loss)."""
+    self_forcing_steps: int = 0
+    """Shortcut steps per dreamed frame of a self-forced sequence (0: the sampler's default): one step dreams a
+    long past at half the cost."""
     prior_noise: float = 0.0
     """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
     learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""

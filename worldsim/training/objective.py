@@ -44,7 +44,7 @@ def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,
 
 @torch.no_grad()
 def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, moved: torch.Tensor | None,
-              rng: np.random.Generator, precision: str, frames: int, after: int = 0
+              rng: np.random.Generator, precision: str, frames: int, after: int = 0, steps: int | None = None
               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Self forcing: the model dreams `frames` frames of real sequences z (B, L, ...) from the real ones before
     them, under the recorded actions, exactly as a dream does (its sampler, its context noise, the motion prior
@@ -53,7 +53,8 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
     per frame (B, L). The loss targets the real frames, so the model learns to continue a drifting past toward the
     game instead of compounding its own one-step error (the exposure bias of teacher forcing). Few frames: a
     longer dream leaves the real frames. With `after` > 0 the dreamed frames are only a past (weight 0): their
-    own target, the real frame the dream has already left, is a regression toward a mean that blurs."""
+    own target, the real frame the dream has already left, is a regression toward a mean that blurs. steps: the
+    shortcut steps per dreamed frame (None: the sampler's default)."""
     first = z.shape[1] - frames - after
     if frames < 1 or after < 0 or not 1 <= first <= model.cfg.context:
         raise ValueError(f"self forcing dreams 1 to {z.shape[1] - 1 - after} frames of a {z.shape[1]}-frame sequence "
@@ -61,7 +62,7 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
     was_training, was_precision = model.training, model.precision
     model.eval().set_precision(precision)
     try:
-        sampler = Sampler(model, model.decode(z[:, :first]), flat[:, 1:first],
+        sampler = Sampler(model, model.decode(z[:, :first]), flat[:, 1:first], steps=steps,
                           seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))])
         out = z.clone()
         priors = None if moved is None else model.prior.sequence(moved, flat, known)

@@ -84,7 +84,8 @@ def _dit(t: Trainer) -> Loss:
         inputs = prior = weight = None
         if n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
             inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
-                                              tc.self_forcing_frames, tc.self_forcing_after)
+                                              tc.self_forcing_frames, tc.self_forcing_after,
+                                              tc.self_forcing_steps or None)
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
