@@ -69,3 +69,27 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
     from PIL import Image
 
     assert Image.open(tmp_path / "hold_frames.png").size[1] > 12 * 32  # a real and a dreamed row per scenario
+
+
+def test_the_scaling_curve_draws_each_lineage_from_the_training_log(tmp_path):
+    """The curve (`worldsim curve`) reads the log's rows and writes a PNG; a run restarted from the shipped model
+    (another "lineage") is drawn as a line of its own, not joined to the run it replaces."""
+    import json
+
+    from PIL import Image
+
+    from worldsim.evaluation.curve import plot_curve
+
+    def row(cpu, h1, lineage=None):
+        r = {"cpu_hours": cpu, "psnr": {h: h1 - int(h) / 4 for h in ("1", "4", "8", "16")},
+             "copy_last": {h: 27.0 - int(h) / 4 for h in ("1", "4", "8", "16")}, "brightness_1000": 1.5,
+             "contrast_1000": 1.2}
+        return r if lineage is None else {**r, "lineage": lineage}
+
+    log = tmp_path / "log.json"
+    log.write_text(json.dumps([row(2.1, 21.0), row(8.0, 23.0), row(14.9, 25.0), row(4.1, 22.0, "restart")]))
+    out = plot_curve(log, tmp_path / "curve.png")
+    assert Image.open(out).size[0] > 500
+    log.write_text("[]")
+    with pytest.raises(ValueError, match="no rows"):
+        plot_curve(log, tmp_path / "empty.png")

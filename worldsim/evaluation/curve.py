@@ -3,6 +3,8 @@ compute behind each row, with the baselines the model has to beat.
 
 A row: {"date", "cpu_hours", "frames_seen", "psnr": {"1": .., "4": .., "8": .., "16": ..}, "copy_last": {...},
 "action_blind": {...}, ...}; the figure shows PSNR at each horizon against cumulative CPU-hours, copy-last dashed.
+A row's "lineage" (default "campaign") names the run it continues: a run that had to start again from the shipped
+model (its folder lost) is a line of its own, at the compute of the model it started from.
 """
 
 from __future__ import annotations
@@ -22,18 +24,27 @@ def plot_curve(log: str | os.PathLike, out: str | os.PathLike) -> Path:
     rows = json.loads(Path(log).read_text())
     if not rows:
         raise ValueError(f"{log} holds no rows")
-    x = [r["cpu_hours"] for r in rows]
+    lineages = list(dict.fromkeys(r.get("lineage", "campaign") for r in rows))
+    styles = dict(zip(lineages, ("o-", "^:", "s-.", "d--")))
+
+    def lines(ax, key, colour, label):
+        for name in lineages:
+            part = [r for r in rows if r.get("lineage", "campaign") == name and key(r) is not None]
+            ax.plot([r["cpu_hours"] for r in part], [key(r) for r in part], styles[name], color=colour,
+                    label=label if len(lineages) == 1 else f"{label} ({name})")
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for h, colour in zip(("1", "4", "8", "16"), ("C0", "C1", "C2", "C3")):
-        axes[0].plot(x, [r["psnr"][h] for r in rows], "o-", color=colour, label=f"model h{h}")
-        axes[0].plot(x, [r["copy_last"][h] for r in rows], "--", color=colour, alpha=0.6, label=f"copy-last h{h}")
+        lines(axes[0], lambda r, h=h: r["psnr"][h], colour, f"model h{h}")
+        by_x = sorted(rows, key=lambda r: r["cpu_hours"])
+        axes[0].plot([r["cpu_hours"] for r in by_x], [r["copy_last"][h] for r in by_x], "--", color=colour, alpha=0.6,
+                     label=f"copy-last h{h}")
     axes[0].set_xlabel("cumulative CPU-hours of training")
     axes[0].set_ylabel("held-out PSNR (dB)")
     axes[0].set_title("held-out clips")
-    axes[0].legend(fontsize=7, ncol=2)
-    for key, style in (("brightness_1000", "o-"), ("contrast_1000", "s-")):
-        if all(key in r for r in rows):
-            axes[1].plot(x, [r[key] for r in rows], style, label=key.replace("_", " after ") + " steps (dream / real)")
+    axes[0].legend(fontsize=6, ncol=2)
+    for key, colour in (("brightness_1000", "C4"), ("contrast_1000", "C5")):
+        lines(axes[1], lambda r, key=key: r.get(key), colour, key.replace("_", " after ") + " steps (dream / real)")
     axes[1].axhspan(0.8, 1.25, color="green", alpha=0.1, label="0.8-1.25: the target")
     axes[1].set_xlabel("cumulative CPU-hours of training")
     axes[1].set_title("standing still from the openings")
