@@ -27,29 +27,30 @@ def plot_curve(log: str | os.PathLike, out: str | os.PathLike) -> Path:
     lineages = list(dict.fromkeys(r.get("lineage", "campaign") for r in rows))
     styles = dict(zip(lineages, ("o-", "^:", "s-.", "d--")))
 
-    def lines(ax, key, colour, label):
-        for name in lineages:
+    def lines(ax, key, colour, label, style=None, alpha=1.0):
+        for i, name in enumerate(lineages):  # each lineage its own marker; the label names it once, on the first
             part = [r for r in rows if r.get("lineage", "campaign") == name and key(r) is not None]
-            ax.plot([r["cpu_hours"] for r in part], [key(r) for r in part], styles[name], color=colour,
-                    label=label if len(lineages) == 1 else f"{label} ({name})")
+            ax.plot([r["cpu_hours"] for r in part], [key(r) for r in part], style or styles[name], color=colour,
+                    alpha=alpha, label=label if i == 0 else None)
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for h, colour in zip(("1", "4", "8", "16"), ("C0", "C1", "C2", "C3")):
         lines(axes[0], lambda r, h=h: r["psnr"][h], colour, f"model h{h}")
-        by_x = sorted(rows, key=lambda r: r["cpu_hours"])
-        axes[0].plot([r["cpu_hours"] for r in by_x], [r["copy_last"][h] for r in by_x], "--", color=colour, alpha=0.6,
-                     label=f"copy-last h{h}")
+        lines(axes[0], lambda r, h=h: r["copy_last"][h], colour, f"copy-last h{h}", "--", 0.6)
     axes[0].set_xlabel("cumulative CPU-hours of training")
     axes[0].set_ylabel("held-out PSNR (dB)")
     axes[0].set_title("held-out clips")
-    axes[0].legend(fontsize=6, ncol=2)
+    axes[0].legend(fontsize=6, ncol=2, loc="lower right")
     for key, colour in (("brightness_1000", "C4"), ("contrast_1000", "C5")):
         lines(axes[1], lambda r, key=key: r.get(key), colour, key.replace("_", " after ") + " steps (dream / real)")
     axes[1].axhspan(0.8, 1.25, color="green", alpha=0.1, label="0.8-1.25: the target")
     axes[1].set_xlabel("cumulative CPU-hours of training")
     axes[1].set_title("standing still from the openings")
-    axes[1].legend(fontsize=7)
-    fig.suptitle("worldsim: the scaling curve (docs/training_log.md)")
+    axes[1].legend(fontsize=6, loc="upper right")
+    title = "worldsim: the scaling curve (docs/training_log.md)"
+    if len(lineages) > 1:
+        title += "\n" + "; ".join(f"{styles[n][0]} {n}" for n in lineages)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp.png")
