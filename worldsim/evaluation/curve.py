@@ -9,6 +9,7 @@ model (its folder lost) is a line of its own, at the compute of the model it sta
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ def plot_curve(log: str | os.PathLike, out: str | os.PathLike) -> Path:
     if not rows:
         raise ValueError(f"{log} holds no rows")
     lineages = list(dict.fromkeys(r.get("lineage", "campaign") for r in rows))
-    styles = dict(zip(lineages, ("o-", "^:", "s-.", "d--")))
+    styles = dict(zip(lineages, itertools.cycle(("o-", "^:", "s-.", "d--"))))
 
     def lines(ax, key, colour, label, style=None, alpha=1.0):
         for i, name in enumerate(lineages):  # each lineage its own marker; the label names it once, on the first
