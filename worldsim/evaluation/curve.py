@@ -25,12 +25,15 @@ def plot_curve(log: str | os.PathLike, out: str | os.PathLike) -> Path:
     rows = json.loads(Path(log).read_text())
     if not rows:
         raise ValueError(f"{log} holds no rows")
-    lineages = list(dict.fromkeys(r.get("lineage", "campaign") for r in rows))
+    def lineage(r: dict) -> str:
+        return r.get("lineage", "campaign")
+
+    lineages = list(dict.fromkeys(lineage(r) for r in rows))
     styles = dict(zip(lineages, itertools.cycle(("o-", "^:", "s-.", "d--"))))
 
     def lines(ax, key, colour, label, style=None, alpha=1.0):
         for i, name in enumerate(lineages):  # each lineage its own marker; the label names it once, on the first
-            part = [r for r in rows if r.get("lineage", "campaign") == name and key(r) is not None]
+            part = [r for r in rows if lineage(r) == name and key(r) is not None]
             ax.plot([r["cpu_hours"] for r in part], [key(r) for r in part], style or styles[name], color=colour,
                     alpha=alpha, label=label if i == 0 else None)
 
