@@ -93,3 +93,10 @@ def test_the_scaling_curve_draws_each_lineage_from_the_training_log(tmp_path):
     log.write_text("[]")
     with pytest.raises(ValueError, match="no rows"):
         plot_curve(log, tmp_path / "empty.png")
+
+def test_a_bench_refuses_a_folder_for_its_json_before_measuring(tmp_path, capsys):
+    from worldsim.cli import main
+
+    with pytest.raises(SystemExit) as e:  # at parse time: no model loaded, no game played, nothing to lose
+        main(["bench", "hold", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "is a folder" in capsys.readouterr().err

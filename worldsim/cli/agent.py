@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from worldsim.cli.options import add_command, add_dream_starts, add_world_model, dataset, neural_kwargs, run
+from worldsim.cli.options import add_command, add_dream_starts, add_world_model, dataset, json_file, neural_kwargs, run
 
 
 def _train(a: argparse.Namespace) -> int:
@@ -120,7 +120,7 @@ def register(sub) -> None:
     ac.add_argument("--lead", type=int, nargs="+", default=[10, 40], help="steps between a dream's start and the real reward")
     ac.add_argument("--seed", type=int, default=0)
     ac.add_argument("--checkpoint", type=run, help="world model (default: the shipped model)")
-    ac.add_argument("--out", help="write the table as JSON here")
+    ac.add_argument("--out", type=json_file, help="write the table as JSON here")
 
     ae = add_command(agsub, "eval", "mean return and 95%% interval of policies over fixed seeds", _eval)
     ae.add_argument("--env", default="worldsim/MinecraftIndev-Dig-v0")
@@ -133,5 +133,5 @@ def register(sub) -> None:
     add_dream_starts(ae)
     ae.add_argument("--deterministic", action="store_true", help="trained policies take their most likely action")
     ae.add_argument("--episode-steps", type=int, help="dreams: episodes of this many steps instead of the task's")
-    ae.add_argument("--out", help="write the results as JSON here")
+    ae.add_argument("--out", type=json_file, help="write the results as JSON here")
     ae.add_argument("--quiet", action="store_true")

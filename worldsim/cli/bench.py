@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from worldsim.cli.options import add_command, add_world_model
+from worldsim.cli.options import add_command, add_world_model, json_file
 
 
 def _hold(a: argparse.Namespace) -> dict:
@@ -110,4 +110,4 @@ def register(sub) -> None:
     b.add_argument("--episodes", type=int, default=4, help="collect: episodes the collector plays")
     b.add_argument("--workers", type=int, default=2, help="collect: collector worker processes")
     b.add_argument("--size", type=int, default=64, help="collect: frame size")
-    b.add_argument("--out", help="also write the results as JSON here")
+    b.add_argument("--out", type=json_file, help="also write the results as JSON here")

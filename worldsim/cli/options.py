@@ -19,6 +19,16 @@ def run(name: str) -> str:
     return str(place(name, "runs"))
 
 
+def json_file(path: str) -> str:
+    """A JSON file to write: refused at once when it names a folder, before any measuring (the results of a long
+    bench would otherwise be computed and then fail to write)."""
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give the JSON file to write, e.g. {Path(path) / 'results.json'}")
+    return path
+
+
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """`--help` shows every option's default (those that have one: not None, False or empty)."""
 
