@@ -104,6 +104,10 @@ def _export(a: argparse.Namespace) -> int:
 
         step_index(a.sampling_steps, model.cfg.dit.step_levels)
         model.cfg.sampler.steps = a.sampling_steps
+    if a.context_noise is not None:  # the level a finished frame enters a dream's past at (trained range only)
+        if not 0.0 < a.context_noise < 1.0:
+            raise SystemExit(f"--context-noise must lie in (0, 1), got {a.context_noise}")
+        model.cfg.sampler.context_noise = a.context_noise
     bank = cut_openings(Dataset(a.data), model.codec, model.start_frames, n=a.openings, seed=a.seed) if a.data else load_openings(src)
     out = save_derived(src, a.out, model, half=a.fp16, openings=bank, raw=a.raw)
     size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
@@ -141,6 +145,8 @@ def register(sub) -> None:
     ex.add_argument("--data", type=dataset, help="dataset to cut the bank of real opening clips from (default: the source's bank)")
     ex.add_argument("--openings", type=int, default=32, help="opening clips in the bank")
     ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
+    ex.add_argument("--context-noise", type=float, help="the noise level finished frames enter a dream's past at, "
+                    "the default the exported model samples with (default: the source's)")
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size; not for warm starts)")
     ex.add_argument("--raw", action="store_true", help="also store the raw dynamics weights (fp32) beside the EMA, so "
                     "a warm start from the export (`train --init`, `continue`) loses nothing")
