@@ -94,6 +94,7 @@ def test_the_scaling_curve_draws_each_lineage_from_the_training_log(tmp_path):
     with pytest.raises(ValueError, match="no rows"):
         plot_curve(log, tmp_path / "empty.png")
 
+
 def test_a_bench_refuses_a_folder_for_its_json_before_measuring(tmp_path, capsys):
     from worldsim.cli import main
 

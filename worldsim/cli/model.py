@@ -104,10 +104,10 @@ def _export(a: argparse.Namespace) -> int:
 
         step_index(a.sampling_steps, model.cfg.dit.step_levels)
         model.cfg.sampler.steps = a.sampling_steps
-    if a.context_noise is not None:  # the level a finished frame enters a dream's past at (trained range only)
-        if not 0.0 < a.context_noise < 1.0:
-            raise SystemExit(f"--context-noise must lie in (0, 1), got {a.context_noise}")
-        model.cfg.sampler.context_noise = a.context_noise
+    if a.context_noise is not None:  # the level a finished frame enters a dream's past at
+        from worldsim.model.world_model import check_context_noise
+
+        model.cfg.sampler.context_noise = check_context_noise(a.context_noise)
     bank = cut_openings(Dataset(a.data), model.codec, model.start_frames, n=a.openings, seed=a.seed) if a.data else load_openings(src)
     out = save_derived(src, a.out, model, half=a.fp16, openings=bank, raw=a.raw)
     size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6

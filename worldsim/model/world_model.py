@@ -36,14 +36,20 @@ PRECISIONS = ("auto", "fp32", "bf16")
 CONV_LAYOUT = torch.channels_last
 
 
+def check_context_noise(level: float) -> float:
+    """A dream's past enters its cache at signal 1 - level: 0 would label it clean, 1 would erase it."""
+    if not 0 < level < 1:
+        raise ValueError(f"SamplerConfig.context_noise must lie in (0, 1), got {level}")
+    return level
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if not cfg.action_space_json:
             raise ValueError("ModelConfig.action_space_json is empty: the model must know its action space")
         shortcut.step_index(cfg.sampler.steps, cfg.dit.step_levels)  # a power of two the shortcut steps reach
-        if not 0 < cfg.sampler.context_noise < 1:
-            raise ValueError(f"SamplerConfig.context_noise must lie in (0, 1), got {cfg.sampler.context_noise}")
+        check_context_noise(cfg.sampler.context_noise)
         self.cfg = cfg
         self.precision = "fp32"  # inference numerics; see set_precision
         self.inference_only = False  # its matmul weights are stored in bf16: see cast_for_inference
