@@ -154,25 +154,6 @@ def test_the_sampler_lands_on_the_prediction():
         assert torch.allclose(z, target, atol=1e-5)
 
 
-def test_the_coarse_loss_weighs_the_error_of_the_coarse_picture_only():
-    """shortcut.coarse_error sees an error's block means: a shift of a channel's level counts in full, a pattern
-    that averages out within each 4x4 block of cells not at all; shortcut.loss(coarse=k) adds k times it."""
-    level_shift = torch.zeros(1, 1, 4, 8, 8)
-    level_shift[:, :, 1] = 0.5
-    assert shortcut.coarse_error(level_shift).item() == pytest.approx(0.25 / 4)
-    checker = (torch.arange(8)[:, None] + torch.arange(8)[None]) % 2 * 2.0 - 1  # +-1, zero mean in every block
-    fine = checker.expand(1, 1, 4, 8, 8)
-    assert shortcut.coarse_error(fine).item() == pytest.approx(0.0, abs=1e-7)
-    assert fine.pow(2).mean().item() == 1.0
-
-    x = torch.randn(3, 2, 4, 8, 8)
-    cond = torch.zeros(3, 2, 5)
-    brighter = lambda z, level, step, c: x + 0.3  # noqa: E731  every prediction off by a level shift
-    plain, _ = shortcut.loss(brighter, x, cond, 2, 0.0, 0.0, 0.8, torch.Generator().manual_seed(0))
-    coarse, _ = shortcut.loss(brighter, x, cond, 2, 0.0, 0.0, 0.8, torch.Generator().manual_seed(0), coarse=4.0)
-    assert coarse.item() == pytest.approx(5 * plain.item(), rel=1e-4)  # its error is all coarse: 1 + 4 times
-
-
 def test_self_forcing_inputs_are_noised_while_the_real_frames_stay_the_target():
     """shortcut.loss(inputs=...) noises the given inputs and scores the prediction against x: a network that
     returns its (clean) input scores zero loss on clean frames only when the inputs are x itself."""

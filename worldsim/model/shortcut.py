@@ -72,13 +72,12 @@ def velocity(x_hat: torch.Tensor, z: torch.Tensor, level: torch.Tensor) -> torch
 def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootstrap_share: float, rollout_share: float,
          context_min: float, generator: torch.Generator | None = None,
          prior: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
-         weight: torch.Tensor | None = None, coarse: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+         weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss of `net` on clean latent sequences x (B, F, C, h, w) under per-frame conditioning
     cond (B, F, A) (the actions); `net(z, level, step, cond)` predicts clean frames. prior (B, F, C', h, w): extra
     input channels per frame, never noised (the motion prior), concatenated after each noisy frame's. Returns the
     loss and its flow / bootstrap parts. inputs (B, F, C, h, w): what is noised instead of x (self forcing: the
-    model's own dream of x), while x stays the target; weight (B, F): each frame's share of the loss (default 1);
-    coarse: the weight of an added error term on the frame's coarse picture (`coarse_error`)."""
+    model's own dream of x), while x stays the target; weight (B, F): each frame's share of the loss (default 1)."""
     b, f = x.shape[:2]
 
     def run(z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, c: torch.Tensor, rows=slice(None)) -> torch.Tensor:
@@ -102,11 +101,7 @@ def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootst
             x_boot = zb.float() + (1 - lb)[..., None, None, None] * (v1 + v2) / 2
             target[rows] = torch.where(mb[..., None, None, None], x_boot, target[rows])
     x_hat = run(z, level, step, cond)
-    err = x_hat.float() - target
-    per_frame = err.pow(2).mean(dim=(2, 3, 4))
-    if coarse > 0:
-        per_frame = per_frame + coarse * coarse_error(err)
-    per_frame = per_frame * ramp(level)
+    per_frame = (x_hat.float() - target).pow(2).mean(dim=(2, 3, 4)) * ramp(level)
     if weight is not None:
         per_frame = per_frame * weight
     total = per_frame.mean()
@@ -115,17 +110,6 @@ def loss(net: Net, x: torch.Tensor, cond: torch.Tensor, step_levels: int, bootst
     stats = {"flow_loss": float((pf * ~boot).sum() / (~boot).sum().clamp_min(1)),
              "bootstrap_loss": float((pf * boot).sum() / n_boot)}
     return total, stats
-
-
-def coarse_error(err: torch.Tensor, cells: int = 4) -> torch.Tensor:
-    """Mean squared error (B, F) of the block means of an error err (B, F, C, h, w) over `cells` x `cells` latent
-    cells: the frame's brightness and colour at a coarse scale. Why weigh it more: a dream is its own past, and the
-    coarse part of a one-step error is what compounds (standing still, every dream drifted the same way in every
-    channel's mean, step after step), while the fine part is redrawn each frame; in the plain loss the coarse part
-    is a small share of the error and costs little."""
-    b, f, c, h, w = err.shape
-    k = min(cells, h, w)
-    return torch.nn.functional.avg_pool2d(err.reshape(b * f, c, h, w), k).pow(2).mean(dim=(1, 2, 3)).reshape(b, f)
 
 
 def step_index(steps: int, step_levels: int) -> int:

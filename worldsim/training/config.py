@@ -69,9 +69,6 @@ class TrainConfig:
     self_forcing_steps: int = 0
     """Shortcut steps per dreamed frame of a self-forced sequence (0: the sampler's default): one step dreams a
     long past at half the cost."""
-    coarse_loss: float = 0.0
-    """Weight of an added loss on the error of each frame's coarse picture (block means over 4x4 latent cells,
-    `shortcut.coarse_error`): the part of a one-step error that compounds over a long dream."""
     prior_noise: float = 0.0
     """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
     learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""

@@ -16,13 +16,12 @@ def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known:
                   rollout_share: float, context_min: float, generator: torch.Generator | None = None,
                   net: nn.Module | None = None, moved: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
                   prior: torch.Tensor | None = None, prior_noise: float = 0.0,
-                  weight: torch.Tensor | None = None, coarse: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                  weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss on clean latent sequences z (B, L, C, h, w) under the actions leading into each frame
     (B, L, A) (known (B, L)). L may exceed the context: time layers look back `context` frames, so a long
     sequence trains what a long dream meets. net: the trainer's wrapper of `model.dit`. moved (B, L, C, h, w):
     each frame's recorded frame before, moved and encoded (`LatentCache.moved_seq`), for a model with the motion
-    prior; or `prior` made already. inputs: what is noised instead of z (self forcing), z staying the target.
-    coarse: the weight of the coarse picture's error (`shortcut.coarse_error`)."""
+    prior; or `prior` made already. inputs: what is noised instead of z (self forcing), z staying the target."""
     feats = model.codec.features(flat, known)
     if model.prior is not None and prior is None:
         if moved is None:
@@ -32,7 +31,7 @@ def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known:
         level = prior_noise * torch.rand(prior.shape[:2], generator=generator, device=prior.device)
         prior = noised_prior(prior, level, known, generator)
     return shortcut.loss(net or model.dit, z, feats, model.cfg.dit.step_levels, bootstrap_share, rollout_share,
-                         context_min, generator, prior=prior, inputs=inputs, weight=weight, coarse=coarse)
+                         context_min, generator, prior=prior, inputs=inputs, weight=weight)
 
 
 def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,

@@ -89,7 +89,7 @@ def _dit(t: Trainer) -> Loss:
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
-                                         prior_noise=tc.prior_noise, weight=weight, coarse=tc.coarse_loss)
+                                         prior_noise=tc.prior_noise, weight=weight)
         return value, {"lr": t.opt.param_groups[0]["lr"], "self_forced": float(inputs is not None), **parts}
 
     return loss
