@@ -129,6 +129,34 @@ def test_collect_resumes_after_kill_9(tmp_path):
         assert np.array_equal(Dataset(ref).episode(i).frames, ds.episode(i).frames)
 
 
+def test_workers_stop_when_the_collector_alone_is_killed(tmp_path):
+    """`kill PID` of the collector (not its process group) leaves its worker an orphan: it finishes the episode it
+    is playing and stops, instead of playing the whole dataset on a core the user has given back."""
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "worldsim.cli", "collect", "--episodes", "200", "--steps", "20", "--workers", "1",
+           "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "data" / "1" / "metadata.json").exists():
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)  # the parent only: no clean-up runs in it
+        proc.wait()
+
+        def written() -> int:
+            return sum(1 for p in (out / "data").iterdir() if p.name.isdigit())
+
+        time.sleep(10)  # the orphan's episode in flight, and its game's shutdown
+        settled = written()
+        time.sleep(5)  # a worker still playing writes an episode of 20 steps every fraction of a second
+        assert written() == settled < 200
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # every process of the collection has ended
+            pass
+
+
 def test_a_dataset_grows_with_a_second_policy_after_its_episodes(tmp_path):
     """`--first`: a second recipe (another policy, another length) appends episodes after those a dataset holds,
     seeded by their index as the first part's are; it refuses to leave a gap."""

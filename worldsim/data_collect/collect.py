@@ -150,15 +150,19 @@ def _save(writer: DatasetWriter, cfg: CollectConfig, ep: Episode) -> None:
 
 
 def _worker(cfg: CollectConfig, todo, results) -> None:
+    """Play and write the episodes handed out on `todo` until its end (None), or until the collecting process is
+    gone: a parent that is killed (SIGTERM, SIGKILL) runs no clean-up, and its workers would otherwise go on
+    playing the whole dataset on cores the user has given back."""
     from worldsim.agents import make_policy
 
+    parent = os.getppid()
     env = _make_env(cfg)
     writer = DatasetWriter(cfg.out, env.observation_space, env.action_space, _env_info(env, cfg))
     policy = make_policy(cfg.policy, env.action_space, seed=cfg.seed)
     try:
         while True:
             index = todo.get()
-            if index is None:
+            if index is None or os.getppid() != parent:
                 break
             ep, crash = play_episode(env, policy, index, cfg.seed + index, cfg.steps)
             _save(writer, cfg, ep)
