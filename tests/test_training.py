@@ -393,3 +393,32 @@ def test_ddp_two_processes_gloo_replicas_stay_in_sync(tiny_data, tmp_path):
     sync = json.loads((run / "ddp_sync.json").read_text())
     assert sync["world_size"] == 2 and sync["in_sync"]
     assert sync["checksums"][0] == sync["checksums"][1]
+
+
+def test_still_forcing_dreams_long_stands_whose_real_frames_stay_the_target(tmp_path):
+    """`LatentCache.still_windows` finds exactly the windows in which every action after the first frame is the
+    no-op; a still-forced run dreams such windows from their first real frames and trains on them."""
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.trainer import train
+
+    data = tmp_path / "spawn"  # seed 0: the first episode stands still at the spawn throughout, the second moves
+    collect(CollectConfig(episodes=2, steps=40, size=32, out=str(data), seed=0, policy="mix-spawn"), progress=False)
+    out = tmp_path / "still"
+    r = train(str(data), str(out), "tiny", progress=False, ae_steps=5, dit_steps=8, heads_steps=2, log_every=1,
+              sample_every=10**6, still_forcing=1.0, still_forcing_real=2)
+    assert r["phase"] == "done"
+    dit = [x for x in _log(out) if x["phase"] == "dit"]
+    assert any(x["still_forced"] == 1.0 for x in dit) and all(np.isfinite(x["dit_loss"]) for x in dit)
+
+    m = worldsim.load(out)
+    cache = LatentCache(out / "latents")
+    noop = np.asarray(m.codec.encode(m.codec.noop()), np.float32)
+    acts, known = np.asarray(cache.actions), np.asarray(cache.known)
+    for n in (3, 10):
+        brute = [s for s in cache.windows(n) if all(known[s + 1:s + n]) and (acts[s + 1:s + n] == noop).all()]
+        found = cache.still_windows(n, noop).tolist()
+        assert found == brute and 0 < len(found) < len(cache.windows(n))
+    with pytest.raises(ValueError, match="still_forcing_real must be 1 to"):
+        train(str(data), str(tmp_path / "bad"), "tiny", progress=False, ae_steps=5, dit_steps=2,
+              still_forcing=0.5, still_forcing_real=10)

@@ -69,6 +69,13 @@ class TrainConfig:
     self_forcing_steps: int = 0
     """Shortcut steps per dreamed frame of a self-forced sequence (0: the sampler's default): one step dreams a
     long past at half the cost."""
+    still_forcing: float = 0.0
+    """Share of long batches that are windows where the player stands still, dreamed by the model from their
+    first `still_forcing_real` real frames with the real frames as targets. Why: in a still scene the real frame
+    is known however long the dream, so a long own rollout has an exact target (elsewhere a long dream leaves the
+    real frames and its loss teaches their mean), and the model learns to bring a drifting stand back."""
+    still_forcing_real: int = 4
+    """Real frames a still-forced window starts from (the rest of it is the model's dream)."""
     prior_noise: float = 0.0
     """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
     learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""

@@ -143,6 +143,14 @@ class LatentCache:
             raise ValueError(f"no episode has {frames} frames: cannot train with context {frames - 1}")
         return np.concatenate(starts)
 
+    def still_windows(self, frames: int, noop: np.ndarray) -> np.ndarray:
+        """Start indices of the windows of `frames` frames inside one episode in which every action after the
+        first frame is `noop` (flat: keys released, camera unmoved): the player stands still throughout."""
+        still = np.all(np.asarray(self.actions) == np.asarray(noop, np.float32)[None], axis=1) & (np.asarray(self.known) > 0)
+        count = np.concatenate([[0], np.cumsum(still)])
+        w = self.windows(frames)
+        return w[count[w + frames] - count[w + 1] == frames - 1]
+
     def batch(self, starts: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows from `starts`: latents (B, F, C, h, w), the actions leading into each frame (B, F, A), known (B, F)."""
         idx = starts[:, None] + np.arange(frames)[None]

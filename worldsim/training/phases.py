@@ -60,7 +60,7 @@ def _ae(t: Trainer) -> Loss:
 def _dit(t: Trainer) -> Loss:
     """Batches alternate short and long sequences (the same frames per batch), so the model learns both many
     starts and dreams longer than its context; a `self_forcing` share of the short ones hold the model's own
-    dream of some of their frames."""
+    dream of some of their frames, a `still_forcing` share of the long ones its dream of a long stand."""
     tc, cache = t.tc, t.latents()
     lengths = sorted({tc.seq_len, tc.long_seq})
     starts = {}
@@ -69,6 +69,14 @@ def _dit(t: Trainer) -> Loss:
         starts[n] = s[s + n <= t.split.first_val_frame]  # whole sequences from training episodes only
         if len(starts[n]) == 0:
             raise ValueError(f"no training sequence of {n} frames: the episodes are too short for seq_len/long_seq")
+    still = np.zeros(0, np.int64)  # still-forcing windows: the player stands still in all of them
+    if tc.still_forcing > 0:
+        if not 1 <= tc.still_forcing_real <= min(t.model.cfg.context, tc.long_seq - 1):
+            raise ValueError(f"TrainConfig.still_forcing_real must be 1 to {min(t.model.cfg.context, tc.long_seq - 1)} "
+                             f"(real frames before the dream in a {tc.long_seq}-frame window), got {tc.still_forcing_real}")
+        noop = np.asarray(t.model.codec.encode(t.model.codec.noop()), np.float32)
+        still = cache.still_windows(tc.long_seq, noop)
+        still = still[still + tc.long_seq <= t.split.first_val_frame]
     frames_per_batch = tc.dit_batch * tc.seq_len
     t.model.train()
     t.model.ae.requires_grad_(False)
@@ -78,11 +86,15 @@ def _dit(t: Trainer) -> Loss:
 
     def loss():
         n = lengths[t.step % len(lengths)]
-        pick = t.np_rng.choice(starts[n], max(1, frames_per_batch // n))
+        stand = n == tc.long_seq and len(still) > 0 and t.np_rng.random() < tc.still_forcing
+        pick = t.np_rng.choice(still if stand else starts[n], max(1, frames_per_batch // n))
         z, a, known = (x.to(t.device) for x in cache.batch(pick, n))
         moved = cache.moved_seq(pick, n).to(t.device) if with_prior else None
         inputs = prior = weight = None
-        if n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
+        if stand:  # a long dream of standing still; its targets, the real frames, are still exact
+            inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
+                                              n - tc.still_forcing_real, 0, tc.self_forcing_steps or None)
+        elif n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
             inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
                                               tc.self_forcing_frames, tc.self_forcing_after,
                                               tc.self_forcing_steps or None)
@@ -90,7 +102,8 @@ def _dit(t: Trainer) -> Loss:
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
                                          prior_noise=tc.prior_noise, weight=weight)
-        return value, {"lr": t.opt.param_groups[0]["lr"], "self_forced": float(inputs is not None), **parts}
+        return value, {"lr": t.opt.param_groups[0]["lr"], "self_forced": float(inputs is not None and not stand),
+                       "still_forced": float(stand), **parts}
 
     return loss
 
