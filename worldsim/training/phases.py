@@ -91,13 +91,14 @@ def _dit(t: Trainer) -> Loss:
         z, a, known = (x.to(t.device) for x in cache.batch(pick, n))
         moved = cache.moved_seq(pick, n).to(t.device) if with_prior else None
         inputs = prior = weight = None
+        dreamed, after = None, 0
         if stand:  # a long dream of standing still; its targets, the real frames, are still exact
-            inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
-                                              n - tc.still_forcing_real, 0, tc.self_forcing_steps or None)
+            dreamed = n - tc.still_forcing_real
         elif n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
+            dreamed, after = tc.self_forcing_frames, tc.self_forcing_after
+        if dreamed is not None:
             inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
-                                              tc.self_forcing_frames, tc.self_forcing_after,
-                                              tc.self_forcing_steps or None)
+                                              dreamed, after, tc.self_forcing_steps or None)
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
