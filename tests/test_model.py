@@ -227,6 +227,27 @@ def test_a_dreams_prior_moves_its_own_latent_without_the_autoencoders_round_trip
                                        atol=1e-4, rtol=0)
 
 
+def test_a_dream_at_its_pitch_clamp_moves_its_prior_as_far_as_the_view_turns():
+    """The game stops the pitch at +-pitch_limit: a dream looking down at 85 degrees and asked for 10 more moves
+    its prior (and reports its pitch) by the 5 degrees the view turns, where the pitch is unknown by the action."""
+    m = tiny_model(camera_px_per_deg=(1.0, -2.0))
+    cam = m.codec.slices["camera"]
+    frames = np.random.default_rng(0).integers(0, 256, (2, m.start_frames, 32, 32, 3), dtype=np.uint8)
+    a = torch.zeros(2, m.codec.dim)
+    a[:, cam.start] = 10.0
+    want = {}
+    for row, pitch in ((0, 85.0), (1, float("nan"))):
+        d = Sampler(m, frames[row:row + 1], steps=1, seeds=[0], pitch=np.array([pitch]))
+        turned = a[row:row + 1].clone()
+        turned[:, cam.start] = 5.0 if row == 0 else 10.0
+        want[row] = m.prior.follow(d.pending, d.last_frame, turned)
+        d.step(a[row:row + 1])
+        torch.testing.assert_close(d.pending_prior, want[row], atol=1e-5, rtol=0)
+        if row == 0:
+            assert float(d.pitch[0]) == pytest.approx(m.cfg.pitch_limit)
+    assert (want[0] - want[1]).abs().mean() > 0.01
+
+
 def test_configs_document_every_field_round_trip_and_read_retired_fields():
     """Every config field has its docstring (the CLI's help); configs survive JSON; a config written before the
     first model generation was retired loads when the retired fields hold the values this design has, and a

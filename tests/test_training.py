@@ -128,6 +128,52 @@ def test_a_grown_datasets_cache_encodes_only_the_new_episodes(tiny_run, tiny_dat
         np.testing.assert_array_equal(getattr(grown, name), getattr(fresh, name))
 
 
+def test_a_prior_moved_by_the_view_stays_put_where_the_view_did(tiny_run, tiny_data, tmp_path):
+    """`TrainConfig.prior_turn` "view": each recorded frame's prior is moved by the turn its view made (the
+    episode's poses), not by the camera action: where the action moved a GUI's cursor instead of the view the prior
+    is the unmoved frame, where the view followed the action it is the action's prior; training fills the strip
+    the view's turn revealed, and a run trains on such priors."""
+    from worldsim.data.dataset import Dataset
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.trainer import bf16_is_native, train
+
+    run, _ = tiny_run
+    m = worldsim.load(run).set_precision("bf16" if bf16_is_native(torch.device("cpu")) else "fp32")
+    ds = Dataset(tiny_data)
+    root = tmp_path / "cache"
+    LatentCache.build(root, ds, m, [0, 1, 2], progress=False)
+    LatentCache.write_pixel_prior(root, ds, m, progress=False)
+    LatentCache.write_pixel_prior(root, ds, m, progress=False, prior_turn="view")
+    by_action, by_view = LatentCache(root), LatentCache(root, "view")
+    assert by_action.turns is None and by_view.turns is not None
+    for e, a in zip(range(3), by_view.offsets[:-1]):
+        turns = ds.episode(e).view_turns()
+        np.testing.assert_allclose(by_view.turns[a + 1:a + 1 + len(turns)], turns, atol=1e-4)
+    cam = m.prior.camera
+    known = np.asarray(by_view.known) > 0
+    action, view = np.asarray(by_action.actions)[:, cam], np.asarray(by_view.turns)
+    same = known & (np.abs(action - view).max(1) < 1e-4)
+    cursor = np.flatnonzero(known & (np.abs(view).max(1) == 0) & (np.abs(action).max(1) > 0))
+    assert len(cursor) > 0 and same.sum() > len(cursor)  # the mix policy opens its inventory and turns
+    np.testing.assert_allclose(by_view.moved[same], by_action.moved[same], atol=0.05)  # bf16 kernels, other batches
+    np.testing.assert_array_equal(by_view.moved[cursor], by_view.latents[cursor - 1])  # the unmoved frame
+    assert np.abs(by_action.moved[cursor].astype(np.float32) - by_view.latents[cursor - 1]).mean() > 0.01
+    starts = np.array([int(by_view.offsets[1])])
+    _, flat, _ = by_view.batch(starts, 12)
+    filled_by = by_view.prior_actions(starts, 12, flat, cam)
+    idx = starts[:, None] + np.arange(12)
+    assert torch.equal(filled_by[..., cam], torch.from_numpy(view[idx]))
+    assert torch.equal(by_action.prior_actions(starts, 12, flat, cam), flat)
+    with pytest.raises(ValueError, match="prior_turn must be one of"):
+        LatentCache(root, "mouse")
+
+    out = tmp_path / "view_run"
+    r = train(str(tiny_data), str(out), "tiny", progress=False, ae_steps=5, dit_steps=4, heads_steps=2, log_every=1,
+              sample_every=10**6, prior_turn="view", self_forcing=1.0)
+    assert r["phase"] == "done" and (out / "latents" / "moved_view.f16").exists()
+    assert all(np.isfinite(x["dit_loss"]) for x in _log(out) if x["phase"] == "dit")
+
+
 @pytest.mark.parametrize("frames,after,steps", [(2, 0, None), (5, 0, None), (2, 2, None), (3, 1, 1)])
 def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames, after, steps):
     """`own_dream` continues real sequences exactly as a Sampler from their real frames does (same seeds, same

@@ -141,20 +141,32 @@ class Sampler:
         if a.shape != (len(self.time), m.codec.dim):
             raise ValueError(f"actions must be (B, A) = ({len(self.time)}, {m.codec.dim}), got {tuple(a.shape)}")
         feats = m.codec.features(a)
-        prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, a), range(len(a)))
+        cam = m.codec.slices.get("camera")
+        pitch = self.pitch if cam is None else (self.pitch + a[:, cam.start]).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
+        view = self._view_turn(a, pitch, cam)
+        prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, view), range(len(a)))
         z = self._generate(feats, prior)
         frames = m.decode(z)
         if self.carry is not None:
-            move = m.prior.pixel_shift(a) if m.prior is not None else (torch.zeros(len(a), device=a.device),) * 2
+            move = m.prior.pixel_shift(view) if m.prior is not None else (torch.zeros(len(a), device=a.device),) * 2
             frames = self.carry(frames, *move)
         self.latents = torch.stack([self.pending, z], dim=1)
         events, terminated = m.outcome(self.latents[:, 0], z, feats)
         self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames
         self.time = self.time + 1
-        cam = m.codec.slices.get("camera")
-        if cam is not None:
-            self.pitch = (self.pitch + a[:, cam.start]).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
+        self.pitch = pitch
         return Dreamed(frames.cpu().numpy(), events.cpu().numpy(), terminated.cpu().numpy())
+
+    def _view_turn(self, a: torch.Tensor, pitch: torch.Tensor, cam: slice | None) -> torch.Tensor:
+        """The actions a (B, A) with the camera's pitch as far as the view turns: the game stops the pitch at its
+        clamp, so a prior moved by the whole action would move the picture where the game's stays put. Rows whose
+        pitch is unknown (NaN) keep their action."""
+        known = ~torch.isnan(self.pitch)
+        if cam is None or not bool(known.any()):
+            return a
+        out = a.clone()
+        out[known, cam.start] = (pitch - self.pitch)[known].to(a.dtype)
+        return out
 
     def _noised(self, prior: torch.Tensor, rows) -> torch.Tensor:
         """Motion priors (R, ...) of dreams `rows` noised as a frame is to signal 1 - `SamplerConfig.prior_noise`,

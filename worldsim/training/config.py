@@ -76,6 +76,12 @@ class TrainConfig:
     real frames and its loss teaches their mean), and the model learns to bring a drifting stand back."""
     still_forcing_real: int = 4
     """Real frames a still-forced window starts from (the rest of it is the model's dream)."""
+    prior_turn: str = "action"
+    """What moves a recorded frame into its successor's motion prior: the camera action ("action") or the turn the
+    view made ("view", from the episode's recorded poses). Why: while a GUI is open or the pitch is at its clamp
+    the camera action does not turn the view (a quarter of the turning steps of the policy mix), so a prior moved
+    by the action is wrong there and the network learns to distrust it under every turn; a dream has only the
+    action, which is the view's turn everywhere else."""
     prior_noise: float = 0.0
     """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
     learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""

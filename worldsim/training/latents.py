@@ -18,16 +18,25 @@ from worldsim.data.dataset import Dataset
 from worldsim.io.atomic import write_json_atomic
 from worldsim.model.actions import ActionCodec
 
+PRIOR_TURNS = ("action", "view")
+MOVED = {"action": "moved.f16", "view": "moved_view.f16"}  # the moved frames of each kind of prior
+
 
 class LatentCache:
     """Standardised latents of every frame plus, per frame, the flat action that led into it.
 
     Files in `root`: latents.f16 (N, C, h, w), actions.f32 (N, A), known.u8 (N,), index.json (episode offsets).
     Optional moved.f16 (N, C, h, w): for models trained on the pixel-space motion prior, each frame's previous
-    frame moved in pixels by the frame's camera action and encoded (zeros for an episode's first frame).
+    frame moved in pixels by the frame's camera action and encoded (zeros for an episode's first frame). Or, for
+    priors moved by the view's recorded turn (`TrainConfig.prior_turn` "view"), moved_view.f16 and turns.f32
+    (N, 2): the [pitch, yaw] degrees the view turned into each frame.
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, prior_turn: str = "action"):
+        """prior_turn: which moved frames the cache reads, those moved by the camera action ("action") or by the
+        view's recorded turn ("view")."""
+        if prior_turn not in PRIOR_TURNS:
+            raise ValueError(f"prior_turn must be one of {PRIOR_TURNS}, got {prior_turn!r}")
         self.root = Path(root)
         meta = json.loads((self.root / "index.json").read_text())
         self.offsets = np.array(meta["offsets"])  # episode e spans [offsets[e], offsets[e+1])
@@ -37,8 +46,11 @@ class LatentCache:
         self.latents = np.memmap(self.root / "latents.f16", np.float16, "r", shape=(n, *shape))
         self.actions = np.memmap(self.root / "actions.f32", np.float32, "r", shape=(n, meta["action_dim"]))
         self.known = np.memmap(self.root / "known.u8", np.uint8, "r", shape=(n,))
-        moved = self.root / "moved.f16"
+        moved = self.root / MOVED[prior_turn]
         self.moved = np.memmap(moved, np.float16, "r", shape=(n, *shape)) if moved.exists() else None
+        turns = self.root / "turns.f32"
+        self.turns = np.memmap(turns, np.float32, "r", shape=(n, 2)) if prior_turn == "view" and turns.exists() else None
+        self.prior_turn = prior_turn
 
     @staticmethod
     def exists(root: str | os.PathLike) -> bool:
@@ -100,30 +112,46 @@ class LatentCache:
     @staticmethod
     @torch.no_grad()
     def write_pixel_prior(root: str | os.PathLike, ds: Dataset, model, batch: int = 256, progress: bool = True,
-                          reuse: LatentCache | None = None) -> Path:
+                          reuse: LatentCache | None = None, prior_turn: str = "action") -> Path:
         """moved.f16 for a cache of `ds` built with `model`'s autoencoder: per frame, `model.prior.moved` of the
         recorded frame before it under the action that led into it: one encoder pass per frame the camera moved (a
         frame it did not move is its own moved frame, already encoded in the cache, which must be built at the
-        same precision). reuse: an older cache whose moved frames of its first episodes are copied (`build`)."""
+        same precision). reuse: an older cache (opened for the same prior_turn) whose moved frames of its first
+        episodes are copied (`build`). prior_turn "view": moved_view.f16, each frame moved by the turn its view
+        made (the episode's recorded poses; the camera action where an episode has none), and those turns in
+        turns.f32."""
         from tqdm import tqdm
 
         root = Path(root)
         cache = LatentCache(root)
         meta = json.loads((root / "index.json").read_text())
-        tmp = root / ".moved.f16.tmp"
+        name = MOVED[prior_turn]
+        tmp = root / f".{name}.tmp"
         out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
+        cam = model.prior.camera
+        turns = np.array(cache.actions[:, cam])  # [pitch, yaw] per frame: the action's, or the view's below
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
-        kept = reuse.prefix_of(ds, meta["episodes"]) if reuse is not None and reuse.moved is not None else 0
+        usable = (reuse is not None and reuse.prior_turn == prior_turn and reuse.moved is not None
+                  and (prior_turn == "action" or reuse.turns is not None))
+        kept = reuse.prefix_of(ds, meta["episodes"]) if usable else 0
         if kept:
-            out[:cache.offsets[kept]] = reuse.moved[:cache.offsets[kept]]
+            end = cache.offsets[kept]
+            out[:end] = reuse.moved[:end]
+            if prior_turn == "view":
+                turns[:end] = reuse.turns[:end]
         for e, a, b in tqdm(spans[kept:], desc="encode moved frames", disable=not progress):
-            frames = ds.episode(e).frames
+            ep = ds.episode(e)
+            frames = ep.frames
             if len(frames) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
+            view = ep.view_turns() if prior_turn == "view" else None
+            if view is not None:
+                turns[a + 1:b] = view
             for i in range(1, b - a, batch):
                 j = min(i + batch, b - a)
                 act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
+                act[:, cam] = torch.from_numpy(turns[a + i:a + j]).to(device)
                 dy, dx = model.prior.pixel_shift(act)
                 still = ((dy == 0) & (dx == 0)).cpu().numpy()
                 out[a + i:a + j][still] = cache.latents[a + i - 1:a + j - 1][still]
@@ -133,8 +161,12 @@ class LatentCache:
                     out[a + i:a + j][~still] = moved.cpu().numpy().astype(np.float16)
         out.flush()
         del out
-        os.replace(tmp, root / "moved.f16")
-        return root / "moved.f16"
+        if prior_turn == "view":
+            turns_tmp = root / ".turns.f32.tmp"
+            turns.astype(np.float32).tofile(turns_tmp)
+            os.replace(turns_tmp, root / "turns.f32")
+        os.replace(tmp, root / name)
+        return root / name
 
     def windows(self, frames: int) -> np.ndarray:
         """Start indices of every window of `frames` consecutive frames inside one episode."""
@@ -162,6 +194,17 @@ class LatentCache:
     def moved_seq(self, starts: np.ndarray, frames: int) -> torch.Tensor:
         """The pixel-moved latents (B, F, C, h, w) of every frame of each window (its motion prior, unfilled)."""
         if self.moved is None:
-            raise ValueError(f"{self.root} has no moved.f16: build it with LatentCache.write_pixel_prior")
+            raise ValueError(f"{self.root} has no {MOVED[self.prior_turn]}: build it with LatentCache.write_pixel_prior")
         idx = np.asarray(starts)[:, None] + np.arange(frames)[None]
         return torch.from_numpy(self.moved[idx].astype(np.float32))
+
+    def prior_actions(self, starts: np.ndarray, frames: int, flat: torch.Tensor, camera: slice) -> torch.Tensor:
+        """The actions (B, F, A) that moved each frame's prior: `flat` itself, or with the view's recorded turns
+        in its camera entries when the cache reads priors moved by the view (so the strip the prior fills is the
+        one its move revealed)."""
+        if self.turns is None:
+            return flat
+        idx = np.asarray(starts)[:, None] + np.arange(frames)[None]
+        out = flat.clone()
+        out[..., camera] = torch.from_numpy(np.asarray(self.turns[idx])).to(flat.device, flat.dtype)
+        return out

@@ -16,17 +16,19 @@ def sequence_loss(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known:
                   rollout_share: float, context_min: float, generator: torch.Generator | None = None,
                   net: nn.Module | None = None, moved: torch.Tensor | None = None, inputs: torch.Tensor | None = None,
                   prior: torch.Tensor | None = None, prior_noise: float = 0.0,
-                  weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  weight: torch.Tensor | None = None, prior_flat: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Shortcut-forcing loss on clean latent sequences z (B, L, C, h, w) under the actions leading into each frame
     (B, L, A) (known (B, L)). L may exceed the context: time layers look back `context` frames, so a long
     sequence trains what a long dream meets. net: the trainer's wrapper of `model.dit`. moved (B, L, C, h, w):
     each frame's recorded frame before, moved and encoded (`LatentCache.moved_seq`), for a model with the motion
-    prior; or `prior` made already. inputs: what is noised instead of z (self forcing), z staying the target."""
+    prior; or `prior` made already. inputs: what is noised instead of z (self forcing), z staying the target.
+    prior_flat: the actions that moved `moved` where they are not `flat` (`LatentCache.prior_actions`)."""
     feats = model.codec.features(flat, known)
     if model.prior is not None and prior is None:
         if moved is None:
             raise ValueError("this model has the motion prior: sequence_loss needs `moved` (LatentCache.moved_seq)")
-        prior = model.prior.sequence(moved, flat, known)
+        prior = model.prior.sequence(moved, flat if prior_flat is None else prior_flat, known)
     if prior is not None and prior_noise > 0:
         level = prior_noise * torch.rand(prior.shape[:2], generator=generator, device=prior.device)
         prior = noised_prior(prior, level, known, generator)
@@ -44,8 +46,8 @@ def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,
 
 @torch.no_grad()
 def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, moved: torch.Tensor | None,
-              rng: np.random.Generator, precision: str, frames: int, after: int = 0, steps: int | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+              rng: np.random.Generator, precision: str, frames: int, after: int = 0, steps: int | None = None,
+              prior_flat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Self forcing: the model dreams `frames` frames of real sequences z (B, L, ...) from the real ones before
     them, under the recorded actions, exactly as a dream does (its sampler, its context noise, the motion prior
     made from its own last frame); the sequence's last `after` frames stay real. Returns the network inputs, every
@@ -54,7 +56,8 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
     game instead of compounding its own one-step error (the exposure bias of teacher forcing). Few frames: a
     longer dream leaves the real frames. With `after` > 0 the dreamed frames are only a past (weight 0): their
     own target, the real frame the dream has already left, is a regression toward a mean that blurs. steps: the
-    shortcut steps per dreamed frame (None: the sampler's default)."""
+    shortcut steps per dreamed frame (None: the sampler's default). prior_flat: the actions that moved `moved`
+    where they are not `flat` (the real frames' priors; a dream moves its own by the action)."""
     first = z.shape[1] - frames - after
     if frames < 1 or after < 0 or not 1 <= first <= model.cfg.context:
         raise ValueError(f"self forcing dreams 1 to {z.shape[1] - 1 - after} frames of a {z.shape[1]}-frame sequence "
@@ -65,7 +68,7 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
         sampler = Sampler(model, model.decode(z[:, :first]), flat[:, 1:first], steps=steps,
                           seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))])
         out = z.clone()
-        priors = None if moved is None else model.prior.sequence(moved, flat, known)
+        priors = None if moved is None else model.prior.sequence(moved, flat if prior_flat is None else prior_flat, known)
         for t in range(first, first + frames):
             sampler.step(flat[:, t])
             out[:, t] = sampler.pending

@@ -40,7 +40,7 @@ from worldsim.model.checkpoint import (
 from worldsim.model.config import ModelConfig
 from worldsim.model.world_model import WorldModel, cpu_has_bf16
 from worldsim.training.config import Preset, TrainConfig, preset
-from worldsim.training.latents import LatentCache
+from worldsim.training.latents import MOVED, LatentCache
 from worldsim.training.phases import ORDER, PHASES, Phase
 
 _OWN_GROUP = False  # True once _dist_setup created the process group (then `train` destroys it when done)
@@ -216,7 +216,7 @@ class Trainer:
         if self.rank == 0 and LatentCache.exists(src_cache) and not LatentCache.exists(cache_dir):
             if self._cache_covers(src_cache):
                 cache_dir.mkdir(parents=True, exist_ok=True)
-                for name in ("latents.f16", "actions.f32", "known.u8", "moved.f16", "index.json"):  # same AE, same data
+                for name in ("latents.f16", "actions.f32", "known.u8", *MOVED.values(), "turns.f32", "index.json"):
                     if (src_cache / name).exists():
                         try:
                             os.link(src_cache / name, cache_dir / name)
@@ -263,10 +263,10 @@ class Trainer:
         stale = None  # the cache of a dataset that has grown since: its episodes' rows are reused
         try:
             if self.rank == 0 and LatentCache.exists(cache_dir) and not self._cache_covers(cache_dir):
-                stale = LatentCache(cache_dir)  # its maps keep the old files readable while new ones replace them
+                stale = LatentCache(cache_dir, self.tc.prior_turn)  # its maps keep the old files readable meanwhile
                 print(f"{self.ds.root} has grown to {len(self.ds)} episodes since the latent cache was made: encoding "
                       f"the {len(self.ds) - stale.prefix_of(self.ds, list(range(len(self.ds))))} new ones")
-                for name in ("index.json", "moved.f16"):  # the rest is replaced as it is rebuilt
+                for name in ("index.json", *MOVED.values(), "turns.f32"):  # the rest is replaced as it is rebuilt
                     (cache_dir / name).unlink(missing_ok=True)
             _barrier()
             if not LatentCache.exists(cache_dir):
@@ -274,13 +274,14 @@ class Trainer:
                     LatentCache.build(cache_dir, self.ds, self.model, list(range(len(self.ds))), progress=self.progress,
                                       reuse=stale)
                 _barrier()
-            if self.model.prior is not None and not (cache_dir / "moved.f16").exists():
+            if self.model.prior is not None and not (cache_dir / MOVED[self.tc.prior_turn]).exists():
                 if self.rank == 0:
-                    LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress, reuse=stale)
+                    LatentCache.write_pixel_prior(cache_dir, self.ds, self.model, progress=self.progress, reuse=stale,
+                                                  prior_turn=self.tc.prior_turn)
                 _barrier()
         finally:
             self.model.set_precision("fp32")
-        self._cache = LatentCache(cache_dir)
+        self._cache = LatentCache(cache_dir, self.tc.prior_turn)
         return self._cache
 
     def _cache_covers(self, cache_dir: Path) -> bool:
