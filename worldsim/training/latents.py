@@ -129,7 +129,8 @@ class LatentCache:
         tmp = root / f".{name}.tmp"
         out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
         cam = model.prior.camera
-        turns = np.array(cache.actions[:, cam])  # [pitch, yaw] per frame: the action's, or the view's below
+        view_prior = prior_turn == "view"
+        turns = np.array(cache.actions[:, cam]) if view_prior else None  # [pitch, yaw]: the action's, or the view's below
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
         usable = (reuse is not None and reuse.prior_turn == prior_turn and reuse.moved is not None
@@ -138,20 +139,21 @@ class LatentCache:
         if kept:
             end = cache.offsets[kept]
             out[:end] = reuse.moved[:end]
-            if prior_turn == "view":
+            if view_prior:
                 turns[:end] = reuse.turns[:end]
         for e, a, b in tqdm(spans[kept:], desc="encode moved frames", disable=not progress):
             ep = ds.episode(e)
             frames = ep.frames
             if len(frames) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
-            view = ep.view_turns() if prior_turn == "view" else None
+            view = ep.view_turns() if view_prior else None
             if view is not None:
                 turns[a + 1:b] = view
             for i in range(1, b - a, batch):
                 j = min(i + batch, b - a)
                 act = torch.from_numpy(np.array(cache.actions[a + i:a + j])).to(device)
-                act[:, cam] = torch.from_numpy(turns[a + i:a + j]).to(device)
+                if view_prior:
+                    act[:, cam] = torch.from_numpy(turns[a + i:a + j]).to(device)
                 dy, dx = model.prior.pixel_shift(act)
                 still = ((dy == 0) & (dx == 0)).cpu().numpy()
                 out[a + i:a + j][still] = cache.latents[a + i - 1:a + j - 1][still]
@@ -161,7 +163,7 @@ class LatentCache:
                     out[a + i:a + j][~still] = moved.cpu().numpy().astype(np.float16)
         out.flush()
         del out
-        if prior_turn == "view":
+        if view_prior:
             turns_tmp = root / ".turns.f32.tmp"
             turns.astype(np.float32).tofile(turns_tmp)
             os.replace(turns_tmp, root / "turns.f32")
