@@ -248,6 +248,61 @@ def test_a_dream_at_its_pitch_clamp_moves_its_prior_as_far_as_the_view_turns():
     assert (want[0] - want[1]).abs().mean() > 0.01
 
 
+def test_the_rotation_prior_turns_the_picture_as_the_game_does(indev):
+    """`ModelConfig.prior_geometry` "rotation": the game's own frame before a turn, rotated by the turn from its
+    pitch, is closer to the game's frame after it than the frame shifted at the lens's centre rate (and than the
+    frame unmoved), for turns of yaw, pitch and both, from level and from a tilted view; an unturned frame is
+    itself."""
+    import math
+
+    from tests.conftest import act, noop
+    from worldsim.model.motion_prior import _moved_pixels, rotated_pixels
+
+    env = indev(size=64)
+    obs, info = env.reset(seed=3)
+    for _ in range(3):
+        obs, *_, info = env.step(noop(env.action_space))
+    centre = 32 / math.tan(math.radians(35)) * math.pi / 180  # px per degree at the centre of a 70 degree lens
+    for cam in ([0.0, 10.0], [10.0, 0.0], [0.0, -20.0], [-15.0, 8.0], [0.0, 0.0]):
+        nxt, *_, after = env.step(act(env.action_space, camera=cam))
+        prev, turn = torch.from_numpy(obs)[None], torch.tensor([cam])
+        rotated = rotated_pixels(prev, turn[:, 0], turn[:, 1], torch.tensor([info["pitch"]]), 70.0)
+        shifted = _moved_pixels(prev, -turn[:, 0] * centre, -turn[:, 1] * centre)
+
+        def err(x: torch.Tensor) -> float:  # the picture without the HUD's hotbar, which does not turn
+            return float(((x[0].float() - torch.from_numpy(nxt).float()) ** 2)[4:-14, 4:-4].mean())
+
+        if cam == [0.0, 0.0]:
+            assert torch.equal(rotated, prev)
+        else:
+            assert err(rotated) < 0.85 * min(err(shifted), err(prev)), (cam, err(rotated), err(shifted), err(prev))
+        obs, info = nxt, after
+
+
+def test_a_rotation_dream_turns_its_prior_from_the_pitch_it_tracks():
+    """A dream of the rotation geometry makes each next prior by rotating its picture from the pitch it tracks
+    (a view tilted down turns differently from a level one), and its start frames' priors from the pitches the
+    start's actions imply."""
+    m = tiny_model(camera_px_per_deg=(1.0, -2.0), prior_geometry="rotation")
+    cam = m.codec.slices["camera"]
+    frames = np.random.default_rng(0).integers(0, 256, (1, m.start_frames, 32, 32, 3), dtype=np.uint8)
+    a = torch.zeros(1, m.codec.dim)
+    a[:, cam.start:cam.stop] = torch.tensor([5.0, 10.0])
+    priors = []
+    for pitch in (40.0, 0.0):
+        d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([pitch]))
+        want = m.prior.follow(d.pending, d.last_frame, a, torch.tensor([pitch]))
+        d.step(a)
+        torch.testing.assert_close(d.pending_prior, want, atol=1e-5, rtol=0)
+        priors.append(want)
+    assert (priors[0] - priors[1]).abs().mean() > 0.01
+    starts = torch.zeros(1, 3, m.codec.dim)
+    starts[0, 1:, cam.start] = torch.tensor([4.0, -10.0])  # the pitch turned into frames 1 and 2
+    torch.testing.assert_close(d._start_pitches(torch.tensor([20.0]), starts), torch.tensor([[26.0, 30.0]]))
+    with pytest.raises(ValueError, match="prior_geometry"):
+        tiny_model(prior_geometry="fisheye")
+
+
 def test_configs_document_every_field_round_trip_and_read_retired_fields():
     """Every config field has its docstring (the CLI's help); configs survive JSON; a config written before the
     first model generation was retired loads when the retired fields hold the values this design has, and a

@@ -174,6 +174,42 @@ def test_a_prior_moved_by_the_view_stays_put_where_the_view_did(tiny_run, tiny_d
     assert all(np.isfinite(x["dit_loss"]) for x in _log(out) if x["phase"] == "dit")
 
 
+def test_a_rotation_prior_run_caches_rotated_frames_and_dreams_with_them(tiny_run, tiny_data, tmp_path):
+    """`TrainConfig.prior_turn` "rotation": the cache holds each recorded frame rotated by its view's turn from its
+    recorded pitch (and the pitches, which self-forced dreams start from); only a model of that geometry writes
+    it; a run trained so stores the geometry in its checkpoint, so every dream of it rotates its priors too."""
+    from worldsim.data.dataset import Dataset
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.trainer import bf16_is_native, train
+
+    run, _ = tiny_run
+    m = worldsim.load(run).set_precision("bf16" if bf16_is_native(torch.device("cpu")) else "fp32")
+    ds = Dataset(tiny_data)
+    root = tmp_path / "cache"
+    LatentCache.build(root, ds, m, [0, 1], progress=False)
+    with pytest.raises(ValueError, match="geometry"):
+        LatentCache.write_pixel_prior(root, ds, m, progress=False, prior_turn="rotation")
+    m.prior.geometry = "rotation"
+    LatentCache.write_pixel_prior(root, ds, m, progress=False, prior_turn="rotation")
+    cache = LatentCache(root, "rotation")
+    ep, a = ds.episode(1), int(cache.offsets[1])
+    np.testing.assert_allclose(cache.pitch[a:a + len(ep.frames)], ep.view_pitch())
+    turns = ep.view_turns()
+    t = int(np.flatnonzero(np.abs(turns).max(1) > 1)[0])  # the first step whose view turned
+    flat = torch.zeros(1, m.codec.dim)
+    flat[0, m.prior.camera] = torch.from_numpy(turns[t]).float()
+    want = m.prior.moved(torch.from_numpy(ep.frames[t:t + 1].copy()), flat, torch.tensor(ep.view_pitch()[t:t + 1]))
+    np.testing.assert_allclose(cache.moved[a + t + 1], want[0].detach().numpy(), atol=0.05)  # float16, other batch sizes
+    assert cache.view_pitch(np.array([a]), 3).shape == (1, 3) and LatentCache(root, "view").view_pitch(np.array([a]), 3) is None
+
+    out = tmp_path / "rotation_run"
+    r = train(str(tiny_data), str(out), "tiny", progress=False, ae_steps=5, dit_steps=4, heads_steps=2, log_every=1,
+              sample_every=10**6, prior_turn="rotation", self_forcing=1.0)
+    assert r["phase"] == "done" and (out / "latents" / "moved_rot.f16").exists()
+    assert all(np.isfinite(x["dit_loss"]) for x in _log(out) if x["phase"] == "dit")
+    assert worldsim.load(out).prior.geometry == "rotation" and worldsim.load(run).prior.geometry == "shift"
+
+
 @pytest.mark.parametrize("frames,after,steps", [(2, 0, None), (5, 0, None), (2, 2, None), (3, 1, 1)])
 def test_self_forcing_feeds_the_models_own_dream_as_a_dream_makes_it(tiny_run, frames, after, steps):
     """`own_dream` continues real sequences exactly as a Sampler from their real frames does (same seeds, same

@@ -115,7 +115,7 @@ def _start(env, seed: int, k: int, space):
     from worldsim.envs.neural import start_from_env
 
     _, options = start_from_env(env, seed, k, space)
-    return options["frames"], options["actions"]
+    return options["frames"], options["actions"], float(options.get("pitch", np.nan))
 
 
 def _play(env, actions: list[dict]) -> tuple[np.ndarray, int]:
@@ -187,22 +187,26 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         if f"{name}_truth" in stored:
             ctx, ctx_actions = stored[f"{name}_ctx"], stored[f"{name}_ctx_actions"]
             truth, lengths = stored[f"{name}_truth"], stored[f"{name}_lengths"].tolist()
+            pitch = stored.get(f"{name}_pitch", np.full(len(ctx), np.nan, np.float32))  # (files before it: unknown)
         else:
-            ctx, ctx_actions, truth, lengths = [], [], [], []
+            ctx, ctx_actions, truth, lengths, pitch = [], [], [], [], []
             for s, acts in zip(starts, per_seed):
-                f, a = _start(real, s, k, codec.space)
+                f, a, p = _start(real, s, k, codec.space)
+                pitch.append(p)
                 frames, n = _play(real, acts)
                 ctx.append(f)
                 ctx_actions.append(np.stack([codec.encode(x) for x in a]) if k > 1 else np.zeros((0, codec.dim), np.float32))
                 truth.append(frames)
                 lengths.append(n)
             ctx, ctx_actions, truth = np.stack(ctx), np.stack(ctx_actions), np.stack(truth)
+            pitch = np.array(pitch, np.float32)
             stored.update({f"{name}_ctx": ctx, f"{name}_ctx_actions": ctx_actions, f"{name}_truth": truth,
-                           f"{name}_lengths": np.array(lengths)})
+                           f"{name}_lengths": np.array(lengths), f"{name}_pitch": pitch})
             added = True
         flat = np.stack([np.stack([codec.encode(codec.validate(restrict_action(x, codec.space))) for x in acts])
                          for acts in per_seed])
-        d = Sampler(model, ctx, ctx_actions, steps=sampling_steps, seeds=[seed0 + i for i in range(len(ctx))])
+        d = Sampler(model, ctx, ctx_actions, steps=sampling_steps, seeds=[seed0 + i for i in range(len(ctx))],
+                    pitch=pitch)
         dream = np.stack([d.step(flat[:, t]).frames for t in tqdm(range(flat.shape[1]), desc=f"hold {name}",
                                                              disable=not progress)], axis=1)
         views = {"still": still_steps, "stand": long_steps} if name == "stand" else {name: flat.shape[1]}

@@ -77,8 +77,10 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         real = np.stack([eps[e].frames[s + k:s + k + horizon] for e, s in group])
         flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
                          for e, s in group])
+        pitch = np.array([eps[e].view_pitch()[s + k - 1] for e, s in group], np.float32)  # NaN without poses
         for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
-            d = Sampler(model, ctx, flat[:, : k - 1], steps=steps, seeds=[seed + i + j for j in range(len(group))])
+            d = Sampler(model, ctx, flat[:, : k - 1], steps=steps, seeds=[seed + i + j for j in range(len(group))],
+                        pitch=pitch)
             dream = np.stack([d.step(acts[:, h]).frames for h in range(horizon)], axis=1)
             if cam is not None:  # how far each dreamed frame moved from the one before, to set against the turn
                 shifts["dream" if name == "model" else name].append(_shifts(ctx, dream))

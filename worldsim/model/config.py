@@ -96,6 +96,13 @@ class ModelConfig:
     """Each frame also sees the frame before it, moved in pixels by its camera action and encoded."""
     camera_px_per_deg: tuple[float, float] = (0.0, 0.0)
     """(down, right) pixels the picture moves per degree of (pitch, yaw); measured from the data when zero."""
+    prior_geometry: str = "shift"
+    """How the motion prior moves a frame under a camera turn: "shift" (the whole picture by `camera_px_per_deg`)
+    or "rotation" (the turn's exact homography for the game's `camera_fov` and the view's pitch: a pure turn moves
+    every pixel as a function of the rotation alone, whatever its depth, while a shift is right only near the
+    centre). Set from `TrainConfig.prior_turn`."""
+    camera_fov: float = 70.0
+    """The game's vertical field of view in degrees (Indev renders 70; square frames), for the rotation prior."""
     prior_fill: str = "mean"
     """What the motion prior puts in the strip a turn reveals: "mean" (the mean latent) or "edge" (edge repeated)."""
     pitch_limit: float = 90.0

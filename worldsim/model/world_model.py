@@ -62,7 +62,8 @@ class WorldModel(nn.Module):
         self.register_buffer("latent_mean", torch.zeros(c))
         self.register_buffer("latent_std", torch.ones(c))
         self.prior = (MotionPrior(self.codec.slices.get("camera"), cfg.camera_px_per_deg, cfg.prior_fill,
-                                  cfg.ae.downsample, self.encode) if cfg.motion_prior else None)
+                                  cfg.ae.downsample, self.encode, cfg.prior_geometry, cfg.camera_fov)
+                      if cfg.motion_prior else None)
 
     @property
     def start_frames(self) -> int:

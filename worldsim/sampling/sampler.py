@@ -102,12 +102,15 @@ class Sampler:
                 self.generators[i].manual_seed(int(sd))
         z = m.encode(frames)
         feats = m.codec.features(flat, known)
+        p = torch.full((r,), float("nan"), device=dev) if pitch is None else torch.as_tensor(
+            np.asarray(pitch, np.float32), device=dev).reshape(r).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
         prior = None
         if m.prior is not None:  # each start frame's prior: the frame before it moved by the action between them
             moved = torch.zeros_like(z)
             if s > 1:
                 moved[:, 1:] = m.prior.moved(frames[:, :-1].reshape(-1, *frames.shape[2:]),
-                                             flat[:, 1:].reshape(-1, flat.shape[-1])).reshape(r, s - 1, *z.shape[2:])
+                                             flat[:, 1:].reshape(-1, flat.shape[-1]),
+                                             self._start_pitches(p, flat).reshape(-1)).reshape(r, s - 1, *z.shape[2:])
             prior = m.prior.sequence(moved, flat, known)  # as training makes it from the latent cache
             if m.cfg.sampler.prior_noise > 0:  # (a start frame with no frame before it keeps its zero prior)
                 prior = self._noised(prior, rows.tolist()) * known[..., None, None, None]
@@ -129,9 +132,7 @@ class Sampler:
         self.pending_feats[rows] = feats[:, -1]
         self.time[rows] = s - 1
         self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
-        p = torch.full((r,), float("nan"), device=dev) if pitch is None else torch.as_tensor(
-            np.asarray(pitch, np.float32), device=dev).reshape(r)
-        self.pitch[rows] = p.clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
+        self.pitch[rows] = p
 
     @torch.no_grad()
     def step(self, flat_actions: np.ndarray | torch.Tensor) -> Dreamed:
@@ -144,7 +145,8 @@ class Sampler:
         cam = m.codec.slices.get("camera")
         pitch = self.pitch if cam is None else (self.pitch + a[:, cam.start]).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
         view = self._view_turn(a, pitch, cam)
-        prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, view), range(len(a)))
+        prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, view, self.pitch),
+                                                          range(len(a)))
         z = self._generate(feats, prior)
         frames = m.decode(z)
         if self.carry is not None:
@@ -156,6 +158,15 @@ class Sampler:
         self.time = self.time + 1
         self.pitch = pitch
         return Dreamed(frames.cpu().numpy(), events.cpu().numpy(), terminated.cpu().numpy())
+
+    def _start_pitches(self, pitch: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """The pitch (R, S-1) of every start frame but the last, counted back from the last one's (R,) through the
+        camera actions after it (R, S, A): what the rotation prior turns each from. NaN where unknown."""
+        cam = self.model.codec.slices.get("camera")
+        if cam is None or flat.shape[1] < 2:
+            return pitch[:, None].expand(len(pitch), max(flat.shape[1] - 1, 0))
+        after = flat[:, 1:, cam.start].flip(1).cumsum(1).flip(1)  # pitch turned from frame k to the last frame
+        return pitch[:, None] - after
 
     def _view_turn(self, a: torch.Tensor, pitch: torch.Tensor, cam: slice | None) -> torch.Tensor:
         """The actions a (B, A) with the camera's pitch as far as the view turns: the game stops the pitch at its

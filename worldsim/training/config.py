@@ -81,7 +81,9 @@ class TrainConfig:
     view made ("view", from the episode's recorded poses). Why: while a GUI is open or the pitch is at its clamp
     the camera action does not turn the view (a quarter of the turning steps of the policy mix), so a prior moved
     by the action is wrong there and the network learns to distrust it under every turn; a dream has only the
-    action, which is the view's turn everywhere else."""
+    action, which is the view's turn everywhere else. "rotation": the view's turn, made as the camera's exact
+    rotation (`ModelConfig.prior_geometry`, which this sets): a shift is right only near the picture's centre, and
+    on held-out turns the rotated frame leaves a third less latent error (`docs/bench/rotation_prior.json`)."""
     prior_noise: float = 0.0
     """Largest noise level mixed into a frame's motion prior in training (uniform per frame from 0): the network
     learns the prior as a hint to correct, not a frame to copy; the sampler then uses half (`prior_noise`)."""

@@ -18,8 +18,9 @@ from worldsim.data.dataset import Dataset
 from worldsim.io.atomic import write_json_atomic
 from worldsim.model.actions import ActionCodec
 
-PRIOR_TURNS = ("action", "view")
-MOVED = {"action": "moved.f16", "view": "moved_view.f16"}  # the moved frames of each kind of prior
+PRIOR_TURNS = ("action", "view", "rotation")
+MOVED = {"action": "moved.f16", "view": "moved_view.f16", "rotation": "moved_rot.f16"}  # moved frames per kind of prior
+BY_VIEW = ("view", "rotation")  # the priors moved by the view's recorded turn (turns.f32)
 
 
 class LatentCache:
@@ -29,12 +30,13 @@ class LatentCache:
     Optional moved.f16 (N, C, h, w): for models trained on the pixel-space motion prior, each frame's previous
     frame moved in pixels by the frame's camera action and encoded (zeros for an episode's first frame). Or, for
     priors moved by the view's recorded turn (`TrainConfig.prior_turn` "view"), moved_view.f16 and turns.f32
-    (N, 2): the [pitch, yaw] degrees the view turned into each frame.
+    (N, 2): the [pitch, yaw] degrees the view turned into each frame; rotated by it (the rotation geometry,
+    "rotation"), moved_rot.f16, turns.f32 and pitch.f32 (N,): the view's pitch at each frame (NaN: unknown).
     """
 
     def __init__(self, root: str | os.PathLike, prior_turn: str = "action"):
-        """prior_turn: which moved frames the cache reads, those moved by the camera action ("action") or by the
-        view's recorded turn ("view")."""
+        """prior_turn: which moved frames the cache reads, those moved by the camera action ("action"), shifted by
+        the view's recorded turn ("view") or rotated by it ("rotation")."""
         if prior_turn not in PRIOR_TURNS:
             raise ValueError(f"prior_turn must be one of {PRIOR_TURNS}, got {prior_turn!r}")
         self.root = Path(root)
@@ -49,7 +51,9 @@ class LatentCache:
         moved = self.root / MOVED[prior_turn]
         self.moved = np.memmap(moved, np.float16, "r", shape=(n, *shape)) if moved.exists() else None
         turns = self.root / "turns.f32"
-        self.turns = np.memmap(turns, np.float32, "r", shape=(n, 2)) if prior_turn == "view" and turns.exists() else None
+        self.turns = np.memmap(turns, np.float32, "r", shape=(n, 2)) if prior_turn in BY_VIEW and turns.exists() else None
+        pitch = self.root / "pitch.f32"
+        self.pitch = np.memmap(pitch, np.float32, "r", shape=(n,)) if prior_turn == "rotation" and pitch.exists() else None
         self.prior_turn = prior_turn
 
     @staticmethod
@@ -119,7 +123,8 @@ class LatentCache:
         same precision). reuse: an older cache (opened for the same prior_turn) whose moved frames of its first
         episodes are copied (`build`). prior_turn "view": moved_view.f16, each frame moved by the turn its view
         made (the episode's recorded poses; the camera action where an episode has none), and those turns in
-        turns.f32."""
+        turns.f32; "rotation": moved_rot.f16, the same turns made by a model of the rotation geometry, from each
+        frame's recorded pitch (level where an episode has no poses)."""
         from tqdm import tqdm
 
         root = Path(root)
@@ -129,24 +134,34 @@ class LatentCache:
         tmp = root / f".{name}.tmp"
         out = np.memmap(tmp, np.float16, "w+", shape=cache.latents.shape)  # a new file reads as zeros: each episode's first frame
         cam = model.prior.camera
-        view_prior = prior_turn == "view"
+        view_prior = prior_turn in BY_VIEW
+        if (prior_turn == "rotation") != (model.prior.geometry == "rotation"):
+            raise ValueError(f"moved frames for prior_turn {prior_turn!r} need a model of that geometry "
+                             f"(ModelConfig.prior_geometry {model.prior.geometry!r})")
         turns = np.array(cache.actions[:, cam]) if view_prior else None  # [pitch, yaw]: the action's, or the view's below
+        pitches = np.full(len(cache.latents), np.nan, np.float32) if prior_turn == "rotation" else None
         device = model.latent_mean.device
         spans = list(zip(meta["episodes"], cache.offsets[:-1], cache.offsets[1:]))
         usable = (reuse is not None and reuse.prior_turn == prior_turn and reuse.moved is not None
-                  and (prior_turn == "action" or reuse.turns is not None))
+                  and (prior_turn == "action" or reuse.turns is not None)
+                  and (prior_turn != "rotation" or reuse.pitch is not None))
         kept = reuse.prefix_of(ds, meta["episodes"]) if usable else 0
         if kept:
             end = cache.offsets[kept]
             out[:end] = reuse.moved[:end]
             if view_prior:
                 turns[:end] = reuse.turns[:end]
+            if pitches is not None:
+                pitches[:end] = reuse.pitch[:end]
         for e, a, b in tqdm(spans[kept:], desc="encode moved frames", disable=not progress):
             ep = ds.episode(e)
             frames = ep.frames
             if len(frames) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
             view = ep.view_turns() if view_prior else None
+            pitch = torch.from_numpy(ep.view_pitch()).to(device)  # of each frame (NaN: level, for the rotation)
+            if pitches is not None:
+                pitches[a:b] = ep.view_pitch()
             if view is not None:
                 turns[a + 1:b] = view
             for i in range(1, b - a, batch):
@@ -159,7 +174,8 @@ class LatentCache:
                 out[a + i:a + j][still] = cache.latents[a + i - 1:a + j - 1][still]
                 if (~still).any():
                     prev = torch.from_numpy(np.array(frames[i - 1:j - 1])[~still]).to(device)
-                    moved = model.prior.moved(prev, act[torch.from_numpy(~still).to(device)])
+                    rows = torch.from_numpy(~still).to(device)
+                    moved = model.prior.moved(prev, act[rows], pitch[i - 1:j - 1][rows])
                     out[a + i:a + j][~still] = moved.cpu().numpy().astype(np.float16)
         out.flush()
         del out
@@ -167,6 +183,10 @@ class LatentCache:
             turns_tmp = root / ".turns.f32.tmp"
             turns.astype(np.float32).tofile(turns_tmp)
             os.replace(turns_tmp, root / "turns.f32")
+        if pitches is not None:
+            pitch_tmp = root / ".pitch.f32.tmp"
+            pitches.tofile(pitch_tmp)
+            os.replace(pitch_tmp, root / "pitch.f32")
         os.replace(tmp, root / name)
         return root / name
 
@@ -199,6 +219,14 @@ class LatentCache:
             raise ValueError(f"{self.root} has no {MOVED[self.prior_turn]}: build it with LatentCache.write_pixel_prior")
         idx = np.asarray(starts)[:, None] + np.arange(frames)[None]
         return torch.from_numpy(self.moved[idx].astype(np.float32))
+
+    def view_pitch(self, starts: np.ndarray, frames: int) -> torch.Tensor | None:
+        """The view's pitch (B, F) at every frame of each window (NaN: unknown), where the cache holds it (the
+        rotation prior turns a dream's frames from it); None otherwise."""
+        if self.pitch is None:
+            return None
+        idx = np.asarray(starts)[:, None] + np.arange(frames)[None]
+        return torch.from_numpy(np.asarray(self.pitch[idx]))
 
     def prior_actions(self, starts: np.ndarray, frames: int, flat: torch.Tensor, camera: slice) -> torch.Tensor:
         """The actions (B, F, A) that moved each frame's prior: `flat` itself, or with the view's recorded turns

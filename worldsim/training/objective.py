@@ -47,7 +47,8 @@ def noised_prior(prior: torch.Tensor, level: torch.Tensor, known: torch.Tensor,
 @torch.no_grad()
 def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: torch.Tensor, moved: torch.Tensor | None,
               rng: np.random.Generator, precision: str, frames: int, after: int = 0, steps: int | None = None,
-              prior_flat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+              prior_flat: torch.Tensor | None = None, pitch: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Self forcing: the model dreams `frames` frames of real sequences z (B, L, ...) from the real ones before
     them, under the recorded actions, exactly as a dream does (its sampler, its context noise, the motion prior
     made from its own last frame); the sequence's last `after` frames stay real. Returns the network inputs, every
@@ -57,7 +58,8 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
     longer dream leaves the real frames. With `after` > 0 the dreamed frames are only a past (weight 0): their
     own target, the real frame the dream has already left, is a regression toward a mean that blurs. steps: the
     shortcut steps per dreamed frame (None: the sampler's default). prior_flat: the actions that moved `moved`
-    where they are not `flat` (the real frames' priors; a dream moves its own by the action)."""
+    where they are not `flat` (the real frames' priors; a dream moves its own by the action). pitch (B, L): the
+    view's pitch at each real frame (`LatentCache.view_pitch`; None: unknown), which the dream starts from."""
     first = z.shape[1] - frames - after
     if frames < 1 or after < 0 or not 1 <= first <= model.cfg.context:
         raise ValueError(f"self forcing dreams 1 to {z.shape[1] - 1 - after} frames of a {z.shape[1]}-frame sequence "
@@ -66,7 +68,8 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
     model.eval().set_precision(precision)
     try:
         sampler = Sampler(model, model.decode(z[:, :first]), flat[:, 1:first], steps=steps,
-                          seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))])
+                          seeds=[int(x) for x in rng.integers(0, 2**31 - 1, len(z))],
+                          pitch=None if pitch is None else pitch[:, first - 1].cpu().numpy())
         out = z.clone()
         priors = None if moved is None else model.prior.sequence(moved, flat if prior_flat is None else prior_flat, known)
         for t in range(first, first + frames):
@@ -76,7 +79,8 @@ def own_dream(model: WorldModel, z: torch.Tensor, flat: torch.Tensor, known: tor
                 priors[:, t] = sampler.pending_prior
         t = first + frames
         if priors is not None and after:
-            priors[:, t] = model.prior.follow(sampler.pending, sampler.last_frame, flat[:, t]) * known[:, t, None, None, None]
+            priors[:, t] = model.prior.follow(sampler.pending, sampler.last_frame, flat[:, t],
+                                              sampler.pitch) * known[:, t, None, None, None]
     finally:
         model.set_precision(was_precision)
         model.train(was_training)

@@ -91,6 +91,7 @@ def _dit(t: Trainer) -> Loss:
         z, a, known = (x.to(t.device) for x in cache.batch(pick, n))
         moved = cache.moved_seq(pick, n).to(t.device) if with_prior else None
         moved_by = cache.prior_actions(pick, n, a, t.model.prior.camera) if with_prior else None
+        pitch = cache.view_pitch(pick, n)
         inputs = prior = weight = None
         dreamed, after = None, 0
         if stand:  # a long dream of standing still; its targets, the real frames, are still exact
@@ -99,7 +100,7 @@ def _dit(t: Trainer) -> Loss:
             dreamed, after = tc.self_forcing_frames, tc.self_forcing_after
         if dreamed is not None:
             inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
-                                              dreamed, after, tc.self_forcing_steps or None, moved_by)
+                                              dreamed, after, tc.self_forcing_steps or None, moved_by, pitch)
         with t.autocast():
             value, parts = sequence_loss(t.model, z, a, known, tc.bootstrap_share, tc.rollout_share, tc.context_min,
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,

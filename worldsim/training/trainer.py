@@ -141,6 +141,7 @@ class Trainer:
         # dreams sample as training noised, at half the largest level; derived every time, so a run that changes
         # `prior_noise` on resuming samples as it now trains (not as the checkpoint it resumed from did)
         model_cfg.sampler.prior_noise = train_cfg.prior_noise / 2
+        model_cfg.prior_geometry = "rotation" if train_cfg.prior_turn == "rotation" else "shift"
         self.bf16 = train_cfg.bf16 and bf16_is_native(self.device)
         torch.manual_seed(train_cfg.seed)
         self.model = WorldModel(model_cfg).to(self.device)
