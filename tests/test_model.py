@@ -303,6 +303,45 @@ def test_a_rotation_dream_turns_its_prior_from_the_pitch_it_tracks():
         tiny_model(prior_geometry="fisheye")
 
 
+@pytest.mark.parametrize("geometry", ["shift", "rotation"])
+def test_a_dream_with_view_memory_turned_away_and_back_makes_its_prior_from_what_it_saw(geometry):
+    """`SamplerConfig.view_memory`: turned 30 degrees right and back, a dream's prior is the start frame's own
+    latent again (the remembered frame of that very view, nothing left to turn), where without the memory it is
+    the last dreamed frame moved back; on the way out it is the usual prior; a key pressed on the way (a step
+    forward) makes the dream forget, and standing still the memory changes nothing."""
+    from tests.conftest import act
+
+    m = tiny_model(camera_px_per_deg=(1.0, -2.0), prior_geometry=geometry)
+    frames = np.random.default_rng(0).integers(0, 256, (1, m.start_frames, 32, 32, 3), dtype=np.uint8)
+    flat = {k: torch.from_numpy(m.codec.encode(act(m.codec.space, **kw)))[None]
+            for k, kw in (("right", {"camera": [0, 10]}), ("left", {"camera": [0, -10]}), ("still", {}),
+                          ("forward", {"forward": 1}))}
+    priors = {}
+    for memory, plan in ((False, "rrrlll"), (True, "rrrlll"), (True, "rrrflll"), (True, "ssss")):
+        m.cfg.sampler.view_memory = memory
+        d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([0.0]))
+        start = d.pending.clone()
+        seen = []
+        for c in plan:
+            d.step({"r": flat["right"], "l": flat["left"], "f": flat["forward"], "s": flat["still"]}[c])
+            seen.append(d.pending_prior.clone())
+        priors[(memory, plan)] = seen
+        if memory and plan == "rrrlll":
+            torch.testing.assert_close(seen[-1], start, atol=1e-5, rtol=0)
+    for i in range(3):  # turning out: the newest frame is the closest view, as without the memory
+        torch.testing.assert_close(priors[(True, "rrrlll")][i], priors[(False, "rrrlll")][i], atol=1e-5, rtol=0)
+    assert (priors[(False, "rrrlll")][-1] - priors[(True, "rrrlll")][-1]).abs().mean() > 0.01
+    m.cfg.sampler.view_memory = False
+    d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([0.0]))
+    for c in "rrrflll":
+        d.step({"r": flat["right"], "l": flat["left"], "f": flat["forward"]}[c])
+    torch.testing.assert_close(priors[(True, "rrrflll")][-1], d.pending_prior, atol=1e-5, rtol=0)
+    d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([0.0]))
+    for p in priors[(True, "ssss")]:
+        d.step(flat["still"])
+        torch.testing.assert_close(p, d.pending_prior, atol=1e-5, rtol=0)
+
+
 def test_configs_document_every_field_round_trip_and_read_retired_fields():
     """Every config field has its docstring (the CLI's help); configs survive JSON; a config written before the
     first model generation was retired loads when the retired fields hold the values this design has, and a

@@ -11,6 +11,7 @@ self-forcing training. Per row (dream) it holds
 - the newest frame's pixels, whose move under the next action makes the next frame's motion prior;
 - the pixel detail its latent does not hold, carried to the next frame (`worldsim.sampling.detail`);
 - the camera's pitch, summed from the camera actions and clamped as the game clamps it (reported in `info`);
+- with `SamplerConfig.view_memory`, its recent frames and the view each was seen from (`worldsim.sampling.memory`);
 - the last two latents, which the outcome heads read.
 
 An action is converted to a tensor and featurised once per step; the denoiser and the heads share the features.
@@ -26,6 +27,7 @@ import torch
 from worldsim.model import shortcut
 from worldsim.model.world_model import WorldModel
 from worldsim.sampling.detail import DetailCarry
+from worldsim.sampling.memory import ViewMemory
 
 
 @dataclass
@@ -62,6 +64,12 @@ class Sampler:
         self.pending_prior = torch.zeros(b, c, h, w, device=dev) if model.prior else None
         self.last_frame = torch.zeros(b, *model.cfg.frame_hw, 3, dtype=torch.uint8, device=dev)
         self.pitch = torch.full((b,), float("nan"), device=dev)
+        self.view = torch.zeros(b, 2, device=dev)  # [pitch, yaw] of the newest frame: yaw summed from the start's
+        self.memory = (ViewMemory(b, model.cfg.context, (c, h, w), model.cfg.frame_hw, dev)
+                       if model.cfg.sampler.view_memory and model.prior is not None else None)
+        self.keys_only = torch.ones(model.codec.dim, dtype=torch.bool, device=dev)  # the flat entries of every key
+        if "camera" in model.codec.slices:
+            self.keys_only[model.codec.slices["camera"]] = False
         carry = model.cfg.sampler.detail_carry
         self.carry = DetailCarry(b, model.cfg.frame_hw, carry, dev) if carry > 0 else None
         if seeds is None:
@@ -133,6 +141,14 @@ class Sampler:
         self.time[rows] = s - 1
         self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
         self.pitch[rows] = p
+        views = self._start_views(p, flat)
+        self.view[rows] = views[:, -1]
+        if self.memory is not None:  # the start frames only camera turns lead from to the last one
+            camera_only = (flat[..., self.keys_only] == 0).all(-1) & (known > 0)
+            kept = torch.ones(r, s, dtype=torch.bool, device=dev)
+            if s > 1:
+                kept[:, :-1] = camera_only[:, 1:].flip(1).cumprod(1).flip(1).bool()
+            self.memory.reset(rows, z, frames, views, kept)
 
     @torch.no_grad()
     def step(self, flat_actions: np.ndarray | torch.Tensor) -> Dreamed:
@@ -145,8 +161,21 @@ class Sampler:
         cam = m.codec.slices.get("camera")
         pitch = self.pitch if cam is None else (self.pitch + a[:, cam.start]).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
         view = self._view_turn(a, pitch, cam)
-        prior = None if m.prior is None else self._noised(m.prior.follow(self.pending, self.last_frame, view, self.pitch),
-                                                          range(len(a)))
+        seen = self.view.clone()
+        if cam is not None:
+            seen += view[:, cam]
+            seen[:, 0] = torch.where(torch.isnan(pitch), seen[:, 0], pitch)
+        camera_only = (a[:, self.keys_only] == 0).all(-1)
+        prior = None
+        if m.prior is not None:
+            z_from, frame_from, turn, pitch_from = self.pending, self.last_frame, view, self.pitch
+            if self.memory is not None:  # the remembered frame of the closest view, turned by what is left
+                z_from, frame_from, view_from = self.memory.source(seen, camera_only)
+                turn = view.clone()
+                turn[:, cam] = seen - view_from
+                turn[:, cam.start + 1] = torch.remainder(turn[:, cam.start + 1] + 180.0, 360.0) - 180.0
+                pitch_from = torch.where(torch.isnan(self.pitch), self.pitch, view_from[:, 0])
+            prior = self._noised(m.prior.follow(z_from, frame_from, turn, pitch_from), range(len(a)))
         z = self._generate(feats, prior)
         frames = m.decode(z)
         if self.carry is not None:
@@ -156,8 +185,23 @@ class Sampler:
         events, terminated = m.outcome(self.latents[:, 0], z, feats)
         self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames
         self.time = self.time + 1
-        self.pitch = pitch
+        self.pitch, self.view = pitch, seen
+        if self.memory is not None:
+            self.memory.push(z, frames, seen, camera_only)
         return Dreamed(frames.cpu().numpy(), events.cpu().numpy(), terminated.cpu().numpy())
+
+    def _start_views(self, pitch: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """The view [pitch, yaw] (R, S, 2) of every start frame: yaw counted back from 0 at the last frame through
+        the camera actions (R, S, A), pitch from the last frame's (R,) (level where unknown)."""
+        cam = self.model.codec.slices.get("camera")
+        r, s = flat.shape[:2]
+        out = torch.zeros(r, s, 2, device=flat.device)
+        level = torch.nan_to_num(pitch, nan=0.0)
+        out[:, :, 0] = level[:, None]
+        if cam is not None and s > 1:
+            out[:, :-1, 0] = self._start_pitches(level, flat)
+            out[:, :-1, 1] = -flat[:, 1:, cam.start + 1].flip(1).cumsum(1).flip(1)
+        return out
 
     def _start_pitches(self, pitch: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """The pitch (R, S-1) of every start frame but the last, counted back from the last one's (R,) through the
