@@ -305,9 +305,9 @@ def test_a_rotation_dream_turns_its_prior_from_the_pitch_it_tracks():
 
 @pytest.mark.parametrize("geometry", ["shift", "rotation"])
 def test_a_dream_with_view_memory_turned_away_and_back_makes_its_prior_from_what_it_saw(geometry):
-    """`SamplerConfig.view_memory`: turned 30 degrees right and back, a dream's prior is the start frame's own
-    latent again (the remembered frame of that very view, nothing left to turn), where without the memory it is
-    the last dreamed frame moved back; on the way out it is the usual prior; a key pressed on the way (a step
+    """`SamplerConfig.view_memory`: turned 30 degrees right and back, or once around, a dream's prior is the start
+    frame's own latent again (the remembered frame of that very view, nothing left to turn), where without the
+    memory it is the last dreamed frame moved back; on the way out it is the usual prior; a key pressed on the way (a step
     forward) makes the dream forget, and standing still the memory changes nothing."""
     from tests.conftest import act
 
@@ -318,7 +318,7 @@ def test_a_dream_with_view_memory_turned_away_and_back_makes_its_prior_from_what
                           ("forward", {"forward": 1}))}
     priors = {}
     for memory, plan in ((False, "rrrlll"), (True, "rrrlll"), (True, "rrrflll"), (True, "ssss")):
-        m.cfg.sampler.view_memory = memory
+        m.cfg.sampler.view_memory = 16 if memory else 0
         d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([0.0]))
         start = d.pending.clone()
         seen = []
@@ -328,10 +328,15 @@ def test_a_dream_with_view_memory_turned_away_and_back_makes_its_prior_from_what
         priors[(memory, plan)] = seen
         if memory and plan == "rrrlll":
             torch.testing.assert_close(seen[-1], start, atol=1e-5, rtol=0)
+    m.cfg.sampler.view_memory = 64
+    d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([0.0]))
+    for _ in range(36):  # once around: the start's view again
+        d.step(flat["right"])
+    torch.testing.assert_close(d.pending_prior, start, atol=1e-5, rtol=0)
     for i in range(3):  # turning out: the newest frame is the closest view, as without the memory
         torch.testing.assert_close(priors[(True, "rrrlll")][i], priors[(False, "rrrlll")][i], atol=1e-5, rtol=0)
     assert (priors[(False, "rrrlll")][-1] - priors[(True, "rrrlll")][-1]).abs().mean() > 0.01
-    m.cfg.sampler.view_memory = False
+    m.cfg.sampler.view_memory = 0
     d = Sampler(m, frames, steps=1, seeds=[0], pitch=np.array([0.0]))
     for c in "rrrflll":
         d.step({"r": flat["right"], "l": flat["left"], "f": flat["forward"]}[c])

@@ -108,6 +108,10 @@ def _export(a: argparse.Namespace) -> int:
         from worldsim.model.world_model import check_context_noise
 
         model.cfg.sampler.context_noise = check_context_noise(a.context_noise)
+    if a.view_memory is not None:  # how many frames the exported model's dreams remember with their views
+        if a.view_memory < 0:
+            raise SystemExit(f"--view-memory must be >= 0 frames, got {a.view_memory}")
+        model.cfg.sampler.view_memory = a.view_memory
     bank = cut_openings(Dataset(a.data), model.codec, model.start_frames, n=a.openings, seed=a.seed) if a.data else load_openings(src)
     out = save_derived(src, a.out, model, half=a.fp16, openings=bank, raw=a.raw)
     size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
@@ -147,6 +151,10 @@ def register(sub) -> None:
     ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
     ex.add_argument("--context-noise", type=float, help="the noise level finished frames enter a dream's past at, "
                     "the default the exported model samples with (default: the source's)")
+    ex.add_argument("--view-memory", type=int, metavar="FRAMES",
+                    help="frames the exported model's dreams remember with their views, to make each prior from the "
+                    "closest view while only the camera moves (SamplerConfig.view_memory; 0: none; default: the "
+                    "source's)")
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size; not for warm starts)")
     ex.add_argument("--raw", action="store_true", help="also store the raw dynamics weights (fp32) beside the EMA, so "
                     "a warm start from the export (`train --init`, `continue`) loses nothing")

@@ -66,9 +66,10 @@ class SamplerConfig:
     prior_noise: float = 0.0
     """Noise level mixed into each frame's motion prior (a hint the dream made itself: trusted fully, its errors
     are copied and amplified frame after frame); a model trained with `TrainConfig.prior_noise` samples at half it."""
-    view_memory: bool = False
-    """Make each prior from the remembered frame whose view is closest to the new one, while only the camera moves
-    (`worldsim.sampling.memory`): turned away and back, a dream draws the place it saw."""
+    view_memory: int = 0
+    """Frames a dream remembers with the view each was seen from (0: none): while only the camera moves, each prior
+    is made from the remembered frame whose view is closest to the new one (`worldsim.sampling.memory`), so turned
+    away and back, or once around, a dream draws the place it saw. 72 covers a full turn at 5 degrees a step."""
     detail_carry: float = 0.4
     """Carry the pixel detail a latent does not hold from frame to frame (`worldsim.sampling.detail`): the change
     of the decoded picture (mean absolute over channels, 0-1) at which a pixel's detail is dropped; 0: frames are

@@ -4,9 +4,10 @@ The motion prior moves the newest frame by the turn. Turned 90 degrees away and 
 one before it moved, so what comes back into view is what the dream redrew on the way, and the start's door has
 long left every prior (the network still sees it in its context, but nothing tells it which past frame matches
 the view it is turning to). Yet while only the camera moves, the view alone decides the picture: a past frame of
-the same view is the right prior for the new one. So each dream remembers its last `context` frames with the
-view (pitch, and yaw summed from the turns) each was seen from, and the next frame's prior comes from the frame
-whose view is closest to the new one, rotated by what is left of the turn. Any other key (walking, jumping,
+the same view is the right prior for the new one. So each dream remembers its last frames
+(`SamplerConfig.view_memory`) with the view (pitch, and yaw summed from the turns) each was seen from, and the
+next frame's prior comes from the frame whose view is closest to the new one, turned by what is left of the turn
+(the most recent of equally close ones): turned once around, a dream meets the world it started in. Any other key (walking, jumping,
 breaking, opening a GUI) changes what a view shows: the memory then forgets all but the newest frame.
 """
 
@@ -47,8 +48,8 @@ class ViewMemory:
         d = self.view - view[:, None]
         d[..., 1] = torch.remainder(d[..., 1] + 180.0, 360.0) - 180.0
         dist = torch.nan_to_num(d, nan=0.0).abs().sum(-1)
-        dist = dist.masked_fill(~self.valid, float("inf"))
-        dist[b, self.newest] = dist[b, self.newest].clamp(max=1e9) - 1e-3  # the newest wins a tie
+        age = torch.remainder(self.newest[:, None] - torch.arange(self.z.shape[1], device=view.device), self.z.shape[1])
+        dist = (dist + 1e-4 * age).masked_fill(~self.valid, float("inf"))  # the most recent wins a tie
         pick = torch.where(camera_only, dist.argmin(1), self.newest)
         return self.z[b, pick], self.frames[b, pick], self.view[b, pick]
 

@@ -65,8 +65,8 @@ class Sampler:
         self.last_frame = torch.zeros(b, *model.cfg.frame_hw, 3, dtype=torch.uint8, device=dev)
         self.pitch = torch.full((b,), float("nan"), device=dev)
         self.view = torch.zeros(b, 2, device=dev)  # [pitch, yaw] of the newest frame: yaw summed from the start's
-        self.memory = (ViewMemory(b, model.cfg.context, (c, h, w), model.cfg.frame_hw, dev)
-                       if model.cfg.sampler.view_memory and model.prior is not None else None)
+        self.memory = (ViewMemory(b, model.cfg.sampler.view_memory, (c, h, w), model.cfg.frame_hw, dev)
+                       if model.cfg.sampler.view_memory > 0 and model.prior is not None else None)
         self.keys_only = torch.ones(model.codec.dim, dtype=torch.bool, device=dev)  # the flat entries of every key
         if "camera" in model.codec.slices:
             self.keys_only[model.codec.slices["camera"]] = False
