@@ -66,7 +66,7 @@ class SamplerConfig:
     prior_noise: float = 0.0
     """Noise level mixed into each frame's motion prior (a hint the dream made itself: trusted fully, its errors
     are copied and amplified frame after frame); a model trained with `TrainConfig.prior_noise` samples at half it."""
-    view_memory: int = 0
+    view_memory: int = 128
     """Frames a dream remembers with the view each was seen from (0: none): while only the camera moves, each prior
     is made from the remembered frame whose view is closest to the new one (`worldsim.sampling.memory`), so turned
     away and back, or once around, a dream draws the place it saw. 72 covers a full turn at 5 degrees a step."""
