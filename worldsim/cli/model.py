@@ -108,6 +108,10 @@ def _export(a: argparse.Namespace) -> int:
         from worldsim.model.world_model import check_context_noise
 
         model.cfg.sampler.context_noise = check_context_noise(a.context_noise)
+    if a.detail_carry is not None:  # how much of the pixel detail the exported model's dreams carry
+        if a.detail_carry < 0:
+            raise SystemExit(f"--detail-carry must be >= 0, got {a.detail_carry}")
+        model.cfg.sampler.detail_carry = a.detail_carry
     if a.view_memory is not None:  # how many frames the exported model's dreams remember with their views
         if a.view_memory < 0:
             raise SystemExit(f"--view-memory must be >= 0 frames, got {a.view_memory}")
@@ -151,6 +155,9 @@ def register(sub) -> None:
     ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
     ex.add_argument("--context-noise", type=float, help="the noise level finished frames enter a dream's past at, "
                     "the default the exported model samples with (default: the source's)")
+    ex.add_argument("--detail-carry", type=float, help="the change of the decoded picture (0-1) at which the exported "
+                    "model's dreams drop a pixel's carried detail (SamplerConfig.detail_carry; 0: none; default: the "
+                    "source's)")
     ex.add_argument("--view-memory", type=int, metavar="FRAMES",
                     help="frames the exported model's dreams remember with their views, to make each prior from the "
                     "closest view while only the camera moves (SamplerConfig.view_memory; 0: none; default: the "
