@@ -7,8 +7,9 @@ the view it is turning to). Yet while only the camera moves, the view alone deci
 the same view is the right prior for the new one. So each dream remembers its last frames
 (`SamplerConfig.view_memory`) with the view (pitch, and yaw summed from the turns) each was seen from, and the
 next frame's prior comes from the frame whose view is closest to the new one, turned by what is left of the turn
-(the most recent of equally close ones): turned once around, a dream meets the world it started in. Any other key (walking, jumping,
-breaking, opening a GUI) changes what a view shows: the memory then forgets all but the newest frame.
+(the most recent of equally close ones): turned once around, a dream meets the world it started in. Any other
+key (walking, jumping, breaking, opening a GUI) changes what a view shows: the memory then forgets all but the
+newest frame.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class ViewMemory:
     def source(self, view: torch.Tensor, camera_only: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For the next frames' views (B, 2): the remembered frame to make each prior from (its latent (B, ...),
         picture (B, H, W, 3)) and its view (B, 2): the closest view (summed absolute degrees, yaw wrapped), the
-        newest on a tie; the newest where the step presses any key but the camera (`camera_only` False)."""
+        most recent on a tie; the newest where the step presses any key but the camera (`camera_only` False)."""
         b = torch.arange(len(view), device=view.device)
         d = self.view - view[:, None]
         d[..., 1] = torch.remainder(d[..., 1] + 180.0, 360.0) - 180.0

@@ -112,13 +112,14 @@ class Sampler:
         feats = m.codec.features(flat, known)
         p = torch.full((r,), float("nan"), device=dev) if pitch is None else torch.as_tensor(
             np.asarray(pitch, np.float32), device=dev).reshape(r).clamp(-m.cfg.pitch_limit, m.cfg.pitch_limit)
+        views = self._start_views(p, flat)
         prior = None
         if m.prior is not None:  # each start frame's prior: the frame before it moved by the action between them
             moved = torch.zeros_like(z)
             if s > 1:
                 moved[:, 1:] = m.prior.moved(frames[:, :-1].reshape(-1, *frames.shape[2:]),
                                              flat[:, 1:].reshape(-1, flat.shape[-1]),
-                                             self._start_pitches(p, flat).reshape(-1)).reshape(r, s - 1, *z.shape[2:])
+                                             views[:, :-1, 0].reshape(-1)).reshape(r, s - 1, *z.shape[2:])
             prior = m.prior.sequence(moved, flat, known)  # as training makes it from the latent cache
             if m.cfg.sampler.prior_noise > 0:  # (a start frame with no frame before it keeps its zero prior)
                 prior = self._noised(prior, rows.tolist()) * known[..., None, None, None]
@@ -141,7 +142,6 @@ class Sampler:
         self.time[rows] = s - 1
         self.latents[rows] = z[:, -1:].expand(r, 2, *z.shape[2:])
         self.pitch[rows] = p
-        views = self._start_views(p, flat)
         self.view[rows] = views[:, -1]
         if self.memory is not None:  # the start frames only camera turns lead from to the last one
             camera_only = (flat[..., self.keys_only] == 0).all(-1) & (known > 0)

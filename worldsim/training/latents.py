@@ -159,9 +159,10 @@ class LatentCache:
             if len(frames) != b - a:
                 raise ValueError(f"{ds.root}: episode {e} has {len(frames)} frames, {b - a} in cache {root}")
             view = ep.view_turns() if view_prior else None
-            pitch = torch.from_numpy(ep.view_pitch()).to(device)  # of each frame (NaN: level, for the rotation)
+            view_pitch = ep.view_pitch()  # of each frame (NaN: level, for the rotation)
+            pitch = torch.from_numpy(view_pitch).to(device)
             if pitches is not None:
-                pitches[a:b] = ep.view_pitch()
+                pitches[a:b] = view_pitch
             if view is not None:
                 turns[a + 1:b] = view
             for i in range(1, b - a, batch):
