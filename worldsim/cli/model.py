@@ -123,6 +123,53 @@ def _export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_decoder(a: argparse.Namespace) -> int:
+    """Fine-tune a checkpoint's decoder on its own dreams (`worldsim.training.decoder_tune`) into a new checkpoint."""
+    import dataclasses as dc
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import worldsim
+    from worldsim.data.dataset import Dataset
+    from worldsim.io.atomic import temp_sibling
+    from worldsim.model.checkpoint import raw_dynamics, resolve, save_derived
+    from worldsim.training.decoder_tune import DreamBank, dream_bank, tune_decoder
+    from worldsim.training.trainer import bf16_is_native
+
+    if a.num_threads:
+        torch.set_num_threads(a.num_threads)
+    src = resolve(a.checkpoint)
+    model = worldsim.load(src)
+    bank_file = Path(a.bank) if a.bank else None
+    if bank_file is not None and bank_file.exists():  # dreams are the costly half: a rerun reuses them
+        t = load_file(str(bank_file))
+        bank = DreamBank(t["latents"], t["frames"], t["horizon"])
+        print(f"dream bank: {bank_file} ({len(bank.latents)} frames)")
+    else:
+        bank = dream_bank(model, Dataset(a.data), a.clips, a.horizon, seed=a.seed, steps=a.sampling_steps,
+                          progress=not a.quiet)
+        if bank_file is not None:
+            bank_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temp_sibling(bank_file)
+            try:
+                save_file({f.name: getattr(bank, f.name) for f in dc.fields(bank)}, str(tmp))
+                os.replace(tmp, bank_file)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+    result = tune_decoder(model, bank, a.minutes, batch=a.batch, lr=a.lr, adversarial=a.adversarial, seed=a.seed,
+                          bf16=bf16_is_native(model.device), max_steps=a.max_steps,
+                          adversarial_after=a.adversarial_after, progress=not a.quiet)
+    note = {"decoder_tune": {"source": str(src), "data": a.data, "clips": len(bank.latents) // a.horizon,
+                             "horizon": a.horizon, "adversarial": a.adversarial,
+                             "adversarial_after": a.adversarial_after, "lr": a.lr, "batch": a.batch,
+                             **dc.asdict(result)}}
+    out = save_derived(src, a.out, model, extra=note, raw=raw_dynamics(src) is not None)
+    print(json.dumps({"out": str(out), **note["decoder_tune"]}))
+    return 0
+
+
 def register(sub) -> None:
     from worldsim.training.config import PRESETS, TrainConfig
 
@@ -162,6 +209,28 @@ def register(sub) -> None:
                     help="frames the exported model's dreams remember with their views, to make each prior from the "
                     "closest view while only the camera moves (SamplerConfig.view_memory; 0: none; default: the "
                     "source's)")
+    td = add_command(sub, "tune-decoder", "fine-tune a checkpoint's decoder to draw the latents its dynamics model "
+                     "dreams as the real frames they stand for (a new checkpoint; the encoder and dynamics stay)",
+                     _tune_decoder)
+    add_world_model(td, required=True, checkpoint_help="checkpoint or run folder whose decoder to tune")
+    td.add_argument("--data", type=dataset, required=True, help="dataset to dream from (its recorded actions)")
+    td.add_argument("--out", type=run, required=True, help="checkpoint folder to write")
+    td.add_argument("--minutes", type=float, required=True, help="minutes of tuning (after the dreams are made)")
+    td.add_argument("--max-steps", type=int, help="stop after this many steps if the minutes are not over")
+    td.add_argument("--clips", type=int, default=1024, help="dreams in the bank")
+    td.add_argument("--horizon", type=int, default=16, help="dreamed steps per clip")
+    td.add_argument("--bank", help="a .safetensors file that keeps the dreams: read when it exists, else written")
+    td.add_argument("--adversarial", type=float, default=0.5, help="the patch discriminator's weight, relative to "
+                    "the reconstruction's gradient at the decoder's last layer (0: L1 + MSE only)")
+    td.add_argument("--adversarial-after", type=int, default=200, help="steps the discriminator trains alone before "
+                    "its loss reaches the decoder")
+    td.add_argument("--lr", type=float, default=5e-5, help="Adam learning rate of the decoder (the discriminator's "
+                    "is twice it)")
+    td.add_argument("--batch", type=int, default=32, help="dreamed frames per step")
+    td.add_argument("--seed", type=int, default=0, help="which clips are dreamed and drawn")
+    td.add_argument("--num-threads", type=int, help="torch threads (default: torch's)")
+    td.add_argument("--quiet", action="store_true")
+
     ex.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size; not for warm starts)")
     ex.add_argument("--raw", action="store_true", help="also store the raw dynamics weights (fp32) beside the EMA, so "
                     "a warm start from the export (`train --init`, `continue`) loses nothing")
