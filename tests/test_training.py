@@ -506,10 +506,12 @@ def test_still_forcing_dreams_long_stands_whose_real_frames_stay_the_target(tmp_
               still_forcing=0.5, still_forcing_real=10)
 
 
-def test_decoder_tuning_draws_the_models_own_dreams_closer_to_the_real_frames(tiny_run, tiny_data, tmp_path):
+def test_decoder_tuning_draws_the_models_own_dreams_closer_to_the_real_frames(tiny_run, tiny_data, tiny_ckpt,
+                                                                             tmp_path):
     """`worldsim tune-decoder` dreams from the dataset's starts under its recorded actions, keeps the dreams in a
     bank file (a rerun reads them back), and trains the decoder alone: the encoder, dynamics model and heads stay
-    bit-identical, and the dreamed latents decode closer to the real frames they stand for."""
+    bit-identical, and the dreamed latents decode closer to the real frames they stand for. Tuning goes on from an
+    earlier tuned decoder only of the same encoder."""
     from safetensors.torch import load_file
 
     from worldsim.cli import main
@@ -535,7 +537,29 @@ def test_decoder_tuning_draws_the_models_own_dreams_closer_to_the_real_frames(ti
     assert psnr["after"] > psnr["before"] + 0.1, psnr  # measured: +0.29 dB
     # with the discriminator (its loss reaches the decoder after 4 steps); the bank is read, not dreamed again
     stamp = bank_file.stat().st_mtime_ns
-    again = ["--out", str(tmp_path / "again"), "--max-steps", "8", "--adversarial", "0.5", "--adversarial-after", "4"]
+    again = ["--out", str(tmp_path / "again"), "--max-steps", "8", "--adversarial", "0.5", "--adversarial-after", "4",
+             "--texture", "1", "--decoder-from", str(out)]
     assert main(args + again) == 0
     assert bank_file.stat().st_mtime_ns == stamp
     assert worldsim.load(tmp_path / "again").checkpoint_meta["decoder_tune"]["steps"] == 8
+    with pytest.raises(SystemExit, match="encoder"):
+        main(args + ["--out", str(tmp_path / "other"), "--decoder-from", tiny_ckpt])
+
+
+def test_texture_energy_measures_fine_texture_where_it_lies(tiny_data):
+    """The texture loss's measure: zero on a flat frame, lower on a blurred real frame than on the real one, and
+    local: texture added to one patch shows in that patch alone."""
+    import torch.nn.functional as F
+
+    from worldsim.data.dataset import Dataset
+    from worldsim.model.autoencoder import to_pixels
+    from worldsim.training.decoder_tune import texture_energy
+
+    x = to_pixels(torch.from_numpy(Dataset(tiny_data).episode(0).frames[:4].copy()))
+    assert texture_energy(torch.zeros_like(x)).abs().max() == 0
+    blurred = F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="bilinear")
+    assert (texture_energy(blurred).mean((1, 2, 3)) < texture_energy(x).mean((1, 2, 3))).all()
+    flat = torch.zeros(1, 3, 32, 32)
+    flat[..., 8:16, 16:24] = torch.rand(1, 3, 8, 8) * 2 - 1
+    e = texture_energy(flat)
+    assert e[..., 1, 2].min() > 0.1 and e.sum() - e[..., 1, 2].sum() < 0.25 * e[..., 1, 2].sum()  # its edges leak into the patches before it

@@ -141,6 +141,14 @@ def _tune_decoder(a: argparse.Namespace) -> int:
         torch.set_num_threads(a.num_threads)
     src = resolve(a.checkpoint)
     model = worldsim.load(src)
+    if a.decoder_from:  # tuning goes on from an earlier tuned decoder of the same autoencoder
+        other = worldsim.load(a.decoder_from)
+        same = other.cfg.ae == model.cfg.ae and all(
+            torch.equal(p, q) for p, q in zip(model.ae.encoder.state_dict().values(), other.ae.encoder.state_dict().values()))
+        if not same:
+            raise SystemExit(f"--decoder-from {a.decoder_from}: its encoder is not {src}'s; a decoder only fits the "
+                             "latents of the encoder it was trained with")
+        model.ae.decoder.load_state_dict(other.ae.decoder.state_dict())
     bank_file = Path(a.bank) if a.bank else None
     if bank_file is not None and bank_file.exists():  # dreams are the costly half: a rerun reuses them
         t = load_file(str(bank_file))
@@ -158,12 +166,13 @@ def _tune_decoder(a: argparse.Namespace) -> int:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-    result = tune_decoder(model, bank, a.minutes, batch=a.batch, lr=a.lr, adversarial=a.adversarial, seed=a.seed,
+    result = tune_decoder(model, bank, a.minutes, batch=a.batch, lr=a.lr, adversarial=a.adversarial, texture=a.texture,
+                          seed=a.seed,
                           bf16=bf16_is_native(model.device), max_steps=a.max_steps,
                           adversarial_after=a.adversarial_after, progress=not a.quiet)
-    note = {"decoder_tune": {"source": str(src), "data": a.data, "clips": len(bank.latents) // a.horizon,
+    note = {"decoder_tune": {"source": str(src), "decoder_from": a.decoder_from, "data": a.data, "clips": len(bank.latents) // a.horizon,
                              "horizon": a.horizon, "adversarial": a.adversarial,
-                             "adversarial_after": a.adversarial_after, "lr": a.lr, "batch": a.batch,
+                             "adversarial_after": a.adversarial_after, "texture": a.texture, "lr": a.lr, "batch": a.batch,
                              **dc.asdict(result)}}
     out = save_derived(src, a.out, model, extra=note, raw=raw_dynamics(src) is not None)
     print(json.dumps({"out": str(out), **note["decoder_tune"]}))
@@ -216,12 +225,16 @@ def register(sub) -> None:
     td.add_argument("--data", type=dataset, required=True, help="dataset to dream from (its recorded actions)")
     td.add_argument("--out", type=run, required=True, help="checkpoint folder to write")
     td.add_argument("--minutes", type=float, required=True, help="minutes of tuning (after the dreams are made)")
+    td.add_argument("--decoder-from", type=run, help="start from this checkpoint's decoder (an earlier tuning of the "
+                    "same autoencoder), not the source's own")
     td.add_argument("--max-steps", type=int, help="stop after this many steps if the minutes are not over")
     td.add_argument("--clips", type=int, default=1024, help="dreams in the bank")
     td.add_argument("--horizon", type=int, default=16, help="dreamed steps per clip")
     td.add_argument("--bank", help="a .safetensors file that keeps the dreams: read when it exists, else written")
     td.add_argument("--adversarial", type=float, default=0.5, help="the patch discriminator's weight, relative to "
                     "the reconstruction's gradient at the decoder's last layer (0: L1 + MSE only)")
+    td.add_argument("--texture", type=float, default=0.0, help="weight of the texture loss: each 8x8 patch of a "
+                    "decoded dream holds as much fine texture as the real frame's (0: none)")
     td.add_argument("--adversarial-after", type=int, default=200, help="steps the discriminator trains alone before "
                     "its loss reaches the decoder")
     td.add_argument("--lr", type=float, default=5e-5, help="Adam learning rate of the decoder (the discriminator's "

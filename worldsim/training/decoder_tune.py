@@ -108,8 +108,17 @@ class TuneResult:
     """PSNR (dB) of decoded real latents (the autoencoder's reconstruction) over the same batches."""
 
 
+def texture_energy(x: torch.Tensor, patch: int = 8) -> torch.Tensor:
+    """How much fine texture each `patch` x `patch` patch of (B, 3, H, W) pixels holds: the mean absolute difference
+    of neighbouring grey levels, both axes (`worldsim.evaluation.evaluate.sharpness`, locally) -> (B, 2, H/p, W/p)."""
+    g = x.mean(1, keepdim=True)
+    dx = F.pad((g[..., :, 1:] - g[..., :, :-1]).abs(), (0, 1))
+    dy = F.pad((g[..., 1:, :] - g[..., :-1, :]).abs(), (0, 0, 0, 1))
+    return F.avg_pool2d(torch.cat([dx, dy], 1), patch)
+
+
 def tune_decoder(model: WorldModel, bank: DreamBank, minutes: float, batch: int = 32, lr: float = 5e-5,
-                 adversarial: float = 0.5, adversarial_after: int = 200, seed: int = 0, bf16: bool = False,
+                 adversarial: float = 0.5, texture: float = 0.0, adversarial_after: int = 200, seed: int = 0, bf16: bool = False,
                  max_steps: int | None = None,
                  progress: bool = True) -> TuneResult:
     """Fine-tune `model.ae.decoder` in place on `bank` for `minutes` or `max_steps`, whichever ends first (module
@@ -150,6 +159,8 @@ def tune_decoder(model: WorldModel, bank: DreamBank, minutes: float, batch: int 
         rec, s_d = reconstruction_loss(fake, target, "dream")
         rec_real, s_r = reconstruction_loss(recon, keep, "real")
         loss = rec + rec_real
+        if texture > 0:  # as much texture in each patch as the real frame holds there, wherever it lies
+            loss = loss + texture * (texture_energy(fake) - texture_energy(target)).abs().mean()
         if adversarial > 0 and step >= adversarial_after:
             with autocast():
                 gen = -disc(fake).float().mean()
