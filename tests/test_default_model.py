@@ -35,7 +35,7 @@ def test_shipped_checkpoint_is_small_self_contained_and_loads_with_no_arguments(
 def test_shipped_dreams_look_up_and_down_as_asked():
     """Over the shipped bank's openings with sky in view, 8 steps of looking down 5 degrees a step show less sky
     than standing still, and looking up shows more than looking down. (The Indev model trained on tree chopping,
-    1,378 dynamics steps: sky share up 0.31 / still 0.34 / down 0.19: docs/model_card.md.)"""
+    1,378 dynamics steps: sky share up 0.31 / still 0.34 / down 0.19: docs/model_card_indev3.md.)"""
     from worldsim.model.openings import load_openings
 
     env = gym.make("worldsim/NeuralMinecraft-v0")
@@ -95,7 +95,8 @@ def test_shipped_dreams_turn_the_scene_the_right_way():
 def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
     """A 2 degree turn moves the game's picture by ~1.4 px, a third of a latent cell (4 px): moving the latents
     cross-fades neighbouring cells, and the decoded prior does not move (it snaps to whole cells: 0 px here, 4 px
-    from 3 degrees on); the pixel-space prior moves by the real shift. The shipped model samples with it."""
+    from 3 degrees on); the pixel-space prior moves by the real shift (the calibrated one, or the lens's for a rotation
+prior). The shipped model samples with it."""
     import torch
 
     import worldsim
@@ -110,7 +111,11 @@ def test_pixel_prior_moves_the_picture_where_the_latent_prior_cross_fades():
     for yaw, pitch in ((2.0, 0.0), (-2.0, 0.0), (0.0, 2.0), (0.0, -2.0)):
         a = torch.zeros(len(frames), m.codec.dim)
         a[:, cam] = torch.tensor([pitch, yaw])
-        want = np.array([pitch * m.cfg.camera_px_per_deg[0], yaw * m.cfg.camera_px_per_deg[1]])
+        per_deg = np.array(m.cfg.camera_px_per_deg)
+        if m.cfg.prior_geometry == "rotation":  # the lens's own move at the centre: f * tan(1 degree), f from the fov
+            f = (m.cfg.frame_size / 2) / np.tan(np.radians(m.cfg.camera_fov / 2))
+            per_deg = np.sign(per_deg) * f * np.tan(np.radians(1.0))
+        want = np.array([pitch * per_deg[0], yaw * per_deg[1]])
         pixel = frame_shift(frames.numpy(), m.decode(m.prior(frames, a)).numpy())
         dy, dx = m.prior.pixel_shift(a)
         down = m.cfg.ae.downsample

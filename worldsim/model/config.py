@@ -100,7 +100,7 @@ class ModelConfig:
     """Each frame also sees the frame before it, moved in pixels by its camera action and encoded."""
     camera_px_per_deg: tuple[float, float] = (0.0, 0.0)
     """(down, right) pixels the picture moves per degree of (pitch, yaw); measured from the data when zero."""
-    prior_geometry: str = "shift"
+    prior_geometry: str = "rotation"
     """How the motion prior moves a frame under a camera turn: "shift" (the whole picture by `camera_px_per_deg`)
     or "rotation" (the turn's exact homography for the game's `camera_fov` and the view's pitch: a pure turn moves
     every pixel as a function of the rotation alone, whatever its depth, while a shift is right only near the
@@ -156,6 +156,7 @@ def _retire(d: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{key} was retired with the first model generation; only {value!r} loads")
     if not d["sampler"]:
         d.pop("sampler")
+    d.setdefault("prior_geometry", "shift")  # stored before the rotation prior: every such model moved by a shift
     return d
 
 
