@@ -45,6 +45,20 @@ def clips(ds: Dataset, episodes: list[int], k: int, horizon: int, stride: int) -
     return out
 
 
+def clip_batch(model: WorldModel, eps: dict, group: list[tuple[int, int]], horizon: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For (episode, start) clips of loaded episodes `eps`: the start frames (B, k, H, W, 3), the real frames of
+    the `horizon` steps after them, the flat actions (B, k - 1 + horizon, A) from the first start frame on, and the
+    view's pitch at the last start frame (B,) (NaN without poses); k = the model's start frames."""
+    k = model.start_frames
+    ctx = np.stack([eps[e].frames[s:s + k] for e, s in group])
+    real = np.stack([eps[e].frames[s + k:s + k + horizon] for e, s in group])
+    flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
+                     for e, s in group])
+    pitch = np.array([eps[e].view_pitch()[s + k - 1] for e, s in group], np.float32)
+    return ctx, real, flat, pitch
+
+
 @torch.no_grad()
 def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[int] | None = None, stride: int = 100,
              steps: int | None = None, seed: int = 0, batch: int = 16, progress: bool = True,
@@ -73,11 +87,7 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     for i in tqdm(range(0, len(todo), batch), desc="evaluate", disable=not progress):
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
-        ctx = np.stack([eps[e].frames[s:s + k] for e, s in group])
-        real = np.stack([eps[e].frames[s + k:s + k + horizon] for e, s in group])
-        flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
-                         for e, s in group])
-        pitch = np.array([eps[e].view_pitch()[s + k - 1] for e, s in group], np.float32)  # NaN without poses
+        ctx, real, flat, pitch = clip_batch(model, eps, group, horizon)
         for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
             d = Sampler(model, ctx, flat[:, : k - 1], steps=steps, seeds=[seed + i + j for j in range(len(group))],
                         pitch=pitch)

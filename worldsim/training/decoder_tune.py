@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldsim.data.dataset import Dataset
+from worldsim.evaluation.evaluate import clip_batch
 from worldsim.model.autoencoder import reconstruction_loss, to_pixels
 from worldsim.model.world_model import CONV_LAYOUT, WorldModel
 
@@ -66,11 +67,7 @@ def dream_bank(model: WorldModel, ds: Dataset, clips: int, horizon: int = 16, ba
     for i in tqdm(range(0, clips, batch), desc="dream bank", disable=not progress):
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
-        ctx = np.stack([eps[e].frames[s:s + k] for e, s in group])
-        real = np.stack([eps[e].frames[s + k:s + k + horizon] for e, s in group])
-        flat = np.stack([model.codec.encode_batch({a: v[s:s + k - 1 + horizon] for a, v in eps[e].actions.items()})
-                         for e, s in group])
-        pitch = np.array([eps[e].view_pitch()[s + k - 1] for e, s in group], np.float32)
+        ctx, real, flat, pitch = clip_batch(model, eps, group, horizon)
         sampler = Sampler(model, ctx, flat[:, :k - 1], steps=steps, seeds=[seed + i + j for j in range(len(group))],
                           pitch=pitch)
         for h in range(horizon):
