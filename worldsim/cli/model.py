@@ -170,10 +170,11 @@ def _tune_decoder(a: argparse.Namespace) -> int:
                           seed=a.seed,
                           bf16=bf16_is_native(model.device), max_steps=a.max_steps,
                           adversarial_after=a.adversarial_after, progress=not a.quiet)
-    note = {"decoder_tune": {"source": str(src), "decoder_from": a.decoder_from, "data": a.data, "clips": len(bank.latents) // a.horizon,
-                             "horizon": a.horizon, "adversarial": a.adversarial,
-                             "adversarial_after": a.adversarial_after, "texture": a.texture, "lr": a.lr, "batch": a.batch,
-                             **dc.asdict(result)}}
+    horizon = int(bank.horizon.max())  # the bank's own, where it was read back
+    note = {"decoder_tune": {"source": str(src), "decoder_from": a.decoder_from, "data": a.data,
+                             "clips": len(bank.latents) // horizon, "horizon": horizon, "adversarial": a.adversarial,
+                             "adversarial_after": a.adversarial_after, "texture": a.texture, "lr": a.lr,
+                             "batch": a.batch, **dc.asdict(result)}}
     out = save_derived(src, a.out, model, extra=note, raw=raw_dynamics(src) is not None)
     print(json.dumps({"out": str(out), **note["decoder_tune"]}))
     return 0
