@@ -20,12 +20,12 @@ from __future__ import annotations
 __version__ = "0.2.0"
 
 
-def load(path=None, device: str = "cpu", precision: str = "fp32"):
+def load(path=None, device: str = "cpu", precision: str = "fp32", compile: bool = False):
     """Rebuild a trained WorldModel from a checkpoint folder, a run folder (its latest checkpoint) or None (the
     shipped model); see `worldsim.model.checkpoint.load`."""
     from worldsim.model.checkpoint import load as _load
 
-    return _load(path, device=device, precision=precision)
+    return _load(path, device=device, precision=precision, compile=compile)
 
 
 def _register() -> None:

@@ -64,9 +64,10 @@ def bench_collector(episodes: int = 4, steps: int = 500, workers: int = 2, size:
 
 
 def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_steps=(1, 2), frames: int = 20,
-                 device: str = "auto", precisions=("fp32", "bf16"), repeats: int = 3) -> dict[str, Any]:
+                 device: str = "auto", precisions=("fp32", "bf16"), repeats: int = 3, compile: bool = False) -> dict[str, Any]:
     """Dreamed frames/s: the single env and the vector env for each N, per sampling-step setting and precision
-    (medians of `repeats` timed runs after a warm-up), and which precision "auto" picks here."""
+    (medians of `repeats` timed runs after a warm-up, which is where a compiled env compiles), and which
+    precision "auto" picks here."""
     import gymnasium as gym
     import torch
 
@@ -83,9 +84,11 @@ def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_s
             rates.append(count * reps / (time.perf_counter() - t0))
         return round(float(np.median(rates)), 2)
 
-    out: dict[str, Any] = {"checkpoint": checkpoint or "default", "single": {}, "vector": {}, "decode_ms": {}}
+    out: dict[str, Any] = {"checkpoint": checkpoint or "default", "compiled": compile, "machine": machine_info(),
+                           "single": {}, "vector": {}, "decode_ms": {}}
     for precision in precisions:
-        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, precision=precision)
+        env = gym.make("worldsim/NeuralMinecraft-v0", checkpoint=checkpoint, device=device, precision=precision,
+                       compile=compile)
         model = env.unwrapped.model
         prec = model.precision
         if prec in out["single"]:
@@ -104,7 +107,8 @@ def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_s
             out["vector"][prec][str(steps)] = {}
             for n in batch_sizes:
                 vec = gym.make_vec("worldsim/NeuralMinecraft-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                                   checkpoint=checkpoint, device=device, sampling_steps=steps, precision=precision)
+                                   checkpoint=checkpoint, device=device, sampling_steps=steps, precision=precision,
+                                   compile=compile)
                 vec.reset(seed=0)
                 space = vec.unwrapped.single_action_space
                 acts = {k: np.stack([v] * n) for k, v in make_policy("explore", space, seed=0).act(None).items()}
@@ -114,7 +118,7 @@ def bench_neural(checkpoint: str | None, batch_sizes=(1, 8, 32, 128), sampling_s
             z = model.encode(torch.zeros(1, *model.cfg.frame_hw, 3, dtype=torch.uint8))
             out["decode_ms"][prec] = round(1000 / median_rate(lambda model=model, z=z: model.decode(z), 1, 50), 2)
         env.close()
-    out["auto_picks"] = worldsim.load(checkpoint, device, "auto").precision
+    out["auto_picks"] = worldsim.load(checkpoint, device, "auto", compile).precision
     return out
 
 

@@ -47,11 +47,12 @@ def _stability(a: argparse.Namespace) -> dict:
 def _neural(a: argparse.Namespace) -> dict:
     from worldsim.bench.throughput import bench_neural, bench_train
 
-    n = bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes), sampling_steps=tuple(a.sampling_steps or (1, 2)))
+    n = bench_neural(a.checkpoint, batch_sizes=tuple(a.batch_sizes), sampling_steps=tuple(a.sampling_steps or (1, 2)),
+                     compile=a.compile)
     train = {"small": bench_train("small")}
     for prec, by_steps in n["single"].items():
         for steps, fps in by_steps.items():
-            print(f"neural env, {prec}, {steps} sampling step(s): single {fps} FPS; vector " +
+            print(f"neural env{', compiled' if a.compile else ''}, {prec}, {steps} sampling step(s): single {fps} FPS; vector " +
                   ", ".join(f"N={k}: {v}" for k, v in n["vector"][prec][steps].items()) + " frames/s")
         print(f"decode ({prec}) {n['decode_ms'][prec]} ms/frame")
     for name, t in train.items():
@@ -94,6 +95,8 @@ def register(sub) -> None:
                    help="hold: does the dream hold the world (standing still, turning away and back, walking, turning in place, long play, random keys)")
     add_world_model(b, sampling_steps_nargs="+")
     b.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128], help="neural: vector env sizes")
+    b.add_argument("--compile", action="store_true", help="neural: the envs fuse their network passes (torch.compile; "
+                   "each batch size compiles before it is timed)")
     b.add_argument("--seeds", type=int, default=4, help="hold: real starts (reset seeds 0..N-1)")
     b.add_argument("--still-steps", type=int, default=100, help="hold: steps standing still")
     b.add_argument("--play-steps", type=int, default=2000, help="hold: steps of human-like play")

@@ -153,15 +153,16 @@ class NeuralMinecraftEnv(gym.Env):
 
     def __init__(self, checkpoint: str | None = None, device: str = "auto", sampling_steps: int | None = None,
                  render_mode: str | None = None, precision: str = "auto", task: str | None = None,
-                 starts: str | None = None, start_weight: float = 1.0, start_lead: int = 100):
+                 starts: str | None = None, start_weight: float = 1.0, start_lead: int = 100, compile: bool = False):
         """checkpoint: a checkpoint or run folder (None: the shipped model); sampling_steps: network passes per
         frame, a power of two (None: the checkpoint's); precision: "auto" (whichever is measured faster here),
-        "bf16" or "fp32"; task: whose reward the dream pays (`worldsim.envs.tasks`; None: +1 per block broken);
+        "bf16" or "fp32"; compile: fuse the network's passes (`WorldModel.compile`: faster steps after a
+        compilation of about a minute on the first one); task: whose reward the dream pays (`worldsim.envs.tasks`; None: +1 per block broken);
         starts: a dataset whose recorded steps dreams start from (`DataStarts`; None: the checkpoint's openings),
         a step within `start_lead` steps before the task's reward drawn `start_weight` times as often."""
         if render_mode not in (None, "rgb_array", "human"):
             raise ValueError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}")
-        self.model = worldsim.load(checkpoint, device, precision)  # the env's own copy
+        self.model = worldsim.load(checkpoint, device, precision, compile)  # the env's own copy
         self.checkpoint_path = self.model.checkpoint_dir
         self.render_mode = render_mode
         self.sampling_steps = _checked_steps(self.model, sampling_steps)
@@ -243,14 +244,15 @@ class NeuralMinecraftVectorEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, device: str = "auto",
                  sampling_steps: int | None = None, render_mode: str | None = None, max_episode_steps: int | None = None,
                  precision: str = "auto", autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP,
-                 task: str | None = None, starts: str | None = None, start_weight: float = 1.0, start_lead: int = 100):
+                 task: str | None = None, starts: str | None = None, start_weight: float = 1.0, start_lead: int = 100,
+                 compile: bool = False):
         """As `NeuralMinecraftEnv`'s arguments, and num_envs dreams; max_episode_steps: truncate each after so many."""
         mode = gym.vector.AutoresetMode(autoreset_mode)
         if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
         self.autoreset_mode = mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.model = worldsim.load(checkpoint, device, precision)  # the env's own copy
+        self.model = worldsim.load(checkpoint, device, precision, compile)  # the env's own copy
         self.checkpoint_path = self.model.checkpoint_dir
         self.num_envs = num_envs
         self.render_mode = render_mode

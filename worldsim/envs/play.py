@@ -32,6 +32,7 @@ class PlayConfig:
     sampling_steps: int | None = None
     out_dir: str = "worldsim_captures"
     grab_mouse: bool = True
+    compile: bool = False  # fuse the dream's network passes (`WorldModel.compile`): a minute's wait, faster steps
 
 
 class PlaySession:
@@ -49,8 +50,8 @@ class PlaySession:
             raise ValueError(f"mode must be neural, real or side-by-side, got {cfg.mode!r}")
         self.cfg, self.pg = cfg, pygame
         self.real = gym.make("worldsim/MinecraftIndev-v0") if cfg.mode != "neural" else None
-        self.neural = (gym.make("worldsim/NeuralMinecraft-v0", checkpoint=cfg.checkpoint, sampling_steps=cfg.sampling_steps)
-                       if cfg.mode != "real" else None)
+        self.neural = (gym.make("worldsim/NeuralMinecraft-v0", checkpoint=cfg.checkpoint, sampling_steps=cfg.sampling_steps,
+                                compile=cfg.compile) if cfg.mode != "real" else None)
         env = self.neural or self.real
         self.space = (self.real or self.neural).action_space  # the real game's keys when it plays too
         self.codec = ActionCodec(self.space)

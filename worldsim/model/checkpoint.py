@@ -140,11 +140,13 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
 DEFAULT_CHECKPOINT = Path(__file__).parents[1] / "assets" / "default"
 
 
-def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "fp32") -> WorldModel:
+def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", precision: str = "fp32",
+         compile: bool = False) -> WorldModel:
     """The one way a trained WorldModel is rebuilt: from a checkpoint folder, a run folder (its latest
     checkpoint) or None (the shipped model), with no other file. device "auto": CUDA where there is one;
     precision: inference numerics (`WorldModel.set_precision`); under bf16 the model is for inference only, its
-    matmul weights stored in bf16 (`WorldModel.cast_for_inference`)."""
+    matmul weights stored in bf16 (`WorldModel.cast_for_inference`); compile: fuse the dream steps
+    (`WorldModel.compile`; "auto" precision then measures the compiled passes)."""
     if path is None and not (DEFAULT_CHECKPOINT / "config.json").exists():
         raise FileNotFoundError(f"no default checkpoint is shipped in {DEFAULT_CHECKPOINT}: pass a checkpoint "
                                 "(a folder written by `worldsim train` or `worldsim export`)")
@@ -167,7 +169,10 @@ def load(path: str | os.PathLike | None = None, device: str | torch.device = "cp
                               f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.checkpoint_meta, model.checkpoint_dir = meta, path
-    return model.to(device).eval().set_precision(precision).cast_for_inference()
+    model = model.to(device).eval()
+    if compile:
+        model.compile()
+    return model.set_precision(precision).cast_for_inference()
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -61,6 +61,7 @@ class RMSNorm(nn.Module):
         return y if self.weight is None else y * self.weight.to(x.dtype)
 
 
+SHORT = 4  # a call of at most this many frames attends written out (a dream's step), longer ones fused
 EMPTY = -(2**40)  # the time stamp of a ring slot that holds no frame: further away than any window
 
 
@@ -70,10 +71,8 @@ class KVCache:
     Slot j of row b holds the frame with time stamp `times[b, j]` (EMPTY: none). Keys are stored already rotated
     by their absolute time (float64 angles, so exact for hours of frames): a query rotated by its own time then
     sees only the difference. Rows advance independently (a vector env resets one dream while others go on).
-    `SCRATCH` more slots per row hold the frames of the current call, so attention reads one buffer (no copy of
-    the whole cache per call); `write` moves the finished ones into the ring."""
-
-    SCRATCH = 4
+    The network only reads the ring (`past`); the caller writes the finished frames after the pass (`write`), so
+    the pass itself is a pure function of its inputs (what `SpaceTimeTransformer.compile` needs)."""
 
     def __init__(self, batch: int, size: int, layers: int, device: torch.device | str = "cpu"):
         self.size, self.layers = size, layers
@@ -89,36 +88,20 @@ class KVCache:
         """Forget everything rows `rows` saw (their dreams restart)."""
         self.times[rows] = EMPTY
 
-    def key_times(self, times: torch.Tensor) -> torch.Tensor:
-        """The time stamps (B, T) of the keys `keys` gives a call whose F frames are stamped `times` (B, F): the
-        ring's, then the call's own (in scratch slots, unused ones EMPTY)."""
-        b, f = times.shape
-        if f > self.SCRATCH:
-            return torch.cat([self.times, times], dim=1)
-        scratch = torch.full((b, self.SCRATCH), EMPTY, dtype=torch.int64, device=times.device)
-        scratch[:, :f] = times
-        return torch.cat([self.times, scratch], dim=1)
-
-    def keys(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The keys and values (B, N, H, T, hd) a call's F frames (k, v: (B, N, H, F, hd)) attend to: the ring and
-        the call's own frames, in the order of `key_times`."""
-        b, n, h, f, hd = k.shape
-        if self.k[layer] is None:
-            shape = (b, n, h, self.size + self.SCRATCH, hd)
-            self.k[layer] = torch.zeros(shape, dtype=k.dtype, device=k.device)
-            self.v[layer] = torch.zeros(shape, dtype=v.dtype, device=v.device)
-        buf_k, buf_v = self.k[layer], self.v[layer]
-        if f > self.SCRATCH:  # a long start: concatenate instead
-            return (torch.cat([buf_k[:, :, :, :self.size], k.to(buf_k.dtype)], dim=3),
-                    torch.cat([buf_v[:, :, :, :self.size], v.to(buf_v.dtype)], dim=3))
-        buf_k[:, :, :, self.size:self.size + f] = k
-        buf_v[:, :, :, self.size:self.size + f] = v
-        return buf_k, buf_v
+    def past(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Every time layer's ring keys and values (B, N, H, size, hd), None before anything was written."""
+        if self.k[0] is None:
+            return None
+        return list(zip(self.k, self.v))
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, times: torch.Tensor) -> None:
         """Store the keys/values (B, N, H, F, hd) of F finished frames stamped `times` (B, F) into each row's ring."""
         b, f = times.shape
         rows = torch.arange(b, device=k.device)
+        if self.k[layer] is None:
+            shape = (b, *k.shape[1:3], self.size, k.shape[4])
+            self.k[layer] = torch.zeros(shape, dtype=k.dtype, device=k.device)
+            self.v[layer] = torch.zeros(shape, dtype=v.dtype, device=v.device)
         for j in range(f):
             slot = times[:, j] % self.size
             self.k[layer][rows, :, :, slot] = k[:, :, :, j].to(self.k[layer].dtype)
@@ -235,18 +218,20 @@ class Block(nn.Module):
             nn.init.zeros_(self.steer.weight)
             nn.init.zeros_(self.steer.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, times: torch.Tensor, mask: torch.Tensor, rot: Rotary,
-                cache: KVCache | None = None, layer: int = 0, write: int = 0) -> torch.Tensor:
-        """x (B, F, N, D), cond (B, F, D), times (B, F) the frames' time stamps, rot their rotary tables. A time
-        layer attends, under `mask` (B, 1, 1, F, T), to the keys of `cache` and of x; it writes the first `write`
-        frames' keys/values into the cache."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor, rot: Rotary,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """x (B, F, N, D), cond (B, F, D), rot the frames' rotary tables. A time layer attends, under `mask`
+        (B, 1, 1, F, T), to the cached frames' keys/values `past` (B, N, H, T - F, hd; None: none) and to x's own,
+        and also returns x's keys/values (B, N, H, F, hd) for the caller to cache; a space layer returns None."""
         b, f, n, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(cond))[:, :, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + sc1) + sh1
         q, k, v = self.qkv(h).view(b, f, n, 3, self.heads, d // self.heads).unbind(3)  # (B, F, N, H, hd)
         q, k = self.q_norm(q), self.k_norm(k)
+        kv = None
         if self.time:
-            a = self._time_attention(q, k, v, times, mask, rot, cache, layer, write)
+            a, kv = self._time_attention(q, k, v, mask, rot, past)
         else:  # each frame on its own: (B*F, H, N, hd)
             if self.steer is not None:
                 offset = self.steer(F.silu(cond)).view(b, f, 1, self.heads, 2)
@@ -255,28 +240,31 @@ class Block(nn.Module):
             a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, f, n, d)
         x = x + g1 * self.proj(a)
         u, gate = self.up(self.norm2(x) * (1 + sc2) + sh2).chunk(2, dim=-1)
-        return x + g2 * self.down(F.silu(gate) * u)
+        return x + g2 * self.down(F.silu(gate) * u), kv
 
-    def _time_attention(self, q, k, v, times, mask, rot, cache, layer, write):
+    def _time_attention(self, q, k, v, mask, rot, past):
         b, f, n, hh, hd = q.shape
         q, k, v = (t.permute(0, 2, 3, 1, 4) for t in (q, k, v))  # (B, N, H, F, hd)
         q, k = rotate(q, rot.time(q.dtype)), rotate(k, rot.time(k.dtype))
-        k_all, v_all = (k, v) if cache is None else cache.keys(layer, k, v)
-        k_all, v_all = k_all.to(q.dtype), v_all.to(q.dtype)
-        t = k_all.shape[3]
-        if f <= KVCache.SCRATCH:  # a dream's step: 1-2 queries per sequence, B*N sequences
-            # written out: the CPU's fused kernel is tuned for long queries and took 3x as long on these shapes
-            # (at 32 dreams, 30 ms a layer against 10); the mask broadcasts instead of being copied per patch
-            scores = (q @ k_all.transpose(-1, -2)).float() * hd**-0.5
-            weights = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(q.dtype)
-            out = weights @ v_all  # (B, N, H, F, hd)
-        else:
+        if past is None and f > SHORT:  # training's sequences: the fused kernel
             out = F.scaled_dot_product_attention(
-                q.reshape(b * n, hh, f, hd), k_all.reshape(b * n, hh, t, hd), v_all.reshape(b * n, hh, t, hd),
-                attn_mask=mask.expand(b, n, 1, f, t).reshape(b * n, 1, f, t))
-        if cache is not None and write:
-            cache.write(layer, k[:, :, :, :write], v[:, :, :, :write], times[:, :write])
-        return out.reshape(b, n, hh, f, hd).permute(0, 3, 1, 2, 4).reshape(b, f, n, hh * hd)
+                q.reshape(b * n, hh, f, hd), k.reshape(b * n, hh, f, hd), v.reshape(b * n, hh, f, hd),
+                attn_mask=mask.expand(b, n, 1, f, f).reshape(b * n, 1, f, f))
+        else:
+            # written out: the CPU's fused kernel is tuned for long queries and took 3x as long on a dream step's
+            # 1-2 queries per sequence (at 32 dreams, 30 ms a layer against 10); the mask broadcasts instead of
+            # being copied per patch. The cached frames and the call's own are scored apart and softmaxed
+            # together, so the ring is read where it lies (no copy of it per call).
+            scores = q @ k.transpose(-1, -2)
+            if past is not None:
+                scores = torch.cat([q @ past[0].to(q.dtype).transpose(-1, -2), scores], dim=-1)
+            weights = (scores.float() * hd**-0.5).masked_fill(~mask, float("-inf")).softmax(-1).to(q.dtype)
+            if past is None:
+                out = weights @ v
+            else:
+                t = past[1].shape[3]
+                out = weights[..., :t] @ past[1].to(q.dtype) + weights[..., t:] @ v
+        return out.reshape(b, n, hh, f, hd).permute(0, 3, 1, 2, 4).reshape(b, f, n, hh * hd), (k, v)
 
 
 class SpaceTimeTransformer(nn.Module):
@@ -313,6 +301,7 @@ class SpaceTimeTransformer(nn.Module):
         # network alone the prior's zero-initialised input weights grew slowly (500 steps: a thirteenth of the
         # frame's) and the dream ignored it; one weight per channel sees the whole frame's gradient.
         self.prior_gate = nn.Linear(d, latent_channels) if prior else None
+        self.compiled, self._fn = False, None  # `compile`: on, and the compiled network once first used
         outs = (self.ada_out, self.patch_out) + ((self.prior_gate,) if self.prior_gate is not None else ())
         for lin in outs:
             nn.init.zeros_(lin.weight)
@@ -327,29 +316,61 @@ class SpaceTimeTransformer(nn.Module):
         prior's channels after them when the model has one, step-size indices `step` (B, F) (d = 2^-step),
         conditioning features (B, F, A) -> predicted clean latents (B, F, C, h, w).
         times (B, F): the frames' time stamps (default 0..F-1). With `cache`, time layers also attend to the
-        cached frames, and the first `write` frames are added to the cache."""
-        b, f, c_in, h, w = z.shape
-        c, p = self.c, self.p
+        cached frames, and the first `write` frames are added to the cache after the pass."""
+        b, f = z.shape[:2]
         if times is None:
             times = torch.arange(f, device=z.device).expand(b, f)
+        past = None if cache is None else cache.past()
+        # which key frames each frame sees: itself and the `context` before it (the same in every time layer)
+        key_times = times if past is None else torch.cat([cache.times, times], dim=1)
+        gap = times[:, :, None] - key_times[:, None, :]  # (B, F, T)
+        mask = ((gap >= 0) & (gap <= self.context))[:, None, None]  # (B, 1, 1, F, T): every patch, every head
+        run = self.denoise
+        if self.compiled and f <= 2 and not torch.is_grad_enabled():
+            if self._fn is None:
+                # every model and batch size is a graph of the one function: allow more than the default 8
+                torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+                self._fn = torch.compile(self.denoise, dynamic=False)
+            run = self._fn
+        x, kvs = run(z, level, step, feats, times, mask, past)
+        if cache is not None and write:
+            for layer, (k, v) in enumerate(kvs):
+                cache.write(layer, k[:, :, :, :write], v[:, :, :, :write], times[:, :write])
+        return x
+
+    def compile(self) -> None:
+        """Run a dream's steps (inference calls of 1 or 2 frames) through `torch.compile` from now on; the ring's
+        bookkeeping, training and long calls stay eager. Why: a dreamed frame at batch 1 is some 3,000 small
+        operations, and fused a pass takes about half the time on the CPU. Each new input shape (batch size,
+        frames per call) compiles once, on its first call (about a minute; later processes reuse it)."""
+        self.compiled = True
+
+    def __getstate__(self) -> dict:
+        """A copy compiles its own network (a compiled function is bound to the module it was made from)."""
+        return {**self.__dict__, "_fn": None}
+
+    def denoise(self, z: torch.Tensor, level: torch.Tensor, step: torch.Tensor, feats: torch.Tensor,
+                times: torch.Tensor, mask: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None
+                ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The network as a pure function (`forward` without the cache's bookkeeping): the predicted clean
+        latents and every time layer's keys/values of the input frames (B, N, H, F, hd)."""
+        b, f, c_in, h, w = z.shape
+        c, p = self.c, self.p
         x = z.reshape(b, f, c_in, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, self.tokens_per_frame, c_in * p * p)
         x = self.patch_in(x) + self.pos_space
         cond = (self.level_mlp(fourier(level, 256).to(x.dtype)) + self.step_embed(step)
                 + self.action_mlp(feats.to(x.dtype)))
-        # which key frames each frame sees: itself and the `context` before it (the same in every time layer)
-        key_times = times if cache is None else cache.key_times(times)
-        gap = times[:, :, None] - key_times[:, None, :]  # (B, F, T)
-        mask = ((gap >= 0) & (gap <= self.context))[:, None, None]  # (B, 1, 1, F, T): every patch, every head
         rot = Rotary(times, self.grid, self.cfg.width // self.cfg.heads)
-        t_layer = 0
+        kvs = []
         for blk in self.blocks:
-            x = blk(x, cond, times, mask, rot, cache, t_layer, write)
-            t_layer += blk.time
+            x, kv = blk(x, cond, mask, rot, None if past is None or not blk.time else past[len(kvs)])
+            if kv is not None:
+                kvs.append(kv)
         shift, scale = self.ada_out(F.silu(cond))[:, :, None].chunk(2, dim=-1)
         x = self.patch_out(self.norm_out(x) * (1 + scale) + shift)
         x = x.reshape(b, f, self.gh, self.gw, c, p, p).permute(0, 1, 4, 2, 5, 3, 6)
         x = x.reshape(b, f, c, self.gh * p, self.gw * p)
-        if self.prior_gate is None:
-            return x
-        gate = self.prior_gate(F.silu(cond))[..., None, None]  # (B, F, C, 1, 1)
-        return x + gate * z[:, :, c:].to(x.dtype)
+        if self.prior_gate is not None:
+            gate = self.prior_gate(F.silu(cond))[..., None, None]  # (B, F, C, 1, 1)
+            x = x + gate * z[:, :, c:].to(x.dtype)
+        return x, kvs

@@ -101,6 +101,13 @@ class WorldModel(nn.Module):
             self.inference_only = True
         return self
 
+    def compile(self) -> WorldModel:
+        """Fuse the dynamics network's dream steps with `torch.compile` (`SpaceTimeTransformer.compile`): at batch 1
+        on the CPU a frame costs about two thirds of the eager time. The autoencoder stays eager (its convolutions
+        are one kernel each already). Each new batch size compiles once, on its first step."""
+        self.dit.compile()
+        return self
+
     def autocast(self):
         """The autocast context of this model's inference precision."""
         if self.precision != "bf16":
@@ -150,35 +157,40 @@ def cpu_has_bf16() -> bool:
 
 
 def fastest_precision(model: WorldModel) -> str:
-    """"bf16" or "fp32", whichever runs this model's frame faster here, measured once per model shape and
-    device (a few passes of one frame at batch 1). Why not read the CPU's flags: with AVX512-BF16 a 2-core Zen 4
-    runs a frame ~1.3x faster in bf16, while a Xeon with AMX ran the same model slower in bf16 than in fp32."""
+    """"bf16" or "fp32", whichever runs this model's frame faster here, measured once per model shape, device and
+    compilation (a few of a dream step's passes at batch 1, against a full context). Why not read the CPU's
+    flags: with AVX512-BF16 a 2-core Zen 4 runs a frame ~1.3x faster in bf16, while a Xeon with AMX ran the same
+    model slower in bf16 than in fp32 eagerly and faster compiled (`WorldModel.compile`)."""
     if model.device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if model.device.type != "cpu":
         return "fp32"
-    key = json.dumps({"dit": model.cfg.dit.__dict__, "hw": model.cfg.latent_hw, "threads": torch.get_num_threads()},
-                     sort_keys=True, default=str)
+    key = json.dumps({"dit": model.cfg.dit.__dict__, "hw": model.cfg.latent_hw, "threads": torch.get_num_threads(),
+                      "compiled": model.dit.compiled}, sort_keys=True, default=str)
     if key in _CHOICES:
         return _CHOICES[key]
     if not cpu_has_bf16():  # emulated bf16: several times slower, not worth measuring
         return "fp32"
     h, w = model.cfg.latent_hw
-    nets = {"fp32": model.dit, "bf16": _cast_matmuls(copy.deepcopy(model.dit), torch.bfloat16)}  # as inference runs
-    x = torch.zeros(1, 1, model.dit.c_in, h, w)
-    level, step = torch.full((1, 1), 0.5), torch.zeros(1, 1, dtype=torch.long)
-    feats = torch.zeros(1, 1, model.codec.dim + 1)
+    n = model.cfg.context
+    nets = {"fp32": copy.deepcopy(model.dit), "bf16": _cast_matmuls(copy.deepcopy(model.dit), torch.bfloat16)}
+    context = (torch.zeros(1, n, model.dit.c_in, h, w), torch.ones(1, n), torch.zeros(1, n, dtype=torch.long),
+               torch.zeros(1, n, model.codec.dim + 1), torch.arange(n)[None])
+    x, level, step = torch.zeros(1, 1, model.dit.c_in, h, w), torch.full((1, 1), 0.5), torch.zeros(1, 1, dtype=torch.long)
+    feats, now = torch.zeros(1, 1, model.codec.dim + 1), torch.full((1, 1), n)
     best = {}
     with torch.no_grad():
         for precision in ("fp32", "bf16"):
             ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
             try:
                 with ctx:
-                    nets[precision](x, level, step, feats)
+                    cache = nets[precision].new_cache(1, "cpu")
+                    nets[precision](*context, cache, write=n)
+                    nets[precision](x, level, step, feats, now, cache)  # (a compiled network compiles here)
                     times = []
                     for _ in range(5):
                         t0 = time.perf_counter()
-                        nets[precision](x, level, step, feats)
+                        nets[precision](x, level, step, feats, now, cache)
                         times.append(time.perf_counter() - t0)
             except RuntimeError:  # no bf16 kernels here
                 continue
