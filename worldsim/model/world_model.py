@@ -158,9 +158,10 @@ def cpu_has_bf16() -> bool:
 
 def fastest_precision(model: WorldModel) -> str:
     """"bf16" or "fp32", whichever runs this model's frame faster here, measured once per model shape, device and
-    compilation (a few of a dream step's passes at batch 1, against a full context). Why not read the CPU's
-    flags: with AVX512-BF16 a 2-core Zen 4 runs a frame ~1.3x faster in bf16, while a Xeon with AMX ran the same
-    model slower in bf16 than in fp32 eagerly and faster compiled (`WorldModel.compile`)."""
+    compilation: a frame's network passes (a dream step's pass at batch 1 against a full context, times the
+    sampler's steps + 1) and its decode. Why not read the CPU's flags: with AVX512-BF16 a 2-core Zen 4 runs a frame
+    ~1.3x faster in bf16, while on a Xeon with AMX the network's pass alone ran faster in fp32 eagerly, yet the
+    whole frame (the decoder's convolutions) and the compiled pass (`WorldModel.compile`) ran faster in bf16."""
     if model.device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if model.device.type != "cpu":
@@ -174,6 +175,8 @@ def fastest_precision(model: WorldModel) -> str:
     h, w = model.cfg.latent_hw
     n = model.cfg.context
     nets = {"fp32": copy.deepcopy(model.dit), "bf16": _cast_matmuls(copy.deepcopy(model.dit), torch.bfloat16)}
+    decoders = {"fp32": copy.deepcopy(model.ae), "bf16": _cast_matmuls(copy.deepcopy(model.ae), torch.bfloat16)}
+    latent = torch.zeros(1, model.cfg.ae.latent_channels, h, w).contiguous(memory_format=CONV_LAYOUT)
     context = (torch.zeros(1, n, model.dit.c_in, h, w), torch.ones(1, n), torch.zeros(1, n, dtype=torch.long),
                torch.zeros(1, n, model.codec.dim + 1), torch.arange(n)[None])
     x, level, step = torch.zeros(1, 1, model.dit.c_in, h, w), torch.full((1, 1), 0.5), torch.zeros(1, 1, dtype=torch.long)
@@ -187,14 +190,18 @@ def fastest_precision(model: WorldModel) -> str:
                     cache = nets[precision].new_cache(1, "cpu")
                     nets[precision](*context, cache, write=n)
                     nets[precision](x, level, step, feats, now, cache)  # (a compiled network compiles here)
-                    times = []
+                    decoders[precision].decode(latent)
+                    passes, decodes = [], []
                     for _ in range(5):
                         t0 = time.perf_counter()
                         nets[precision](x, level, step, feats, now, cache)
-                        times.append(time.perf_counter() - t0)
+                        t1 = time.perf_counter()
+                        decoders[precision].decode(latent)
+                        passes.append(t1 - t0)
+                        decodes.append(time.perf_counter() - t1)
             except RuntimeError:  # no bf16 kernels here
                 continue
-            best[precision] = min(times)
+            best[precision] = (model.cfg.sampler.steps + 1) * min(passes) + min(decodes)
     _CHOICES[key] = min(best, key=best.get)
     return _CHOICES[key]
 
