@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -104,6 +105,8 @@ def test_the_cache_gives_the_frames_of_a_full_forward_beyond_the_context():
         assert torch.allclose(two, full[:, sl], atol=1e-4), t
 
 
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile builds its kernels with a C++ compiler")
 @torch.no_grad()
 def test_compiled_dream_steps_give_the_eager_frames():
     """`compile` fuses a dream's calls (1 or 2 frames against the cache) and changes nothing but rounding: the same
