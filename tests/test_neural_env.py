@@ -48,6 +48,28 @@ def test_bad_start_options_raise_value_error(tiny_ckpt, options, message):
         env.reset(seed=0, options=options)
 
 
+def test_a_dream_starts_from_the_settled_world_not_the_loading_one():
+    """start_from_env stands still while the freshly loaded world settles (its fog brightens over ~40 ticks): from
+    there the still game keeps the start's picture, where from the reset frame it moves 15-22 dB away. Both start
+    frames are the real game's own (same seed, same place)."""
+    from worldsim.envs.neural import SETTLE, start_from_env
+    from worldsim.model.actions import ActionCodec
+
+    def psnr(a, b):
+        return 10 * np.log10(255.0 ** 2 / max(float(((a.astype(np.float64) - b) ** 2).mean()), 1e-10))
+
+    game = gym.make("worldsim/MinecraftIndev-v0", size=64)
+    noop = ActionCodec(game.action_space).noop()
+    try:
+        for settle, near in ((0, False), (SETTLE, True)):
+            last, options = start_from_env(game, 0, 2, settle=settle)
+            assert options["frames"].shape == (2, 64, 64, 3) and np.array_equal(options["frames"][-1], last)
+            later = [game.step(noop)[0] for _ in range(40)][-1]
+            assert (psnr(last, later) > 35) == near, (settle, psnr(last, later))
+    finally:
+        game.close()
+
+
 def test_the_dream_reports_its_pitch(tiny_ckpt):
     """The camera's pitch a dream tracks: from the opening clip (recorded poses), or given with real frames, then
     moved by the camera actions and clamped at +-90 as the game does; unknown (not reported) for a still image."""

@@ -1,8 +1,8 @@
 """`worldsim bench hold`: does the dream hold its world under what users do first?
 
 Every scenario starts the real game and the dream from the same real frames (`worldsim.envs.neural.start_from_env`: a
-reset, then standing still) and drives both with the very same actions; the real game's own continuation is the
-reference. Scenarios:
+reset, then standing still while the freshly loaded world settles, `settle` steps) and drives both with the very same
+actions; the real game's own continuation is the reference. Scenarios:
 
 - ``still``: every key released, camera still, for `still_steps` steps (the first steps of ``stand``'s run).
   Floor: the last start frame copied.
@@ -111,10 +111,10 @@ def contrast(frames: np.ndarray) -> float:
     return float(frames.astype(np.float32).mean(axis=-1).reshape(len(frames), -1).std(axis=1).mean())
 
 
-def _start(env, seed: int, k: int, space):
+def _start(env, seed: int, k: int, space, settle: int):
     from worldsim.envs.neural import start_from_env
 
-    _, options = start_from_env(env, seed, k, space)
+    _, options = start_from_env(env, seed, k, space, settle)
     return options["frames"], options["actions"], float(options.get("pitch", np.nan))
 
 
@@ -151,17 +151,21 @@ def _windows(n: int, size: int) -> list[slice]:
 def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int = 100, play_steps: int = 2000,
                random_steps: int = 1000, window: int = 250, sampling_steps: int | None = None, seed0: int = 0,
                out: str | None = None, progress: bool = True, real_cache: str | None = None,
-               long_steps: int = 1000) -> dict[str, Any]:
+               long_steps: int = 1000, settle: int | None = None) -> dict[str, Any]:
     """Run every scenario from `seeds` real starts; returns the report (and writes JSON + PNG under `out`).
     `real_cache`: an .npz of the real game's runs for these settings, read when it exists and written when not,
     so several models are held against the same real frames without playing the game again (a scenario it lacks is
-    played and added)."""
+    played and added). `settle`: steps the real game stands still after each reset before the start frames
+    (default `worldsim.envs.neural.SETTLE`)."""
     import gymnasium as gym
     from tqdm import tqdm
 
     import worldsim
     import worldsim.envs  # noqa: F401
+    from worldsim.envs.neural import SETTLE
     from worldsim.sampling.sampler import Sampler
+
+    settle = SETTLE if settle is None else settle
 
     model = worldsim.load(checkpoint, "auto", "auto")
     path = model.checkpoint_dir
@@ -175,10 +179,10 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
     plans["play"] = [_policy_actions(real, "explore", s, play_steps) for s in starts]
     plans["random"] = [_policy_actions(real, "random", s, random_steps) for s in starts]
     report: dict[str, Any] = {"checkpoint": str(path), "seeds": starts,
-                              "start_frames": k, "sampling_steps": sampling_steps or model.cfg.sampler.steps}
+                              "start_frames": k, "sampling_steps": sampling_steps or model.cfg.sampler.steps, "settle": settle}
     curves: dict[str, dict[str, np.ndarray]] = {}
     pictures: list[np.ndarray] = []  # per scenario a row of real frames and a row of dreamed ones
-    tag = f"{model.cfg.frame_hw}_{k}_{starts}_{still_steps}_{play_steps}_{random_steps}_{long_steps}"
+    tag = f"{model.cfg.frame_hw}_{k}_{starts}_{still_steps}_{play_steps}_{random_steps}_{long_steps}_settle{settle}"
     stored = dict(np.load(real_cache)) if real_cache and Path(real_cache).exists() else {}
     if stored and str(stored.get("tag")) != tag:
         raise ValueError(f"{real_cache} holds real runs for other settings ({stored.get('tag')}); give another file")
@@ -191,7 +195,7 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
         else:
             ctx, ctx_actions, truth, lengths, pitch = [], [], [], [], []
             for s, acts in zip(starts, per_seed):
-                f, a, p = _start(real, s, k, codec.space)
+                f, a, p = _start(real, s, k, codec.space, settle)
                 pitch.append(p)
                 frames, n = _play(real, acts)
                 ctx.append(f)

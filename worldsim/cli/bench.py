@@ -15,7 +15,8 @@ def _hold(a: argparse.Namespace) -> dict:
 
     h = hold_bench(a.checkpoint, seeds=a.seeds, still_steps=a.still_steps, play_steps=a.play_steps,
                    random_steps=a.random_steps, long_steps=a.long_steps, sampling_steps=(a.sampling_steps or [None])[0],
-                   out=str(Path(a.out).parent) if a.out else None, progress=True, real_cache=a.real_cache)
+                   out=str(Path(a.out).parent) if a.out else None, progress=True, real_cache=a.real_cache,
+                   settle=a.settle)
     print(f"still {h['still']['steps']} steps: dream {h['still']['model_db']} dB, copy-last {h['still']['copy_last_db']} dB, "
           f"autoencoder {h['still']['autoencoder_db']} dB")
     for name in ("turn90", "turn180", "look"):
@@ -103,6 +104,8 @@ def register(sub) -> None:
     b.add_argument("--random-steps", type=int, default=1000, help="hold: steps of uniform random actions")
     b.add_argument("--long-steps", type=int, default=1000, help="hold: steps standing still, walking and turning in place, for the "
                    "brightness and contrast after 100 steps and at the end")
+    b.add_argument("--settle", type=int, default=None, help="hold: steps the real game stands still after each reset "
+                   "before the start frames, while the loaded world's fog brightens (default 60; 0: start at the reset)")
     b.add_argument("--real-cache", help="hold: an .npz of the real game's runs, written the first time and read after, "
                    "so several models meet the same real frames")
     b.add_argument("--steps", type=int, default=500, help="steps per episode (collect) or dream length (stability)")

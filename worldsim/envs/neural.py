@@ -36,15 +36,26 @@ class StepTime(float):
 Start = tuple[np.ndarray, np.ndarray, float]  # frames (K, H, W, 3) uint8, flat actions (K-1, A), pitch at the last (NaN: unknown)
 
 
-def start_from_env(env: gym.Env, seed: int | None, k: int, dream_space: gym.spaces.Dict | None = None
-                   ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Reset a real env and stand still for k-1 steps: its last frame and the `reset(options=...)` that starts a
-    dream of the same place (K frames, the no-op actions between them in `dream_space`, default the env's; the
-    view's pitch when the env reports it; standing still leaves the view where it was)."""
+SETTLE = 60
+"""Steps the real game stands still after a reset before a dream is started from it. A freshly loaded world is not
+yet what a player sees: the renderer brightens its fog over the first ~40 ticks, so the reset frame is 15-22 dB
+away from the same view 100 steps later (copying it scored 24.5 dB on a still hold). A dream started there is
+scored against a change no action causes; from the settled world, copying the start is exact."""
+
+
+def start_from_env(env: gym.Env, seed: int | None, k: int, dream_space: gym.spaces.Dict | None = None,
+                   settle: int = SETTLE) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reset a real env, stand still for `settle` steps (`SETTLE`: the world settles), then k-1 more: its last frame
+    and the `reset(options=...)` that starts a dream of the same place (K frames, the no-op actions between them in
+    `dream_space`, default the env's; the view's pitch when the env reports it; standing still leaves the view where
+    it was)."""
     from worldsim.model.actions import ActionCodec
 
     noop = ActionCodec(env.action_space).noop()
     obs, info = env.reset(seed=seed)
+    for _ in range(settle):
+        obs, _, _, _, step_info = env.step(noop)
+        info = {**info, **step_info}
     frames = [obs] + [env.step(noop)[0] for _ in range(k - 1)]
     still = ActionCodec(dream_space).noop() if dream_space is not None else noop
     options: dict[str, Any] = {"frames": np.stack(frames), "actions": [still] * (k - 1)}
