@@ -190,7 +190,8 @@ def test_eval_writes_report_plot_strip_and_video(tiny_ckpt, tmp_path):
     for kind in ("real", "dream"):  # the IDM read every clip's 3 actions back from real and dreamed pairs
         assert report["idm"][kind]["pairs"] == report["clips"] * 3 and 0 <= report["idm"][kind]["key_f1"] <= 1
     assert (tmp_path / "idm" / "idm.safetensors").exists() and any("IDM key F1" in v for v in report["verdict"])
-    for name in ("model", "copy_last", "action_blind", "camera_shift"):
+    assert any("walk-blind" in v for v in report["verdict"])
+    for name in ("model", "copy_last", "action_blind", "camera_shift", "walk_blind"):
         assert len(report["metrics"][f"{name}_psnr"]["mean"]) == 3
         assert len(report["metrics"][f"{name}_ssim"]["ci95"]) == 3
     assert report["clips"] == 2 * 3 and report["autoencoder_psnr_db"] > 0

@@ -6,7 +6,9 @@ Three baselines share the table: copy-last-frame (the last real context frame re
 frame moved in pixels as the clip's camera actions turn the view, at the model's pixels per degree: what a
 picture that only follows the camera scores) and action-blind (the same model and context, every action
 replaced by the no-op): a model that does not beat the first two is not predicting, one that does not beat the
-third is not using the actions.
+third is not using the actions. Walk-blind (every movement key released, the camera and the rest kept) says
+whether walking is among the actions it uses: the camera's effect is large and easy, walking's is small in the
+open and large in a hut, so the action-blind gap alone can hide a model that ignores the walking keys.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from worldsim.evaluation.idm import InverseDynamics, idm_scores
 from worldsim.evaluation.motion import camera_response, frame_shift
 from worldsim.model.world_model import WorldModel
 from worldsim.sampling.sampler import Sampler
+
+MOVEMENT_KEYS = ("forward", "back", "left", "right", "jump", "sneak", "sprint")
+"""The keys that move the player (MineRL's names); walk-blind releases those the model's action space has."""
 
 MAX_PSNR = 60.0  # identical frames (a still view renders identically) score this, not infinity, so means stay finite
 
@@ -63,7 +68,7 @@ def clip_batch(model: WorldModel, eps: dict, group: list[tuple[int, int]], horiz
 def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[int] | None = None, stride: int = 100,
              steps: int | None = None, seed: int = 0, batch: int = 16, progress: bool = True,
              idm: InverseDynamics | None = None) -> dict[str, Any]:
-    """PSNR/SSIM per horizon step for the model, copy-last-frame and action-blind, mean and 95% interval; with an
+    """PSNR/SSIM per horizon step for the model, copy-last-frame, action-blind and walk-blind, mean and 95% interval; with an
     `idm`, its key F1 / camera error on the real consecutive pairs and on the dreamed ones (same clips, actions);
     with a camera in the action space, how many pixels per degree of turn real and dreamed frames move
     (`worldsim.evaluation.motion`); with an attack key, whether pressing it on the steps that broke a block shows the break
@@ -76,7 +81,9 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
     if not todo:
         raise ValueError(f"no clip of {k}+{horizon} frames in the chosen episodes of {ds.root}")
     noop = model.codec.encode(model.codec.noop())
-    baselines = ("copy_last", "action_blind") + (("camera_shift",) if any(model.cfg.camera_px_per_deg) else ())
+    moves = [model.codec.slices[key] for key in MOVEMENT_KEYS if key in model.codec.space.spaces]
+    baselines = (("copy_last", "action_blind") + (("camera_shift",) if any(model.cfg.camera_px_per_deg) else ())
+                 + (("walk_blind",) if moves else ()))
     scores: dict[str, list[np.ndarray]] = {f"{n}_{m}": [] for n in ("model", *baselines) for m in ("psnr", "ssim")}
     examples = []
     idm_preds: dict[str, list] = {"real": [], "dream": [], "actions": []}
@@ -88,11 +95,17 @@ def evaluate(model: WorldModel, ds: Dataset, horizon: int = 16, episodes: list[i
         group = todo[i:i + batch]
         eps = {e: ds.episode(e) for e, _ in group}
         ctx, real, flat, pitch = clip_batch(model, eps, group, horizon)
-        for name, acts in (("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))):
+        runs = [("model", flat[:, k - 1:]), ("action_blind", np.broadcast_to(noop, flat[:, k - 1:].shape))]
+        if moves:
+            still = flat[:, k - 1:].copy()
+            for sl in moves:
+                still[..., sl] = noop[sl]
+            runs.append(("walk_blind", still))
+        for name, acts in runs:
             d = Sampler(model, ctx, flat[:, : k - 1], steps=steps, seeds=[seed + i + j for j in range(len(group))],
                         pitch=pitch)
             dream = np.stack([d.step(acts[:, h]).frames for h in range(horizon)], axis=1)
-            if cam is not None:  # how far each dreamed frame moved from the one before, to set against the turn
+            if cam is not None and name != "walk_blind":  # how far each dreamed frame moved, against the turn
                 shifts["dream" if name == "model" else name].append(_shifts(ctx, dream))
                 if name == "model":
                     shifts["real"].append(_shifts(ctx, real))

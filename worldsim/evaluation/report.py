@@ -20,7 +20,7 @@ def plot_horizon(result: dict[str, Any], path: str | os.PathLike, metric: str = 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     h = np.arange(1, result["horizon"] + 1)
     for name, label in (("model", "world model"), ("action_blind", "action-blind (no-op actions)"), ("copy_last", "copy last frame"),
-                        ("camera_shift", "last frame moved by the camera")):
+                        ("camera_shift", "last frame moved by the camera"), ("walk_blind", "walk-blind (movement keys released)")):
         if f"{name}_{metric}" not in result["metrics"]:
             continue
         m = result["metrics"][f"{name}_{metric}"]
@@ -79,7 +79,7 @@ def write_report(out: str | os.PathLike, result: dict[str, Any], examples: list,
 def summary(result: dict[str, Any]) -> list[str]:
     """The table a terminal shows: PSNR by horizon for the model and each baseline, then the IDM's scores."""
     m, horizon = result["metrics"], result["horizon"]
-    cols = [n for n in ("model", "action_blind", "copy_last", "camera_shift") if f"{n}_psnr" in m]
+    cols = [n for n in ("model", "action_blind", "copy_last", "camera_shift", "walk_blind") if f"{n}_psnr" in m]
     lines = [f"{'h':>3} " + " ".join(f"{n:>12}" for n in cols) + f"   (PSNR dB, {result['clips']} clips)"]
     for h in sorted({0, 3, 7, 15, horizon - 1} & set(range(horizon))):
         lines.append(f"{h + 1:>3} " + " ".join(f"{m[f'{n}_psnr']['mean'][h]:12.2f}" for n in cols))
@@ -112,6 +112,10 @@ def verdict(result: dict) -> list[str]:
     gap = model[h8] - blind[h8]
     lines.append(f"h{h8 + 1}: action-blind is {gap:.2f} dB below the model (target 1 dB): "
                  + ("the model uses the actions." if gap >= 1 else "the model uses the actions too little."))
+    if "walk_blind_psnr" in m:
+        walk = model[h8] - m["walk_blind_psnr"]["mean"][h8]
+        lines.append(f"h{h8 + 1}: walk-blind (movement keys released) is {walk:.2f} dB below the model: of the action-blind "
+                     f"gap, {'walking' if walk >= 0.5 * max(gap, 1e-9) else 'the camera'} carries the larger part.")
     if "idm" in result:
         ratio = result["idm"]["dream_over_real_key_f1"]
         lines.append(f"IDM key F1 on dreams is {100 * ratio:.0f}% of its F1 on real frames (target 80%).")
