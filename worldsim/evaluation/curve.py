@@ -46,10 +46,13 @@ def plot_curve(log: str | os.PathLike, out: str | os.PathLike) -> Path:
     axes[0].set_title("held-out clips")
     axes[0].legend(fontsize=6, ncol=2, loc="lower right")
     for key, colour in (("brightness_1000", "C4"), ("contrast_1000", "C5")):
-        lines(axes[1], lambda r, key=key: r.get(key), colour, key.replace("_", " after ") + " steps (dream / real)")
+        lines(axes[1], lambda r, key=key: r.get(key), colour, key.replace("_", " after ") + " steps still (dream / real)")
+    for i, (what, colour) in enumerate((("brightness", "C6"), ("contrast", "C7"))):  # rows that measured walking
+        lines(axes[1], lambda r, i=i: (r.get("levels_1000") or {}).get("walk", [None, None])[i], colour,
+              f"{what} after 1000 steps walking (dream / real)")
     axes[1].axhspan(0.8, 1.25, color="green", alpha=0.1, label="0.8-1.25: the target")
     axes[1].set_xlabel("cumulative CPU-hours of training")
-    axes[1].set_title("standing still from the openings")
+    axes[1].set_title("standing still and walking from the real starts")
     axes[1].legend(fontsize=6, loc="upper right")
     title = "worldsim: the scaling curve (docs/training_log.md)"
     if len(lineages) > 1:
