@@ -563,3 +563,52 @@ def test_texture_energy_measures_fine_texture_where_it_lies(tiny_data):
     flat[..., 8:16, 16:24] = torch.rand(1, 3, 8, 8) * 2 - 1
     e = texture_energy(flat)
     assert e[..., 1, 2].min() > 0.1 and e.sum() - e[..., 1, 2].sum() < 0.25 * e[..., 1, 2].sum()  # its edges leak into the patches before it
+
+
+def test_still_start_trains_walks_begun_from_a_standing_player(tmp_path):
+    """`LatentCache.walk_windows` finds exactly the windows whose actions into two given frames press a movement
+    key; `stood_then` makes a window's first frames a stand (copies of the last of them, the no-op into each,
+    their priors that frame unmoved) and leaves the walk after it as recorded; a still-started run trains on them."""
+    import torch
+
+    from worldsim.data_collect.collect import CollectConfig, collect
+    from worldsim.model.actions import MOVEMENT_KEYS
+    from worldsim.training.latents import LatentCache
+    from worldsim.training.phases import stood_then
+    from worldsim.training.trainer import train
+
+    data = tmp_path / "trees"
+    collect(CollectConfig(episodes=3, steps=60, size=32, out=str(data), seed=0, policy="mix-trees"), progress=False)
+    out = tmp_path / "run"
+    r = train(str(data), str(out), "tiny", progress=False, ae_steps=5, dit_steps=8, heads_steps=2, log_every=1,
+              sample_every=10**6, still_start=1.0, still_start_frames=2, self_forcing=1.0)
+    assert r["phase"] == "done"
+    dit = [x for x in _log(out) if x["phase"] == "dit"]
+    assert any(x["still_started"] == 1.0 for x in dit) and all(np.isfinite(x["dit_loss"]) for x in dit)
+
+    m = worldsim.load(out)
+    cache = LatentCache(out / "latents")
+    moving = [m.codec.slices[k] for k in MOVEMENT_KEYS if k in m.codec.space.spaces]
+    acts, known = np.asarray(cache.actions), np.asarray(cache.known)
+    walks = lambda i: known[i] > 0 and any((acts[i, sl] > 0.5).any() for sl in moving)  # noqa: E731
+    for n, at in ((4, 1), (8, 3)):
+        brute = [s for s in cache.windows(n) if walks(s + at) and walks(s + at + 1)]
+        found = cache.walk_windows(n, at, moving).tolist()
+        assert found == brute and 0 < len(found) < len(cache.windows(n))
+
+    pick = cache.walk_windows(8, 3, moving)[:3]
+    z, a, _ = cache.batch(pick, 8)
+    moved, pitch = cache.moved_seq(pick, 8), cache.view_pitch(pick, 8)
+    moved_by = cache.prior_actions(pick, 8, a, m.prior.camera)
+    noop = torch.from_numpy(np.asarray(m.codec.encode(m.codec.noop()), np.float32))
+    z2, a2, moved2, by2, pitch2 = stood_then(4, noop, z, a, moved, moved_by, pitch)
+    for j in range(4):
+        assert torch.equal(z2[:, j], z[:, 3]) and torch.equal(moved2[:, j], z[:, 3].to(moved2.dtype))
+        assert (a2[:, j] == noop).all() and (by2[:, j] == noop).all()
+    assert torch.equal(z2[:, 4:], z[:, 4:]) and torch.equal(a2[:, 4:], a[:, 4:]) and torch.equal(moved2[:, 4:], moved[:, 4:])
+    assert torch.equal(z[:, 0], cache.batch(pick, 8)[0][:, 0])  # the cache's windows are left as recorded
+    if pitch is not None:
+        assert torch.equal(pitch2[:, :4], pitch[:, 3:4].expand(-1, 4)) and torch.equal(pitch2[:, 4:], pitch[:, 4:])
+    with pytest.raises(ValueError, match="still_start_frames must be 1 to"):
+        train(str(data), str(tmp_path / "bad"), "tiny", progress=False, ae_steps=5, dit_steps=2,
+              still_start=0.5, still_start_frames=40)

@@ -23,11 +23,9 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from worldsim.data.dataset import Dataset
 from worldsim.evaluation.idm import InverseDynamics, idm_scores
 from worldsim.evaluation.motion import camera_response, frame_shift
+from worldsim.model.actions import MOVEMENT_KEYS
 from worldsim.model.world_model import WorldModel
 from worldsim.sampling.sampler import Sampler
-
-MOVEMENT_KEYS = ("forward", "back", "left", "right", "jump", "sneak", "sprint")
-"""The keys that move the player (MineRL's names); walk-blind releases those the model's action space has."""
 
 MAX_PSNR = 60.0  # identical frames (a still view renders identically) score this, not infinity, so means stay finite
 

@@ -18,6 +18,10 @@ from gymnasium.spaces import Box, Dict, Discrete
 if TYPE_CHECKING:
     import torch
 
+MOVEMENT_KEYS = ("forward", "back", "left", "right", "jump", "sneak", "sprint")
+"""The keys that move the player (MineRL's names): what walk-blind releases (`worldsim.evaluation.evaluate`) and
+still-start training walks with (`TrainConfig.still_start`), those of them an action space has."""
+
 
 class InvalidActionError(ValueError):
     """An action does not fit the action space; the message names the offending key."""

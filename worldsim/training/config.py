@@ -76,6 +76,14 @@ class TrainConfig:
     real frames and its loss teaches their mean), and the model learns to bring a drifting stand back."""
     still_forcing_real: int = 4
     """Real frames a still-forced window starts from (the rest of it is the model's dream)."""
+    still_start: float = 0.0
+    """Share of short batches that are walking windows whose first `still_start_frames` frames are replaced by
+    copies of the last of them, the actions into them released: the player stood, then walks. Why: a dream starts
+    from a standing player (the hold bench's starts, a game's first frames), while the data's player almost never
+    stands and then walks (218 such steps in 326k), so the model learnt motion from the frames' past, not from the
+    keys, and a dream told to walk from a still start stands (`docs/training_log.md`, fourteenth sitting)."""
+    still_start_frames: int = 4
+    """Frames a still-started window stands for (a dream's start: `ModelConfig.start_frames`)."""
     prior_turn: str = "rotation"
     """What moves a recorded frame into its successor's motion prior: the camera action ("action") or the turn the
     view made ("view", from the episode's recorded poses). Why: while a GUI is open or the pitch is at its clamp

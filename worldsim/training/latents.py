@@ -206,6 +206,18 @@ class LatentCache:
         w = self.windows(frames)
         return w[count[w + frames] - count[w + 1] == frames - 1]
 
+    def walk_windows(self, frames: int, at: int, moving: list[slice]) -> np.ndarray:
+        """Start indices of the windows of `frames` frames inside one episode whose actions into frames `at` and
+        `at` + 1 both press a movement key (any of the flat slices `moving`): the player walks there, steadily
+        (so frames `at`..`at`+1 show walking, not a stop's coasting)."""
+        a = np.asarray(self.actions)
+        walking = np.zeros(len(a), bool)
+        for sl in moving:
+            walking |= (a[:, sl] > 0.5).any(axis=1)
+        walking &= np.asarray(self.known) > 0
+        w = self.windows(frames)
+        return w[walking[w + at] & walking[w + at + 1]]
+
     def batch(self, starts: np.ndarray, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Windows from `starts`: latents (B, F, C, h, w), the actions leading into each frame (B, F, A), known (B, F)."""
         idx = starts[:, None] + np.arange(frames)[None]

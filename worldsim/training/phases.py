@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from worldsim.data.dataset import FrameSource
+from worldsim.model.actions import MOVEMENT_KEYS
 from worldsim.model.autoencoder import reconstruction_loss, to_pixels
 from worldsim.model.heads import episode_events, outcome_loss
 from worldsim.training.objective import own_dream, sequence_loss
@@ -77,6 +78,17 @@ def _dit(t: Trainer) -> Loss:
         noop = np.asarray(t.model.codec.encode(t.model.codec.noop()), np.float32)
         still = cache.still_windows(tc.long_seq, noop)
         still = still[still + tc.long_seq <= t.split.first_val_frame]
+    walks = np.zeros(0, np.int64)  # still-start windows: the player walks from the end of the frozen frames on
+    if tc.still_start > 0:
+        if not 1 <= tc.still_start_frames <= tc.seq_len - 2:
+            raise ValueError(f"TrainConfig.still_start_frames must be 1 to {tc.seq_len - 2} (a {tc.seq_len}-frame "
+                             f"window keeps real frames after it), got {tc.still_start_frames}")
+        moving = [t.model.codec.slices[k] for k in MOVEMENT_KEYS if k in t.model.codec.space.spaces]
+        if not moving:
+            raise ValueError("TrainConfig.still_start needs movement keys in the action space (forward, back, ...)")
+        walks = cache.walk_windows(tc.seq_len, tc.still_start_frames - 1, moving)
+        walks = walks[walks + tc.seq_len <= t.split.first_val_frame]
+        noop_t = torch.from_numpy(np.asarray(t.model.codec.encode(t.model.codec.noop()), np.float32))
     frames_per_batch = tc.dit_batch * tc.seq_len
     t.model.train()
     t.model.ae.requires_grad_(False)
@@ -87,16 +99,20 @@ def _dit(t: Trainer) -> Loss:
     def loss():
         n = lengths[t.step % len(lengths)]
         stand = n == tc.long_seq and len(still) > 0 and t.np_rng.random() < tc.still_forcing
-        pick = t.np_rng.choice(still if stand else starts[n], max(1, frames_per_batch // n))
+        starting = n == tc.seq_len and len(walks) > 0 and t.np_rng.random() < tc.still_start
+        pick = t.np_rng.choice(still if stand else walks if starting else starts[n], max(1, frames_per_batch // n))
         z, a, known = (x.to(t.device) for x in cache.batch(pick, n))
         moved = cache.moved_seq(pick, n).to(t.device) if with_prior else None
         moved_by = cache.prior_actions(pick, n, a, t.model.prior.camera) if with_prior else None
         pitch = cache.view_pitch(pick, n)
+        if starting:
+            z, a, moved, moved_by, pitch = stood_then(tc.still_start_frames, noop_t.to(t.device), z, a, moved,
+                                                      moved_by, pitch)
         inputs = prior = weight = None
         dreamed, after = None, 0
         if stand:  # a long dream of standing still; its targets, the real frames, are still exact
             dreamed = n - tc.still_forcing_real
-        elif n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
+        elif not starting and n == tc.seq_len and tc.self_forcing > 0 and t.np_rng.random() < tc.self_forcing:
             dreamed, after = tc.self_forcing_frames, tc.self_forcing_after
         if dreamed is not None:
             inputs, prior, weight = own_dream(t.model, z, a, known, moved, t.np_rng, "bf16" if t.bf16 else "fp32",
@@ -106,9 +122,32 @@ def _dit(t: Trainer) -> Loss:
                                          t.noise_gen, net=dit, moved=moved, inputs=inputs, prior=prior,
                                          prior_noise=tc.prior_noise, weight=weight, prior_flat=moved_by)
         return value, {"lr": t.opt.param_groups[0]["lr"], "self_forced": float(inputs is not None and not stand),
-                       "still_forced": float(stand), **parts}
+                       "still_forced": float(stand), "still_started": float(starting), **parts}
 
     return loss
+
+
+def stood_then(c: int, noop: torch.Tensor, z: torch.Tensor, a: torch.Tensor, moved: torch.Tensor | None,
+               moved_by: torch.Tensor | None, pitch: torch.Tensor | None) -> tuple:
+    """A window (latents z (B, F, C, h, w), actions into each frame a (B, F, A), each frame's motion prior `moved`
+    and the actions that moved it, the view's pitch (B, F)) in which the player stands for its first c frames:
+    they become copies of frame c-1, the actions into them the no-op, their priors that same frame unmoved. A still
+    view renders identically, so this is what the game shows of a player who stood there and then did what the
+    window's later actions do."""
+    z = z.clone()
+    z[:, :c] = z[:, c - 1:c]
+    a = a.clone()
+    a[:, :c] = noop
+    if moved is not None:
+        moved = moved.clone()
+        moved[:, :c] = z[:, c - 1:c]
+    if moved_by is not None:
+        moved_by = moved_by.clone()
+        moved_by[:, :c] = noop
+    if pitch is not None:
+        pitch = pitch.clone()
+        pitch[:, :c] = pitch[:, c - 1:c]
+    return z, a, moved, moved_by, pitch
 
 
 def _heads(t: Trainer) -> Loss:
