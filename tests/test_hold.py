@@ -58,6 +58,9 @@ def test_hold_bench_runs_every_scenario_against_the_real_game(tiny_ckpt, tmp_pat
         assert [x["step"] for x in lv] == [24 if name != "random" else 30] and lv[0]["starts"] >= 1
         assert all(0 < b < 10 for b in lv[0]["brightness"] + lv[0]["contrast"])
     assert len(report["turn180"]["model_db_curve"]) == 36
+    mv = report["walk"]["moved"]  # walking leaves the start's picture in the real game (view bobbing, the way ahead)
+    assert mv["steps"] == [3, 10] and len(mv["dream_db"]) == 2 and all(0 < x <= 60 for x in mv["dream_db"])
+    assert max(mv["real_db"]) < 40
     for name in ("turn90", "turn180", "look"):  # the far point of the turn: the real view is not the start's there
         r = report[name]
         assert 0 <= r["away_step"] < r["steps"] and r["real_vs_start_away_db"] <= r["copy_start_db"]

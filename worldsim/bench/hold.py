@@ -106,6 +106,17 @@ def levels(dream: np.ndarray, truth: np.ndarray, lengths: list[int], at: int, sp
 LEVEL_SCENARIOS = ("stand", "walk", "spin", "random")
 
 
+def moved(ctx: np.ndarray, dream: np.ndarray, truth: np.ndarray, lengths: list[int],
+          at: tuple[int, ...] = (3, 10, 30)) -> dict[str, Any]:
+    """Does the dream walk when told to? At each step of `at` (1-based), the median PSNR of the dream's and the real
+    game's frame against the last start frame: a player who walks leaves the start's picture (the real game: ~17 dB
+    after 3 steps, view bobbing and the way ahead), a dream that stands keeps it (30+ dB)."""
+    out: dict[str, Any] = {"steps": [a for a in at if a <= min(lengths)]}
+    for name, frames in (("dream", dream), ("real", truth)):
+        out[f"{name}_db"] = [round(float(np.median(psnr(frames[:, a - 1], ctx[:, -1]))), 2) for a in out["steps"]]
+    return out
+
+
 def contrast(frames: np.ndarray) -> float:
     """Mean spatial standard deviation of the frames' grey levels (~0: a flat picture)."""
     return float(frames.astype(np.float32).mean(axis=-1).reshape(len(frames), -1).std(axis=1).mean())
@@ -223,6 +234,8 @@ def hold_bench(checkpoint: str | None = None, seeds: int = 4, still_steps: int =
                 report[view], curves[view] = _score(view, ctx, t, dr, lens, window, ceiling)
             if view in LEVEL_SCENARIOS:
                 report[view]["levels"] = [levels(dr, t, lens, at) for at in sorted({min(100, n), n})]
+            if view == "walk":
+                report[view]["moved"] = moved(ctx, dr, t, lens)
             pick = np.linspace(0, min(lens) - 1, 8).round().astype(int)  # what the first start looked like
             pictures += [t[0, pick], dr[0, pick]]
     if real_cache and added:

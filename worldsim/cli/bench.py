@@ -26,6 +26,9 @@ def _hold(a: argparse.Namespace) -> dict:
         r = h[name]
         print(f"{name} {r['steps']} steps: colour overlap min {r['colour_overlap_min']} (real pairs min "
               f"{r['real_overlap_min']}), contrast min {r['contrast_min']} (real {r['real_contrast_range']})")
+    mv = h["walk"]["moved"]
+    print(f"walking, PSNR to the start frame after {mv['steps']} steps (lower: it moved): dream {mv['dream_db']}, "
+          f"real {mv['real_db']}")
     for name in LEVEL_SCENARIOS:
         for lv in h[name]["levels"]:
             if lv["starts"]:
