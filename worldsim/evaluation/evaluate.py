@@ -2,11 +2,11 @@
 
 For each clip: the model starts from K real frames (and the K-1 real actions between them), replays the clip's
 real actions open-loop for H steps, and each dreamed frame is compared with the real frame at the same step.
-Three baselines share the table: copy-last-frame (the last real context frame repeated), camera-shift (that
+Four baselines share the table: copy-last-frame (the last real context frame repeated), camera-shift (that
 frame moved in pixels as the clip's camera actions turn the view, at the model's pixels per degree: what a
 picture that only follows the camera scores) and action-blind (the same model and context, every action
 replaced by the no-op): a model that does not beat the first two is not predicting, one that does not beat the
-third is not using the actions. Walk-blind (every movement key released, the camera and the rest kept) says
+third is not using the actions. The fourth, walk-blind (every movement key released, the camera and the rest kept), says
 whether walking is among the actions it uses: the camera's effect is large and easy, walking's is small in the
 open and large in a hut, so the action-blind gap alone can hide a model that ignores the walking keys.
 """
