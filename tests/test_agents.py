@@ -64,7 +64,8 @@ def test_the_mix_idles_presses_random_keys_and_turns_away_and_back():
         modes.append(agent.mode)
     modes = np.array(modes)
     share = {m: float((modes == m).mean()) for m in MODES}
-    assert 0.35 < share["explore"] < 0.65 and all(share[m] > 0.1 for m in MODES), share
+    assert 0.35 < share["explore"] < 0.65 and all(share[m] > 0.1 for m in MODES if m != "walk"), share
+    assert share["walk"] == 0  # walks are policy `mix-walk`'s: the first campaign data must stay as it was
     cam = np.array([a["camera"] for a in acts], np.float64)
     keys = np.array([[a[k] for k in a if k != "camera"] for a in acts])
     idle = modes == "idle"
@@ -111,6 +112,52 @@ def test_the_spawn_heavy_mix_lingers_four_to_eight_segments_before_walking_out()
         steps.append(t)
     assert min(segments) == 4 and max(segments) == 8, sorted(set(segments))
     assert 150 < np.median(steps) < 400, np.median(steps)
+
+
+def test_the_walking_mix_stands_and_then_walks_in_the_real_game(indev):
+    """`mix-walk`: half of its segments are walks begun from a stand: keys released and the view exactly still for
+    20-60 steps, then movement keys held every step. In the real game the player stays put while standing and has
+    moved when the walk ends (the transitions a dream needs in order to start walking when told)."""
+    from worldsim.agents.mix import MODES
+
+    space = minerl_action_space(INDEV_KEYS)
+    agent = make_policy("mix-walk", space, seed=0)
+    modes, acts, opens = [], [], []
+    for _ in range(20000):
+        opens.append(agent.left <= 0)  # this action opens a new segment
+        acts.append(agent.act(None))
+        modes.append(agent.mode)
+    modes, opens = np.array(modes), np.flatnonzero(opens).tolist() + [len(modes)]
+    share = {m: float((modes == m).mean()) for m in MODES}
+    assert 0.2 < share["walk"] < 0.6, share
+    move = np.array([[a[k] for k in ("forward", "back", "left", "right")] for a in acts]).any(axis=1)
+    still = np.array([not any(a[k] for k in a if k != "camera") and not np.any(a["camera"]) for a in acts])
+    walks = [(a, b) for a, b in zip(opens[:-2], opens[1:-1]) if modes[a] == "walk"]  # every segment but the last
+    assert len(walks) > 50
+    for a, b in walks:  # each walk segment opens with a stand and walks to its end
+        first = a + int(np.argmax(move[a:b]))
+        assert 20 <= first - a and still[a:first].all() and move[first:b].all()
+
+    env = indev(size=32, prefetch=False)
+    agent = make_policy("mix-walk", env.action_space, seed=4)
+    obs, info = env.reset(seed=0)
+    pos, mode = [np.asarray(info["pos"], np.float64)], []
+    for _ in range(300):
+        action = agent.act(obs, info)
+        obs, _, term, _, info = env.step(action)
+        pos.append(np.asarray(info["pos"], np.float64))
+        mode.append(agent.mode if agent.mode != "walk" else ("walk" if action["forward"] or action["back"] or
+                                                                action["left"] or action["right"] else "stand"))
+        if term:
+            break
+    mode, pos = np.array(mode), np.array(pos)
+    edges = np.flatnonzero(np.diff(np.r_[0, (mode == "walk").astype(int), 0]))
+    runs = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if a >= 3 and (mode[a - 3:a] == "stand").all()]
+    assert len(runs) >= 2, np.unique(mode, return_counts=True)
+    # pos[i] is where step i-1 left the player: still at the stand's end, blocks away once it walks (terrain and
+    # walls can stop a walk, so the median of them)
+    assert all(np.linalg.norm(pos[a, [0, 2]] - pos[a - 1, [0, 2]]) < 0.01 for a, _ in runs)
+    assert np.median([np.linalg.norm(pos[b, [0, 2]] - pos[a, [0, 2]]) for a, b in runs]) > 2.0
 
 
 def test_the_tree_seeking_explorer_walks_to_trees_and_chops_them(indev):

@@ -8,7 +8,7 @@ from gymnasium.spaces import Dict
 
 from worldsim.agents.base import Policy
 from worldsim.agents.explore import ExploreAgent
-from worldsim.agents.mix import SPAWN_HEAVY, MixAgent
+from worldsim.agents.mix import SPAWN_HEAVY, WALK_WEIGHTS, MixAgent
 from worldsim.agents.random_agent import RandomAgent
 
 
@@ -21,6 +21,13 @@ def _mix_spawn(action_space: Dict, seed: int | None = None) -> MixAgent:
     return MixAgent(action_space, seed=seed, seek_trees=True, spawn_segments=SPAWN_HEAVY)
 
 
+def _mix_walk(action_space: Dict, seed: int | None = None) -> MixAgent:
+    """`mix-trees` whose segments are half walks begun from a stand (`worldsim.agents.mix`, mode ``walk``): the
+    data a dream needs to start walking when a standing player presses a key. At the spawn the player faces the
+    hut's door, so a first walk forward is the user's first walk out of it."""
+    return MixAgent(action_space, seed=seed, seek_trees=True, weights=WALK_WEIGHTS)
+
+
 def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
     """The explorer that walks to the nearest log the game reports (`info["nearest_log"]`) and chops it: a
     scripted Treechop reference that reads the world's state, which no pixel policy sees."""
@@ -31,11 +38,13 @@ def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
 
 POLICIES = {"explore": ExploreAgent, "explore-trees": _explore_trees, "random": RandomAgent, "mix": MixAgent,
-            "mix-trees": _mix_trees, "mix-spawn": _mix_spawn}
+            "mix-trees": _mix_trees, "mix-spawn": _mix_spawn,
+            "mix-walk": _mix_walk}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees, mix-spawn), a shipped agent
+    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees, mix-spawn,
+    mix-walk), a shipped agent
     (`shipped_agents()`: treechop), a folder written by `worldsim agent bc` or `agent train`, or
     'package.module:factory' (called as factory(action_space, seed=seed))."""
     if name in POLICIES:

@@ -62,7 +62,7 @@ def _stats(a: argparse.Namespace) -> int:
     return 0
 
 
-POLICY_HELP = "explore, explore-trees, random, mix, mix-trees, mix-spawn, a policy folder, or module:factory"
+POLICY_HELP = "explore, explore-trees, random, mix, mix-trees, mix-spawn, mix-walk, a policy folder, or module:factory"
 
 
 def register(sub) -> None:
