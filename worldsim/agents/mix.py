@@ -11,7 +11,7 @@ camera on 97 % of steps, so a still camera is almost never seen. This policy swi
   amount, keys released: the return leg shows again what the start showed (a memory test the data teaches);
 - ``walk``: stand still one to three seconds, then walk from the stand (forward mostly; back, a strafe or a diagonal; hops;
   the view still or turning slowly) for one to five seconds. Users stand and then walk; the explorer almost never
-  does (218 of 326,475 steps of the first campaign data began a walk from a stand), and a model that never saw a
+  does (1 in 1,200 steps of the first campaign data begins a walk from a stand), and a model that never saw a
   stand turn into a walk keeps the stand when told to walk (`docs/training_log.md`, fourteenth sitting).
 
 An episode may begin at the spawn: before its first exploring segment, up to three idle, random or sweep segments

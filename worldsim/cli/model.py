@@ -55,7 +55,7 @@ def _train(a: argparse.Namespace) -> int:
 
 #: The project's model: its data, in parts collected in order (the `mix-trees` play of the real game; then episodes
 #: that linger at the spawn, where users start and the first part holds ~1 % of its frames; then episodes whose
-#: player stands and then walks, which the first two hold 218 times), held-out episodes of the first part's play,
+#: player stands and then walks, which the first two hold ~1 in 1,200 steps), held-out episodes of the first part's play,
 #: and its run.
 CAMPAIGN_DATA = ({"policy": "mix-trees", "episodes": 300, "steps": 1000, "seed": 0},
                  {"policy": "mix-spawn", "episodes": 100, "steps": 500, "seed": 0, "first": 300},
