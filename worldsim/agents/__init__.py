@@ -38,14 +38,12 @@ def _explore_trees(action_space: Dict, seed: int | None = None) -> ExploreAgent:
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
 
 POLICIES = {"explore": ExploreAgent, "explore-trees": _explore_trees, "random": RandomAgent, "mix": MixAgent,
-            "mix-trees": _mix_trees, "mix-spawn": _mix_spawn,
-            "mix-walk": _mix_walk}
+            "mix-trees": _mix_trees, "mix-spawn": _mix_spawn, "mix-walk": _mix_walk}
 
 
 def make_policy(name: str, action_space: Dict, seed: int | None = None) -> Policy:
-    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees, mix-spawn,
-    mix-walk), a shipped agent
-    (`shipped_agents()`: treechop), a folder written by `worldsim agent bc` or `agent train`, or
+    """Build a policy: a name of POLICIES (explore, explore-trees, random, mix, mix-trees, mix-spawn, mix-walk),
+    a shipped agent (`shipped_agents()`: treechop), a folder written by `worldsim agent bc` or `agent train`, or
     'package.module:factory' (called as factory(action_space, seed=seed))."""
     if name in POLICIES:
         return POLICIES[name](action_space, seed=seed)

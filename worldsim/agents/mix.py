@@ -9,15 +9,16 @@ camera on 97 % of steps, so a still camera is almost never seen. This policy swi
 - ``random``: uniform random actions, as ``action_space.sample()`` draws them (camera anywhere in its Box);
 - ``sweep``: turn away (90 or 180 degrees of yaw) or look down, hold a moment, and come back by the same
   amount, keys released: the return leg shows again what the start showed (a memory test the data teaches);
-- ``walk``: stand still one to three seconds, then walk from the stand (forward mostly; back, a strafe or a diagonal; hops;
-  the view still or turning slowly) for one to five seconds. Users stand and then walk; the explorer almost never
-  does (1 in 1,200 steps of the first campaign data begins a walk from a stand), and a model that never saw a
-  stand turn into a walk keeps the stand when told to walk (`docs/training_log.md`, fourteenth sitting).
+- ``walk``: stand still one to three seconds, then walk from the stand (forward mostly; back, a strafe or a
+  diagonal; hops; the view still or turning slowly) for one to five seconds. Users stand and then walk; the
+  explorer almost never does (1 in 1,200 steps of the first campaign data begins a walk from a stand), and a model
+  that never saw a stand turn into a walk keeps the stand when told to walk (`docs/training_log.md`, fourteenth
+  sitting).
 
 An episode may begin at the spawn: before its first exploring segment, up to three idle, random or sweep segments
-in the hut the game spawns the player in (none in 40 % of episodes; policy `mix-spawn`: four to eight; in policy `mix-walk`, whose segments are
-half walks, walks too). A neural Minecraft's users start there and
-stand still, look around and press keys first; a model that only ever saw the hut while walking out of it has no
+in the hut the game spawns the player in (none in 40 % of episodes; policy `mix-spawn`: four to eight; in policy
+`mix-walk`, whose segments are half walks, walks too). A neural Minecraft's users start there and stand still, look
+around and press keys first; a model that only ever saw the hut while walking out of it has no
 idea what standing in it looks like, and dreams it into something else (`docs/training_log.md`).
 
 `mode` names what the last action came from; the collector records it per step (`MODES` gives the ids), so
