@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import textwrap
 from pathlib import Path
 
 
@@ -56,7 +57,7 @@ def plot_curve(log: str | os.PathLike, out: str | os.PathLike) -> Path:
     axes[1].legend(fontsize=6, loc="upper right")
     title = "worldsim: the scaling curve (docs/training_log.md)"
     if len(lineages) > 1:
-        title += "\n" + "; ".join(f"{styles[n][0]} {n}" for n in lineages)
+        title += "\n" + "\n".join(textwrap.wrap("; ".join(f"{styles[n][0]} {n}" for n in lineages), 150))
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = Path(out)
