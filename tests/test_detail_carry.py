@@ -38,6 +38,51 @@ def test_an_unchanged_picture_keeps_the_real_detail_a_changed_one_drops_it_and_a
         DetailCarry(1, (16, 16), change_scale=0.0)
 
 
+def test_a_change_within_the_dreams_noise_keeps_the_shown_pixel_and_a_slow_one_still_adds_up():
+    """`still_below`, on steps the player does nothing: sampling noise (a few levels) leaves the real frame shown
+    exactly; a fade of one level a step appears once it has added up to the threshold (the reference stays put);
+    a redrawn region is redrawn; and a step with an action shows the noise."""
+    real, decoded = _frames(0, 1), _frames(1, 1).clamp(40, 200)
+    carry = DetailCarry(1, (16, 16), change_scale=0.15, still_below=6)
+    carry.reset(torch.arange(1), real, decoded)
+    still, idle = torch.zeros(1), torch.ones(1, dtype=torch.bool)
+    noise = torch.tensor(np.random.default_rng(2).integers(-5, 6, decoded.shape))
+    for _ in range(3):
+        assert torch.equal(carry((decoded.int() + noise).to(torch.uint8), still, still, idle), real)
+    shown = [carry((decoded.int() + t).to(torch.uint8), still, still, idle) for t in range(1, 9)]
+    assert all(torch.equal(f, real) for f in shown[:5])  # +1 ... +5 levels: within the noise
+    assert (shown[5].int() - real.int()).float().mean() > 4  # +6: the fade appears, the detail kept on top of it
+    redrawn = decoded.clone()
+    redrawn[:, :8] += 100  # every value moves by 100 (mod 256)
+    out = carry(redrawn, still, still, idle).int()
+    assert torch.equal(out[:, :8], redrawn[:, :8].int())
+    carry.reset(torch.arange(1), real, decoded)
+    acted = carry((decoded.int() + noise).to(torch.uint8), still, still, ~idle)
+    assert (acted != real).float().mean() > 0.5  # a key pressed: the change is shown
+    with pytest.raises(ValueError, match="still_below"):
+        DetailCarry(1, (16, 16), change_scale=0.15, still_below=-1)
+
+
+def test_a_standing_dream_holds_the_real_frame_through_its_sampling_noise_and_a_key_lets_it_change(tiny_ckpt):
+    """Through the sampler: the dynamics model redraws the latent with a little noise each step; with nothing
+    pressed the dream shows the real start frame exactly, with a key held it shows the redrawn picture."""
+    m = worldsim.load(tiny_ckpt, "cpu", "fp32")
+    m.cfg.sampler.detail_carry, m.cfg.sampler.still_below = 0.4, 16.0
+    frames = np.stack([np.random.default_rng(3).integers(0, 256, (3, *m.cfg.frame_hw, 3), dtype=np.uint8)])
+    shown = {}
+    for key in ("none", "forward"):
+        s = Sampler(m, frames, seeds=[0])
+        noise = torch.Generator().manual_seed(1)
+        s._generate = lambda feats, prior, s=s, g=noise: s.pending + 0.01 * torch.randn(s.pending.shape, generator=g)
+        act = m.codec.noop()
+        if key != "none":
+            act[key] = 1
+        flat = m.codec.encode(act)[None]
+        shown[key] = [s.step(flat).frames[0] for _ in range(5)]
+    assert all(np.array_equal(f, frames[0, -1]) for f in shown["none"])
+    assert not any(np.array_equal(f, frames[0, -1]) for f in shown["forward"])
+
+
 def test_a_dream_that_stands_still_shows_the_real_frame_not_its_autoencoder_reconstruction(tiny_ckpt):
     """With the dynamics model holding the latent still, the dream's frames are the real start frame itself;
     without the carry they are the autoencoder's reconstruction of it."""

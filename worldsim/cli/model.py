@@ -114,6 +114,10 @@ def _export(a: argparse.Namespace) -> int:
         if a.detail_carry < 0:
             raise SystemExit(f"--detail-carry must be >= 0, got {a.detail_carry}")
         model.cfg.sampler.detail_carry = a.detail_carry
+    if a.still_below is not None:  # below what change of a decoded pixel the exported model's dreams keep it as shown
+        if not 0 <= a.still_below <= 255:
+            raise SystemExit(f"--still-below must be 0-255 levels, got {a.still_below}")
+        model.cfg.sampler.still_below = a.still_below
     if a.view_memory is not None:  # how many frames the exported model's dreams remember with their views
         if a.view_memory < 0:
             raise SystemExit(f"--view-memory must be >= 0 frames, got {a.view_memory}")
@@ -217,6 +221,9 @@ def register(sub) -> None:
     ex.add_argument("--detail-carry", type=float, help="the change of the decoded picture (0-1) at which the exported "
                     "model's dreams drop a pixel's carried detail (SamplerConfig.detail_carry; 0: none; default: the "
                     "source's)")
+    ex.add_argument("--still-below", type=float, metavar="LEVELS", help="a pixel whose decoded value moved less "
+                    "than this (0-255) keeps the value the exported model's dream shows (SamplerConfig.still_below; "
+                    "0: none; default: the source's)")
     ex.add_argument("--view-memory", type=int, metavar="FRAMES",
                     help="frames the exported model's dreams remember with their views, to make each prior from the "
                     "closest view while only the camera moves (SamplerConfig.view_memory; 0: none; default: the "

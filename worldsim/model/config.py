@@ -74,6 +74,10 @@ class SamplerConfig:
     """Carry the pixel detail a latent does not hold from frame to frame (`worldsim.sampling.detail`): the change
     of the decoded picture (mean absolute over channels, 0-1) at which a pixel's detail is dropped; 0: frames are
     their decoded latents alone."""
+    still_below: float = 16.0
+    """With the carry on, on a step the player does nothing: a pixel whose decoded value moved less than this many
+    levels (0-255, largest channel) since the picture it shows was decoded keeps the shown value exactly
+    (`worldsim.sampling.detail`), so a standing dream does not redraw the world with its own sampling noise; 0: off."""
 
 
 @dataclass

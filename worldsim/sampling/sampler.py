@@ -70,8 +70,10 @@ class Sampler:
         self.keys_only = torch.ones(model.codec.dim, dtype=torch.bool, device=dev)  # the flat entries of every key
         if "camera" in model.codec.slices:
             self.keys_only[model.codec.slices["camera"]] = False
+        self.noop = torch.as_tensor(model.codec.encode(model.codec.noop()), dtype=torch.float32, device=dev)
         carry = model.cfg.sampler.detail_carry
-        self.carry = DetailCarry(b, model.cfg.frame_hw, carry, dev) if carry > 0 else None
+        self.carry = (DetailCarry(b, model.cfg.frame_hw, carry, dev, model.cfg.sampler.still_below) if carry > 0
+                      else None)
         if seeds is None:
             seeds = torch.randint(0, 2**31 - 1, (b,)).tolist()
         self.generators = [torch.Generator(device=dev) for _ in range(b)]
@@ -180,7 +182,7 @@ class Sampler:
         frames = m.decode(z)
         if self.carry is not None:
             move = m.prior.pixel_shift(view) if m.prior is not None else (torch.zeros(len(a), device=a.device),) * 2
-            frames = self.carry(frames, *move)
+            frames = self.carry(frames, *move, idle=(a == self.noop).all(-1))
         self.latents = torch.stack([self.pending, z], dim=1)
         events, terminated = m.outcome(self.latents[:, 0], z, feats)
         self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames
