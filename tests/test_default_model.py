@@ -151,11 +151,13 @@ def test_the_shipped_model_is_the_configs_defaults_and_every_option_works_on_it(
     assert set(r["single"]) == {"fp32", "bf16"} and all(v > 0 for p in r["single"].values() for v in p.values())
     assert r["auto_picks"] in ("fp32", "bf16")
     assert main(["export", "--checkpoint", str(DEFAULT_CHECKPOINT), "--out", str(tmp_path / "one"), "--sampling-steps", "1",
-                 "--context-noise", "0.3", "--view-memory", "0", "--detail-carry", "0.5"]) == 0
+                 "--context-noise", "0.3", "--view-memory", "0", "--detail-carry", "0.5", "--still-below", "8",
+                 "--still-latent", "0"]) == 0
     assert worldsim.load(tmp_path / "one").cfg.sampler.steps == 1
     assert worldsim.load(tmp_path / "one").cfg.sampler.context_noise == pytest.approx(0.3)
     assert worldsim.load(tmp_path / "one").cfg.sampler.view_memory == 0
     assert worldsim.load(tmp_path / "one").cfg.sampler.detail_carry == pytest.approx(0.5)
+    assert (worldsim.load(tmp_path / "one").cfg.sampler.still_below, worldsim.load(tmp_path / "one").cfg.sampler.still_latent) == (8, 0)
     for argv in (["play", "--key-guidance", "2"], ["export", "--checkpoint", str(DEFAULT_CHECKPOINT), "--out",
                                                     str(tmp_path / "x"), "--prior-start", "0.3"]):
         with pytest.raises(SystemExit) as e:

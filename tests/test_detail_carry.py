@@ -67,7 +67,7 @@ def test_a_standing_dream_holds_the_real_frame_through_its_sampling_noise_and_a_
     """Through the sampler: the dynamics model redraws the latent with a little noise each step; with nothing
     pressed the dream shows the real start frame exactly, with a key held it shows the redrawn picture."""
     m = worldsim.load(tiny_ckpt, "cpu", "fp32")
-    m.cfg.sampler.detail_carry, m.cfg.sampler.still_below = 0.4, 16.0
+    m.cfg.sampler.detail_carry, m.cfg.sampler.still_below, m.cfg.sampler.still_latent = 0.4, 16.0, 0.0
     frames = np.stack([np.random.default_rng(3).integers(0, 256, (3, *m.cfg.frame_hw, 3), dtype=np.uint8)])
     shown = {}
     for key in ("none", "forward"):
@@ -99,3 +99,27 @@ def test_a_dream_that_stands_still_shows_the_real_frame_not_its_autoencoder_reco
     assert all(np.array_equal(f, frames[0, -1]) for f in shown[0.15])
     assert all(np.array_equal(f, reconstruction) for f in shown[0.0])
     assert not np.array_equal(reconstruction, frames[0, -1])
+
+
+def test_a_standing_dreams_latents_stay_exact_copies_and_a_larger_change_or_a_key_passes(tiny_ckpt):
+    """`still_latent`: with nothing pressed, elements the dynamics model moves by less than the threshold keep the
+    frame before's value (a standing dream's past holds exact copies, as a real one does); elements moved by more,
+    and every element on a step with a key held, take the new value."""
+    m = worldsim.load(tiny_ckpt, "cpu", "fp32")
+    m.cfg.sampler.still_latent = 0.2
+    frames = np.stack([np.random.default_rng(3).integers(0, 256, (3, *m.cfg.frame_hw, 3), dtype=np.uint8)])
+    for key in ("none", "forward"):
+        s = Sampler(m, frames, seeds=[0])
+        start = s.pending.clone()
+        step = torch.zeros_like(start).uniform_(-0.15, 0.15, generator=torch.Generator().manual_seed(1))
+        step.view(-1)[:7] = 0.5  # a few elements move for real
+        s._generate = lambda feats, prior, s=s, step=step: s.pending + step
+        act = m.codec.noop()
+        if key != "none":
+            act[key] = 1
+        s.step(m.codec.encode(act)[None])
+        moved = (s.pending != start).view(-1)
+        if key == "none":
+            assert moved[:7].all() and not moved[7:].any()
+        else:
+            assert moved.float().mean() > 0.99

@@ -118,6 +118,10 @@ def _export(a: argparse.Namespace) -> int:
         if not 0 <= a.still_below <= 255:
             raise SystemExit(f"--still-below must be 0-255 levels, got {a.still_below}")
         model.cfg.sampler.still_below = a.still_below
+    if a.still_latent is not None:  # below what change of a latent element a standing dream keeps the one before
+        if a.still_latent < 0:
+            raise SystemExit(f"--still-latent must be >= 0, got {a.still_latent}")
+        model.cfg.sampler.still_latent = a.still_latent
     if a.view_memory is not None:  # how many frames the exported model's dreams remember with their views
         if a.view_memory < 0:
             raise SystemExit(f"--view-memory must be >= 0 frames, got {a.view_memory}")
@@ -223,6 +227,9 @@ def register(sub) -> None:
                     "source's)")
     ex.add_argument("--still-below", type=float, metavar="LEVELS", help="a pixel whose decoded value moved less "
                     "than this (0-255) keeps the value the exported model's dream shows (SamplerConfig.still_below; "
+                    "0: none; default: the source's)")
+    ex.add_argument("--still-latent", type=float, help="on steps with nothing pressed, a latent element the exported "
+                    "model's dream moves by less than this keeps the frame before's value (SamplerConfig.still_latent; "
                     "0: none; default: the source's)")
     ex.add_argument("--view-memory", type=int, metavar="FRAMES",
                     help="frames the exported model's dreams remember with their views, to make each prior from the "

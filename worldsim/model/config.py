@@ -78,6 +78,11 @@ class SamplerConfig:
     """With the carry on, on a step the player does nothing: a pixel whose decoded value moved less than this many
     levels (0-255, largest channel) since the picture it shows was decoded keeps the shown value exactly
     (`worldsim.sampling.detail`), so a standing dream does not redraw the world with its own sampling noise; 0: off."""
+    still_latent: float = 0.2
+    """On a step the player does nothing: each element of the new latent within this of the frame before keeps the
+    frame before's value, so a standing dream's past holds exact copies, as a standing player's real frames encode
+    (the noisy near-copies it would hold instead are what no real context looks like, and the drift compounds:
+    `worldsim.sampling.sampler`); 0: off."""
 
 
 @dataclass

@@ -10,6 +10,8 @@ self-forcing training. Per row (dream) it holds
   dreams what a single env seeded s + i dreams, up to the kernels' rounding at another batch size);
 - the newest frame's pixels, whose move under the next action makes the next frame's motion prior;
 - the pixel detail its latent does not hold, carried to the next frame (`worldsim.sampling.detail`);
+- on steps the player does nothing, the newest latent held where the next one differs by less than the dream's
+  noise (`SamplerConfig.still_latent`), so a standing dream's past is exact copies, as a standing player's is;
 - the camera's pitch, summed from the camera actions and clamped as the game clamps it (reported in `info`);
 - with `SamplerConfig.view_memory`, its recent frames and the view each was seen from (`worldsim.sampling.memory`);
 - the last two latents, which the outcome heads read.
@@ -179,10 +181,14 @@ class Sampler:
                 pitch_from = torch.where(torch.isnan(self.pitch), self.pitch, view_from[:, 0])
             prior = self._noised(m.prior.follow(z_from, frame_from, turn, pitch_from), range(len(a)))
         z = self._generate(feats, prior)
+        idle = (a == self.noop).all(-1)  # the player did nothing: what the dream changes by less than its noise stays
+        if m.cfg.sampler.still_latent > 0 and bool(idle.any()):
+            kept = ((z - self.pending).abs() < m.cfg.sampler.still_latent) & idle[:, None, None, None]
+            z = torch.where(kept, self.pending, z)
         frames = m.decode(z)
         if self.carry is not None:
             move = m.prior.pixel_shift(view) if m.prior is not None else (torch.zeros(len(a), device=a.device),) * 2
-            frames = self.carry(frames, *move, idle=(a == self.noop).all(-1))
+            frames = self.carry(frames, *move, idle=idle)
         self.latents = torch.stack([self.pending, z], dim=1)
         events, terminated = m.outcome(self.latents[:, 0], z, feats)
         self.pending_feats, self.pending_prior, self.last_frame = feats, prior, frames
