@@ -217,7 +217,7 @@ def register(sub) -> None:
     ex = add_command(sub, "export", "a self-contained inference checkpoint (EMA weights, config, opening clips)", _export)
     add_world_model(ex, required=True, checkpoint_help="checkpoint or run folder to export (its EMA weights)")
     ex.add_argument("--out", type=run, required=True, help="folder to write")
-    ex.add_argument("--data", type=dataset, help="dataset to cut the bank of real opening clips from (default: the source's bank)")
+    ex.add_argument("--data", type=dataset, help="dataset to cut the bank of real openings from, settled stands where it holds them (default: the source's bank)")
     ex.add_argument("--openings", type=int, default=32, help="opening clips in the bank")
     ex.add_argument("--seed", type=int, default=0, help="which clips are cut")
     ex.add_argument("--context-noise", type=float, help="the noise level finished frames enter a dream's past at, "
