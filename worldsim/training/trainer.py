@@ -151,6 +151,7 @@ class Trainer:
         self.decoder_done = 0  # decoder fine-tuning steps finished
         self.extending = False  # resumed a finished run to train it further: its later phases' log lines stay
         self.np_rng = np.random.default_rng([train_cfg.seed, self.rank])
+        self.openings: dict[str, np.ndarray] | None = None  # the bank every checkpoint carries: cut once (same data, seed)
         self.noise_gen = torch.Generator(device=self.device)  # diffusion noise of the dynamics phase
         self.noise_gen.manual_seed(train_cfg.seed * 1000 + self.rank)
         self.opt = self._make_opt()
@@ -312,7 +313,9 @@ class Trainer:
         if self.phase != "ae":  # the bank of real openings that reset() draws from
             from worldsim.model.openings import cut_openings, save_openings
 
-            save_openings(self.out / name, cut_openings(self.ds, self.model.codec, self.model.start_frames, seed=self.tc.seed))
+            if self.openings is None:  # finding the stands reads every candidate episode: not at every checkpoint
+                self.openings = cut_openings(self.ds, self.model.codec, self.model.start_frames, seed=self.tc.seed)
+            save_openings(self.out / name, self.openings)
         write_json_atomic(self.out / "latest.json", {"checkpoint": name})
         for old in sorted((self.out / "checkpoints").glob(f"{self.phase}_*"))[:-2]:
             shutil.rmtree(old, ignore_errors=True)
