@@ -180,7 +180,7 @@ def test_a_rotation_prior_run_caches_rotated_frames_and_dreams_with_them(tiny_ru
     it; a run trained so stores the geometry in its checkpoint, so every dream of it rotates its priors too."""
     from worldsim.data.dataset import Dataset
     from worldsim.training.latents import LatentCache
-    from worldsim.training.trainer import bf16_is_native, train
+    from worldsim.training.trainer import Trainer, bf16_is_native, train
 
     run, _ = tiny_run
     m = worldsim.load(run).set_precision("bf16" if bf16_is_native(torch.device("cpu")) else "fp32")
@@ -208,6 +208,11 @@ def test_a_rotation_prior_run_caches_rotated_frames_and_dreams_with_them(tiny_ru
     assert r["phase"] == "done" and (out / "latents" / "moved_rot.f16").exists()
     assert all(np.isfinite(x["dit_loss"]) for x in _log(out) if x["phase"] == "dit")
     assert worldsim.load(out).prior.geometry == "rotation" and worldsim.load(run).prior.geometry == "shift"
+    p = preset("tiny")
+    p.train.prior_turn = "rotation"
+    warm = Trainer(str(tiny_data), str(tmp_path / "warm"), p.model, p.train, progress=False, init=str(out))
+    assert warm.latents().pitch is not None  # a warm start reuses the run's cache with its pitches, not level views
+    np.testing.assert_array_equal(warm.latents().pitch, LatentCache(out / "latents", "rotation").pitch)
 
 
 @pytest.mark.parametrize("frames,after,steps", [(2, 0, None), (5, 0, None), (2, 2, None), (3, 1, 1)])

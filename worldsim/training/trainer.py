@@ -218,7 +218,7 @@ class Trainer:
         if self.rank == 0 and LatentCache.exists(src_cache) and not LatentCache.exists(cache_dir):
             if self._cache_covers(src_cache):
                 cache_dir.mkdir(parents=True, exist_ok=True)
-                for name in ("latents.f16", "actions.f32", "known.u8", *MOVED.values(), "turns.f32", "index.json"):
+                for name in ("latents.f16", "actions.f32", "known.u8", *MOVED.values(), "turns.f32", "pitch.f32", "index.json"):
                     if (src_cache / name).exists():
                         try:
                             os.link(src_cache / name, cache_dir / name)
