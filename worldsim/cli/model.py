@@ -56,7 +56,7 @@ def _train(a: argparse.Namespace) -> int:
 #: The project's model: its data, in parts collected in order (the `mix-trees` play of the real game; then episodes
 #: that linger at the spawn, where users start and the first part holds ~1 % of its frames), held-out episodes of the
 #: first part's play, and its run. A third part of `mix-walk` play (stands, then walks) was tried for three sittings:
-#: at equal compute from the shipped model it cost 0.2-0.5 dB on the held-out clips, its own kind of play's included,
+#: at equal compute from the shipped model it cost 0.1-0.5 dB on the held-out clips, its own kind of play's included,
 #: and moved no measure of walking (`docs/training_log.md`, seventeenth sitting), so it is not part of the data.
 CAMPAIGN_DATA = ({"policy": "mix-trees", "episodes": 300, "steps": 1000, "seed": 0},
                  {"policy": "mix-spawn", "episodes": 100, "steps": 500, "seed": 0, "first": 300})
