@@ -21,6 +21,8 @@ from worldsim.model.actions import ActionCodec
 PRIOR_TURNS = ("action", "view", "rotation")
 MOVED = {"action": "moved.f16", "view": "moved_view.f16", "rotation": "moved_rot.f16"}  # moved frames per kind of prior
 BY_VIEW = ("view", "rotation")  # the priors moved by the view's recorded turn (turns.f32)
+#: every file a cache may hold: what a warm start links from its source run
+FILES = ("latents.f16", "actions.f32", "known.u8", *MOVED.values(), "turns.f32", "pitch.f32", "index.json")
 
 
 class LatentCache:

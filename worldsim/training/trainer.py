@@ -40,7 +40,7 @@ from worldsim.model.checkpoint import (
 from worldsim.model.config import ModelConfig
 from worldsim.model.world_model import WorldModel, cpu_has_bf16
 from worldsim.training.config import Preset, TrainConfig, preset
-from worldsim.training.latents import MOVED, LatentCache
+from worldsim.training.latents import FILES as CACHE_FILES, MOVED, LatentCache
 from worldsim.training.phases import ORDER, PHASES, Phase
 
 _OWN_GROUP = False  # True once _dist_setup created the process group (then `train` destroys it when done)
@@ -218,7 +218,7 @@ class Trainer:
         if self.rank == 0 and LatentCache.exists(src_cache) and not LatentCache.exists(cache_dir):
             if self._cache_covers(src_cache):
                 cache_dir.mkdir(parents=True, exist_ok=True)
-                for name in ("latents.f16", "actions.f32", "known.u8", *MOVED.values(), "turns.f32", "pitch.f32", "index.json"):
+                for name in CACHE_FILES:
                     if (src_cache / name).exists():
                         try:
                             os.link(src_cache / name, cache_dir / name)
