@@ -40,7 +40,8 @@ from worldsim.model.checkpoint import (
 from worldsim.model.config import ModelConfig
 from worldsim.model.world_model import WorldModel, cpu_has_bf16
 from worldsim.training.config import Preset, TrainConfig, preset
-from worldsim.training.latents import FILES as CACHE_FILES, MOVED, LatentCache
+from worldsim.training.latents import FILES as CACHE_FILES
+from worldsim.training.latents import MOVED, LatentCache
 from worldsim.training.phases import ORDER, PHASES, Phase
 
 _OWN_GROUP = False  # True once _dist_setup created the process group (then `train` destroys it when done)
